@@ -1,0 +1,37 @@
+"""Keep committed notebooks clean: only outputs that nbval checks are stored."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import nbformat
+
+CHECK_MARKER = "# NBVAL_CHECK_OUTPUT"
+
+
+def is_checked(cell) -> bool:
+    """True for a code cell whose output nbval compares (marked ``# NBVAL_CHECK_OUTPUT``)."""
+    return cell.cell_type == "code" and CHECK_MARKER in cell.source
+
+
+def refresh_checked_outputs(source: Path, executed: Path) -> Path:
+    """Copy the outputs of checked cells from an executed copy into ``source``; clear the rest."""
+    nb = nbformat.read(source, as_version=4)
+    ran = {cell.get("id"): cell for cell in nbformat.read(executed, as_version=4).cells}
+    for cell in nb.cells:
+        if cell.cell_type != "code":
+            continue
+        cell.execution_count = None
+        cell.outputs = []
+        if is_checked(cell):
+            if cell.get("id") not in ran:
+                raise ValueError(f"{source.name}: checked cell {cell.get('id')} missing from {executed}")
+            cell.outputs = [_without_counts(out) for out in ran[cell["id"]].outputs]
+    nbformat.write(nb, source)
+    return source
+
+
+def _without_counts(output):
+    if "execution_count" in output:
+        output["execution_count"] = None
+    return output

@@ -1,0 +1,23 @@
+"""The METERLIB_OFFLINE switch: when set, meterlib never touches the network."""
+
+from __future__ import annotations
+
+import os
+
+_TRUE = {"1", "true", "yes", "on"}
+
+
+class OfflineError(RuntimeError):
+    """Raised when something would need the network while METERLIB_OFFLINE is set."""
+
+
+def is_offline() -> bool:
+    """True when METERLIB_OFFLINE is set to 1/true/yes/on."""
+    return os.environ.get("METERLIB_OFFLINE", "").strip().lower() in _TRUE
+
+
+def require_network(what: str) -> None:
+    """Raise OfflineError naming ``what`` if the offline switch is on."""
+    if is_offline():
+        raise OfflineError(f"{what} needs the network, but METERLIB_OFFLINE is set; "
+                           "use a local file or the bundled weights instead")

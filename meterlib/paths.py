@@ -1,0 +1,74 @@
+"""Every path the project uses, built from one place."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+PACKAGE_DIR = Path(__file__).resolve().parent
+
+
+def project_root() -> Path:
+    """The repository root (override with METERLIB_HOME for a non-editable install)."""
+    home = os.environ.get("METERLIB_HOME")
+    return Path(home).resolve() if home else PACKAGE_DIR.parent
+
+
+def notebooks_dir() -> Path:
+    """Folder of the numbered analysis notebooks."""
+    return project_root() / "notebooks"
+
+
+@dataclass(frozen=True)
+class ProjectPaths:
+    """Where one dataset's inputs live and where a run writes its results."""
+
+    dataset_dir: Path
+    reports_dir: Path
+
+    @property
+    def raw_dir(self) -> Path:
+        return self.dataset_dir / "raw"
+
+    @property
+    def processed_dir(self) -> Path:
+        return self.dataset_dir / "processed"
+
+    @property
+    def splits_csv(self) -> Path:
+        return self.dataset_dir / "splits.csv"
+
+    @property
+    def figures_dir(self) -> Path:
+        return self.reports_dir / "figures"
+
+    @property
+    def checkpoint(self) -> Path:
+        return self.reports_dir / "model" / "meterlib_checkpoint.pt"
+
+    @property
+    def metrics_json(self) -> Path:
+        return self.reports_dir / "metrics.json"
+
+    @property
+    def results_csv(self) -> Path:
+        return self.reports_dir / "test_inference_results.csv"
+
+    def figure(self, name: str) -> Path:
+        """Path of a figure file, e.g. figure('03_reliability.png')."""
+        return self.figures_dir / name
+
+
+def resolve(*, dataset: str = "demo", data_dir: str | os.PathLike = "",
+            reports_dir: str | os.PathLike = "") -> ProjectPaths:
+    """Resolve a dataset name (folder under data/) or a dataset path, and the reports folder.
+
+    Empty ``data_dir``/``reports_dir`` fall back to METERLIB_DATA_DIR/METERLIB_REPORTS_DIR, then
+    to ``data/`` and ``reports/`` in the project.
+    """
+    data_root = Path(data_dir or os.environ.get("METERLIB_DATA_DIR") or project_root() / "data")
+    reports = Path(reports_dir or os.environ.get("METERLIB_REPORTS_DIR") or project_root() / "reports")
+    candidate = Path(dataset).expanduser()
+    dataset_path = candidate if candidate.is_absolute() or os.sep in dataset else data_root / dataset
+    return ProjectPaths(dataset_dir=dataset_path.resolve(), reports_dir=reports.resolve())
