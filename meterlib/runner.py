@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import os
 import time
 from dataclasses import dataclass
@@ -76,15 +77,18 @@ def load_parameter_file(path: str | os.PathLike) -> dict[str, Any]:
 
 
 def parse_assignment(text: str) -> tuple[str, Any]:
-    """Parse ``name=value``; the value is read as a YAML scalar (1 → int, true → bool)."""
+    """Parse ``name=value``; the value is read as a Python literal, else as YAML (true, 1e-3)."""
     name, sep, raw = text.partition("=")
     if not sep or not name.strip():
         raise RunError(f"parameter {text!r} is not of the form name=value")
     try:
-        value = yaml.safe_load(raw) if raw.strip() else ""
+        return name.strip(), ast.literal_eval(raw.strip())
+    except (ValueError, SyntaxError):
+        pass
+    try:
+        return name.strip(), yaml.safe_load(raw) if raw.strip() else ""
     except yaml.YAMLError:
-        value = raw
-    return name.strip(), value
+        return name.strip(), raw
 
 
 def plan(notebooks: list[Path], parameters: dict[str, Any]) -> list[PlannedNotebook]:
