@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 from meterlib import runner
@@ -30,6 +31,8 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    # Progress bars inside executed notebooks only clutter the saved reports.
+    os.environ.setdefault("TQDM_DISABLE", "1")
     try:
         if args.command == "snapshot":
             runner.snapshot(only=args.only)
