@@ -1,0 +1,180 @@
+"""Is the confidence honest? Calibration metrics and temperature scaling.
+
+Conventions: ``logits`` and ``probs`` are (n, k) arrays over the checkpoint's classes in order,
+``labels`` are integer class indices. A class absent from a split simply never appears in its
+labels; nothing here needs every class to be present.
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+from scipy import optimize
+
+# Temperatures outside this range mean the fit ran away (no errors to learn from, or garbage).
+TEMPERATURE_RANGE = (0.05, 20.0)
+_EPS = 1e-12
+
+
+class CalibrationWarning(UserWarning):
+    """The calibration data cannot support a trustworthy fit; a fallback was used."""
+
+
+def _as_logits(logits) -> np.ndarray:
+    arr = np.asarray(logits, dtype=np.float64)
+    if arr.ndim != 2 or arr.shape[1] < 1:
+        raise ValueError(f"expected logits of shape (n, classes), got {arr.shape}")
+    return arr
+
+
+def as_probs_and_labels(probs, labels) -> tuple[np.ndarray, np.ndarray]:
+    """Validate an (n, k) probability array and n integer labels; return them as arrays."""
+    probs = np.asarray(probs, dtype=np.float64)
+    labels = np.asarray(labels)
+    if probs.ndim != 2:
+        raise ValueError(f"expected probabilities of shape (n, classes), got {probs.shape}")
+    if labels.shape != (probs.shape[0],):
+        raise ValueError(f"{labels.shape[0] if labels.ndim else 0} labels for {probs.shape[0]} rows")
+    if labels.size and (labels.min() < 0 or labels.max() >= probs.shape[1]):
+        raise ValueError(f"labels must lie in 0..{probs.shape[1] - 1}")
+    return probs, labels.astype(np.int64)
+
+
+def softmax(logits, *, temperature: float = 1.0) -> np.ndarray:
+    """Row-wise softmax of ``logits / temperature`` (numerically stable, float64)."""
+    if not temperature > 0:
+        raise ValueError(f"temperature must be positive, got {temperature}")
+    z = _as_logits(logits) / temperature
+    z = z - z.max(axis=1, keepdims=True)
+    e = np.exp(z)
+    return e / e.sum(axis=1, keepdims=True)
+
+
+def reliability_bins(probs, labels, *, n_bins: int = 15) -> pd.DataFrame:
+    """Top-label reliability table: per equal-width confidence bin, count, accuracy and mean confidence."""
+    probs, labels = as_probs_and_labels(probs, labels)
+    if n_bins < 1:
+        raise ValueError(f"n_bins must be at least 1, got {n_bins}")
+    confidence = probs.max(axis=1)
+    correct = probs.argmax(axis=1) == labels
+    # Bins are (lo, hi]; a confidence of exactly 0 cannot be a top label, so bin 0 is safe for it.
+    index = np.clip(np.ceil(confidence * n_bins).astype(int) - 1, 0, n_bins - 1)
+    edges = np.linspace(0.0, 1.0, n_bins + 1)
+    count = np.bincount(index, minlength=n_bins)
+    hits = np.bincount(index, weights=correct, minlength=n_bins)
+    conf_sum = np.bincount(index, weights=confidence, minlength=n_bins)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return pd.DataFrame({
+            "lower": edges[:-1], "upper": edges[1:], "count": count,
+            "accuracy": np.where(count > 0, hits / count, np.nan),
+            "mean_confidence": np.where(count > 0, conf_sum / count, np.nan),
+        })
+
+
+def expected_calibration_error(probs, labels, *, n_bins: int = 15) -> float:
+    """ECE: count-weighted mean |accuracy - confidence| over equal-width top-label bins."""
+    bins = reliability_bins(probs, labels, n_bins=n_bins)
+    total = bins["count"].sum()
+    if total == 0:
+        return float("nan")
+    gap = (bins["accuracy"] - bins["mean_confidence"]).abs().fillna(0.0)
+    return float((gap * bins["count"]).sum() / total)
+
+
+def max_calibration_error(probs, labels, *, n_bins: int = 15) -> float:
+    """MCE: the largest |accuracy - confidence| over non-empty bins."""
+    bins = reliability_bins(probs, labels, n_bins=n_bins)
+    filled = bins[bins["count"] > 0]
+    if filled.empty:
+        return float("nan")
+    return float((filled["accuracy"] - filled["mean_confidence"]).abs().max())
+
+
+def negative_log_likelihood(probs, labels) -> float:
+    """Mean negative log probability of the true class."""
+    probs, labels = as_probs_and_labels(probs, labels)
+    if not labels.size:
+        return float("nan")
+    return float(-np.log(np.clip(probs[np.arange(labels.size), labels], _EPS, 1.0)).mean())
+
+
+def brier_score(probs, labels) -> float:
+    """Multiclass Brier score: mean over images of sum_k (p_k - onehot_k)^2 (0 best, 2 worst)."""
+    probs, labels = as_probs_and_labels(probs, labels)
+    if not labels.size:
+        return float("nan")
+    onehot = np.zeros_like(probs)
+    onehot[np.arange(labels.size), labels] = 1.0
+    return float(((probs - onehot) ** 2).sum(axis=1).mean())
+
+
+def calibration_summary(probs, labels, *, n_bins: int = 15) -> dict[str, float]:
+    """ECE, MCE, NLL, Brier and accuracy in one dict."""
+    probs, labels = as_probs_and_labels(probs, labels)
+    return {
+        "ece": expected_calibration_error(probs, labels, n_bins=n_bins),
+        "mce": max_calibration_error(probs, labels, n_bins=n_bins),
+        "nll": negative_log_likelihood(probs, labels),
+        "brier": brier_score(probs, labels),
+        "accuracy": float((probs.argmax(axis=1) == labels).mean()) if labels.size else float("nan"),
+    }
+
+
+@dataclass(frozen=True)
+class TemperatureFit:
+    """The outcome of temperature scaling: the temperature to use and why."""
+
+    temperature: float
+    fitted: bool  # False: the fallback T = 1 was used, see ``reason``
+    reason: str
+    n_samples: int
+    nll_before: float
+    nll_after: float
+
+
+def _nll_slope(logits: np.ndarray, labels: np.ndarray, beta: float) -> float:
+    # d/d(beta) of the mean NLL of softmax(beta * logits); it increases with beta (convexity).
+    p = softmax(logits * beta)
+    rows = np.arange(labels.size)
+    return float(((p * logits).sum(axis=1) - logits[rows, labels]).mean())
+
+
+def fit_temperature(logits, labels, *, min_samples: int = 30) -> TemperatureFit:
+    """Fit the temperature T > 0 that minimises validation NLL of softmax(logits / T).
+
+    The NLL is convex in 1/T, so its slope is monotone and the optimum is found by a bracketed
+    root search. Fallback T = 1 (probabilities as trained) with a CalibrationWarning when the
+    split has fewer than ``min_samples`` images, or when the optimum lies outside
+    TEMPERATURE_RANGE -- e.g. a split without errors, where the NLL keeps falling as T -> 0 and
+    a fit would make every later mistake look certain.
+    """
+    logits = _as_logits(logits)
+    probs_before = softmax(logits)
+    probs_before, labels = as_probs_and_labels(probs_before, labels)
+    n = int(labels.size)
+    nll_before = negative_log_likelihood(probs_before, labels)
+
+    def fallback(reason: str) -> TemperatureFit:
+        warnings.warn(f"temperature scaling skipped, keeping T = 1: {reason}", CalibrationWarning,
+                      stacklevel=3)
+        return TemperatureFit(1.0, False, reason, n, nll_before, nll_before)
+
+    if n < max(min_samples, 1):
+        return fallback(f"only {n} calibration images (need at least {min_samples})")
+    beta_lo, beta_hi = 1.0 / TEMPERATURE_RANGE[1], 1.0 / TEMPERATURE_RANGE[0]
+    slope_lo, slope_hi = _nll_slope(logits, labels, beta_lo), _nll_slope(logits, labels, beta_hi)
+    if slope_hi < 0:
+        errors = int((probs_before.argmax(axis=1) != labels).sum())
+        return fallback(f"NLL still falls at T = {TEMPERATURE_RANGE[0]} ({errors} errors in {n} "
+                        "images): too few mistakes to tell how confident the model should be")
+    if slope_lo > 0:
+        return fallback(f"NLL still falls at T = {TEMPERATURE_RANGE[1]}: the predictions carry "
+                        "almost no information on this split")
+    beta = optimize.brentq(lambda b: _nll_slope(logits, labels, b), beta_lo, beta_hi, xtol=1e-10)
+    temperature = 1.0 / beta
+    nll_after = negative_log_likelihood(softmax(logits, temperature=temperature), labels)
+    return TemperatureFit(float(temperature), True, "fitted on the calibration split by minimising NLL",
+                          n, nll_before, nll_after)

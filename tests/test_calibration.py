@@ -1,0 +1,111 @@
+"""Calibration metrics against hand-computed cases, and temperature scaling."""
+
+import numpy as np
+import pytest
+
+from meterlib import calibration
+
+# Four images, three classes: confidences 0.9 (right), 0.8 (wrong), 0.6 (right), 0.4 (wrong).
+PROBS = np.array([[0.9, 0.05, 0.05],
+                  [0.8, 0.1, 0.1],
+                  [0.2, 0.6, 0.2],
+                  [0.3, 0.3, 0.4]])
+LABELS = np.array([0, 1, 1, 0])
+
+
+def test_ece_with_one_image_per_bin_is_the_mean_gap():
+    # 15 bins: every confidence lands in its own bin, so ECE = mean |correct - confidence|.
+    expected = (0.1 + 0.8 + 0.4 + 0.4) / 4
+    assert calibration.expected_calibration_error(PROBS, LABELS, n_bins=15) == pytest.approx(expected)
+    assert calibration.max_calibration_error(PROBS, LABELS, n_bins=15) == pytest.approx(0.8)
+
+
+def test_ece_weights_shared_bins_by_count():
+    # Two bins (0, .5] and (.5, 1]: the upper holds .9/.8/.6 with accuracy 2/3, the lower .4 (wrong).
+    upper_gap = abs(2 / 3 - (0.9 + 0.8 + 0.6) / 3)
+    expected = 3 / 4 * upper_gap + 1 / 4 * 0.4
+    assert calibration.expected_calibration_error(PROBS, LABELS, n_bins=2) == pytest.approx(expected)
+    assert calibration.max_calibration_error(PROBS, LABELS, n_bins=2) == pytest.approx(0.4)
+
+
+def test_reliability_bins_are_right_closed():
+    probs = np.array([[0.5, 0.5], [1.0, 0.0], [0.75, 0.25]])
+    bins = calibration.reliability_bins(probs, [0, 0, 1], n_bins=4)
+    assert bins["count"].tolist() == [0, 1, 1, 1]  # 0.5 -> (.25,.5], 0.75 -> (.5,.75], 1.0 -> (.75,1]
+    assert bins.loc[2, "accuracy"] == 0.0 and bins.loc[3, "accuracy"] == 1.0
+    assert np.isnan(bins.loc[0, "accuracy"])
+
+
+def test_perfectly_calibrated_bins_have_zero_ece():
+    probs = np.tile([0.75, 0.25], (4, 1))
+    assert calibration.expected_calibration_error(probs, [0, 0, 0, 1]) == pytest.approx(0.0)
+
+
+def test_nll_and_brier_by_hand():
+    nll = -(np.log(0.9) + np.log(0.1) + np.log(0.6) + np.log(0.3)) / 4
+    brier = (0.015 + 1.46 + 0.24 + 0.74) / 4
+    assert calibration.negative_log_likelihood(PROBS, LABELS) == pytest.approx(nll)
+    assert calibration.brier_score(PROBS, LABELS) == pytest.approx(brier)
+    summary = calibration.calibration_summary(PROBS, LABELS)
+    assert summary["accuracy"] == 0.5 and summary["brier"] == pytest.approx(brier)
+
+
+def test_bad_labels_are_rejected():
+    with pytest.raises(ValueError, match="labels must lie in 0..2"):
+        calibration.expected_calibration_error(PROBS, [0, 1, 2, 3])
+    with pytest.raises(ValueError, match="3 labels for 4 rows"):
+        calibration.negative_log_likelihood(PROBS, [0, 1, 2])
+
+
+def test_softmax_rows_sum_to_one_and_temperature_flattens():
+    logits = np.array([[1000.0, 0.0, -1000.0], [1.0, 2.0, 3.0]])
+    p1 = calibration.softmax(logits)
+    p3 = calibration.softmax(logits, temperature=3.0)
+    np.testing.assert_allclose(p1.sum(axis=1), 1.0)
+    assert p3[1].max() < p1[1].max()
+    with pytest.raises(ValueError, match="positive"):
+        calibration.softmax(logits, temperature=0.0)
+
+
+def _calibrated_model(rng, n=6000, k=6):
+    """Logits of a perfectly calibrated model and labels drawn from its own probabilities."""
+    true_logits = rng.normal(scale=2.0, size=(n, k))
+    probs = calibration.softmax(true_logits)
+    labels = (probs.cumsum(axis=1) > rng.uniform(size=(n, 1))).argmax(axis=1)
+    return true_logits, labels
+
+
+@pytest.mark.parametrize("t0", [0.6, 2.5])
+def test_temperature_scaling_recovers_a_known_temperature(t0):
+    true_logits, labels = _calibrated_model(np.random.default_rng(1))
+    logits = true_logits * t0  # t0 > 1: overconfident model; t0 < 1: underconfident
+    fit = calibration.fit_temperature(logits, labels)
+    assert fit.fitted
+    assert fit.temperature == pytest.approx(t0, rel=0.06)
+    assert fit.nll_after < fit.nll_before
+    before = calibration.expected_calibration_error(calibration.softmax(logits), labels)
+    after = calibration.expected_calibration_error(calibration.softmax(logits, temperature=fit.temperature), labels)
+    assert after < before
+
+
+def test_temperature_fit_ignores_classes_absent_from_validation():
+    true_logits, labels = _calibrated_model(np.random.default_rng(2), k=4)
+    logits = np.c_[true_logits * 2.0, np.full((len(labels), 2), -5.0)]  # two classes never seen
+    fit = calibration.fit_temperature(logits, labels)
+    assert fit.fitted and fit.temperature == pytest.approx(2.0, rel=0.1)
+
+
+def test_too_small_validation_falls_back_to_t1_with_warning():
+    logits = np.array([[2.0, 0.0], [0.0, 1.0], [1.0, 0.5]])
+    with pytest.warns(calibration.CalibrationWarning, match="only 3 calibration images"):
+        fit = calibration.fit_temperature(logits, [0, 1, 1], min_samples=30)
+    assert fit.temperature == 1.0 and not fit.fitted and fit.nll_after == fit.nll_before
+
+
+def test_validation_without_errors_does_not_sharpen_to_certainty():
+    rng = np.random.default_rng(3)
+    logits = rng.normal(size=(200, 5))
+    labels = logits.argmax(axis=1)  # every prediction right: NLL falls forever as T -> 0
+    with pytest.warns(calibration.CalibrationWarning, match="0 errors in 200"):
+        fit = calibration.fit_temperature(logits, labels)
+    assert fit.temperature == 1.0 and not fit.fitted
