@@ -1,0 +1,69 @@
+"""Running a trained classifier on photos: decoding, eval preprocessing, batched logits."""
+
+from __future__ import annotations
+
+import os
+from concurrent.futures import ThreadPoolExecutor
+from typing import Sequence
+
+from meterlib import imageio, transforms
+
+
+def default_device():
+    """CUDA when present, else the CPU."""
+    import torch
+
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def decode_threads() -> int:
+    """Threads for JPEG decoding (PIL releases the GIL while decoding)."""
+    return max(1, min(8, os.cpu_count() or 1))
+
+
+def load_resized(image_paths: Sequence[str | os.PathLike], *, image_size: int, progress: bool = False) -> list:
+    """Decode photos once (EXIF-upright RGB) and squash them to ``image_size`` squares."""
+    from tqdm.auto import tqdm
+
+    squash = transforms.resize(image_size)
+    with ThreadPoolExecutor(decode_threads()) as pool:
+        jobs = pool.map(lambda path: squash(imageio.load_rgb(path)), image_paths)
+        return list(tqdm(jobs, total=len(image_paths), desc="decode", disable=not progress, leave=False))
+
+
+def logits_for_images(model, images: Sequence, *, image_size: int, mean: Sequence[float],
+                      std: Sequence[float], batch_size: int = 32, device=None):
+    """Logits (N x classes, CPU float tensor) for PIL images, with the eval preprocessing."""
+    import torch
+
+    device = torch.device(device) if device is not None else default_device()
+    prepare = transforms.eval_transform(image_size=image_size, mean=mean, std=std)
+    model = model.to(device).eval()
+    outputs = []
+    with torch.inference_mode():
+        for start in range(0, len(images), batch_size):
+            batch = torch.stack([prepare(img) for img in images[start:start + batch_size]])
+            batch = batch.to(device).contiguous(memory_format=torch.channels_last)
+            outputs.append(model(batch).float().cpu())
+    if not outputs:
+        return torch.empty(0, model.head.out_features)
+    return torch.cat(outputs)
+
+
+def predict_logits(model, image_paths: Sequence[str | os.PathLike], *, image_size: int,
+                   mean: Sequence[float], std: Sequence[float], batch_size: int = 32,
+                   device=None, progress: bool = False):
+    """Logits (N x classes) for photo files, decoded with ``imageio.load_rgb``."""
+    images = load_resized(image_paths, image_size=image_size, progress=progress)
+    return logits_for_images(model, images, image_size=image_size, mean=mean, std=std,
+                             batch_size=batch_size, device=device)
+
+
+def checkpoint_logits(content: dict, image_paths: Sequence[str | os.PathLike], *, batch_size: int = 32,
+                      device=None, progress: bool = False):
+    """Logits of a loaded checkpoint's model on photo files, preprocessed as the checkpoint says."""
+    from meterlib import checkpoint
+
+    model = checkpoint.build_model(content, device=device)
+    return predict_logits(model, image_paths, image_size=content["image_size"], mean=content["mean"],
+                          std=content["std"], batch_size=batch_size, device=device, progress=progress)
