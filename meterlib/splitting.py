@@ -105,6 +105,8 @@ def build_manifest(audit: Audit, *, resplit: bool = False, **rule) -> pd.DataFra
     else:
         split = assign_splits(files, **rule)
     manifest = files.assign(split=split).reindex(columns=MANIFEST_COLUMNS)
+    text = ["sha256", "phash", "flags", "group", "mode", "format", "error"]
+    manifest[text] = manifest[text].fillna("")
     # Rounded scores keep the CSV text identical from run to run and machine to machine.
     return manifest.round({"brightness": 4, "contrast": 4, "sharpness": 2})
 
@@ -125,24 +127,29 @@ def write_manifest(manifest: pd.DataFrame, path: str | os.PathLike) -> bool:
 
 
 def read_manifest(path: str | os.PathLike) -> pd.DataFrame:
-    """Load splits.csv with its text columns kept as text."""
-    text_columns = ["path", "class", "split", "sha256", "phash", "flags", "group", "mode",
-                    "format", "error"]
-    frame = pd.read_csv(path, dtype={c: str for c in text_columns}, keep_default_na=False)
-    return frame.astype({"width": "Int64", "height": "Int64"}) if len(frame) else frame
+    """Load splits.csv: text stays text (a class named 'NaN' or 'None' survives), numbers are numbers."""
+    frame = pd.read_csv(path, dtype=str, keep_default_na=False)
+    for column in ("width", "height", "size_bytes"):
+        frame[column] = pd.to_numeric(frame[column].replace("", None)).astype("Int64")
+    for column in ("brightness", "contrast", "sharpness"):
+        frame[column] = pd.to_numeric(frame[column].replace("", None)).astype(float)
+    frame["exif_rotated"] = frame["exif_rotated"].map({"True": True, "False": False})
+    return frame
 
 
 def split_table(manifest: pd.DataFrame, *, classes: list[str] | None = None,
-                **rule) -> pd.DataFrame:
+                min_images_test: int | None = None,
+                min_images_val: int | None = None) -> pd.DataFrame:
     """Photos per class and split, with each class's tier under the rule (if given)."""
     table = pd.crosstab(manifest["class"], manifest["split"])
     table = table.reindex(columns=[*SPLITS, EXCLUDED], fill_value=0)
     if classes is not None:
         table = table.reindex(sorted(set(classes) | set(table.index) - {""}), fill_value=0)
     table.index.name, table.columns.name = "class", None
-    if rule:
+    if min_images_test is not None and min_images_val is not None:
         usable = table[list(SPLITS)].sum(axis=1)
-        table["tier"] = [class_tier(n, **rule) if n else "(empty)" for n in usable]
+        table["tier"] = [class_tier(n, min_images_test=min_images_test, min_images_val=min_images_val)
+                         if n else "(empty)" for n in usable]
     return table
 
 

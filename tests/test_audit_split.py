@@ -1,0 +1,340 @@
+"""Data audit flags on planted files, the adaptive group-aware split, the manifest and the tree."""
+
+import hashlib
+import io
+import os
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from PIL import Image
+
+from meterlib import audit, imageio, splitting
+
+RULE = dict(min_images_test=4, min_images_val=10, test_fraction=0.25, val_fraction=0.2)
+
+
+def photo(seed: int, size=(120, 200)) -> Image.Image:
+    """A distinct, sharp test picture (blocky noise: its perceptual hash differs from other seeds)."""
+    rng = np.random.default_rng(seed)
+    blocks = rng.integers(0, 256, (8, 5, 3), dtype=np.uint8)
+    return Image.fromarray(blocks).resize(size, Image.Resampling.NEAREST)
+
+
+def save(img: Image.Image, path: Path, **options) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    img.save(path, **options)
+    return path
+
+
+def make_raw(root: Path, counts: dict[str, int], *, start: int = 0) -> Path:
+    """dataset/raw/<class>/<n>.jpg with distinct pictures."""
+    seed = start
+    for cls, n in counts.items():
+        (root / "raw" / cls).mkdir(parents=True, exist_ok=True)
+        for i in range(n):
+            save(photo(seed), root / "raw" / cls / f"{i:03d}.jpg", quality=92)
+            seed += 1
+    return root
+
+
+def tree_digest(folder: Path) -> dict[str, str]:
+    return {p.relative_to(folder).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def flags_of(files: pd.DataFrame, name: str) -> set[str]:
+    row = files[files["path"].str.endswith(name)]
+    assert len(row) == 1, name
+    return set(row["flags"].iat[0].split(";")) - {""}
+
+
+@pytest.fixture()
+def planted(tmp_path) -> Path:
+    """A raw/ tree with one of every problem the audit should name."""
+    ds = make_raw(tmp_path / "ds", {"alpha": 6, "beta": 6})
+    raw = ds / "raw"
+    good = (raw / "alpha" / "000.jpg").read_bytes()
+    (raw / "alpha" / "truncated.jpg").write_bytes(good[: len(good) // 2])
+    (raw / "alpha" / "empty.jpg").write_bytes(b"")
+    (raw / "alpha" / "notes.txt").write_text("not a photo")
+    (raw / "alpha" / "fake.png").write_bytes(b"PK\x03\x04 a zip file, really")
+    save(photo(100).convert("CMYK"), raw / "alpha" / "cmyk.jpg")
+    sixteen = (np.asarray(photo(101).convert("L"), dtype=np.uint16) * 257)
+    save(Image.fromarray(sixteen), raw / "beta" / "deep 16-bit.png")
+    rotated = photo(102, size=(200, 120))
+    exif = Image.Exif()
+    exif[imageio.EXIF_ORIENTATION] = 6
+    save(rotated, raw / "beta" / "nested" / "rotated.jpg", exif=exif)
+    (raw / "alpha" / "zz copy.jpg").write_bytes(good)
+    save(Image.open(raw / "beta" / "000.jpg").point(lambda v: min(255, v + 6)),
+         raw / "beta" / "near twin.jpg", quality=70)
+    (raw / "beta" / "zz from alpha.jpg").write_bytes((raw / "alpha" / "001.jpg").read_bytes())
+    save(photo(103).convert("P"), raw / "beta" / "palette ü.gif")
+    save(Image.new("RGB", (120, 200), (8, 8, 10)), raw / "beta" / "dark.png")
+    save(photo(104).resize((20, 30)), raw / "beta" / "tiny.bmp")
+    (raw / "gamma").mkdir()
+    (raw / "loose.jpg").write_bytes(good)
+    (raw / "alpha" / ".DS_Store").write_bytes(b"\0junk")
+    return ds
+
+
+def test_audit_names_every_planted_problem(planted):
+    result = audit.audit_dataset(planted, progress=False)
+    files = result.files
+    assert result.layout == "raw"
+    assert result.classes == ["alpha", "beta", "gamma"]
+    assert not files["path"].str.contains("DS_Store").any()
+    assert flags_of(files, "truncated.jpg") == {"truncated"}
+    assert flags_of(files, "empty.jpg") == {"zero_byte"}
+    assert flags_of(files, "notes.txt") == {"not_image"}
+    assert flags_of(files, "fake.png") == {"not_image"}
+    assert flags_of(files, "cmyk.jpg") == {"cmyk"}
+    assert flags_of(files, "deep 16-bit.png") == {"16bit"}
+    assert flags_of(files, "rotated.jpg") == {"exif_rotated"}
+    assert flags_of(files, "zz copy.jpg") == {"duplicate"}
+    assert flags_of(files, "alpha/000.jpg") == set()  # the original of the copy
+    assert flags_of(files, "near twin.jpg") == {"near_duplicate"}
+    assert flags_of(files, "beta/000.jpg") == {"near_duplicate"}
+    assert flags_of(files, "zz from alpha.jpg") == {"duplicate", "label_conflict"}
+    assert flags_of(files, "alpha/001.jpg") == {"label_conflict"}
+    assert flags_of(files, "palette ü.gif") == {"palette"}
+    assert {"dark", "low_contrast", "blurry"} <= flags_of(files, "dark.png")
+    assert flags_of(files, "tiny.bmp") == {"tiny"}
+    assert flags_of(files, "loose.jpg") >= {"no_class"}
+    assert flags_of(files, "beta/001.jpg") == set()
+
+
+def test_audit_records_sizes_modes_and_groups(planted):
+    files = audit.audit_dataset(planted, progress=False).files.set_index("path")
+    rotated = files.loc["raw/beta/nested/rotated.jpg"]
+    assert (rotated["width"], rotated["height"], rotated["class"]) == (120, 200, "beta")
+    assert files.loc["raw/beta/deep 16-bit.png", "mode"] == "I;16"
+    assert files.loc["raw/alpha/cmyk.jpg", "mode"] == "CMYK"
+    assert files.loc["raw/alpha/zz copy.jpg", "group"] == files.loc["raw/alpha/000.jpg", "group"]
+    assert files.loc["raw/beta/near twin.jpg", "group"] == files.loc["raw/beta/000.jpg", "group"]
+    assert files.loc["raw/beta/001.jpg", "group"] != files.loc["raw/beta/000.jpg", "group"]
+    assert files.loc["raw/alpha/empty.jpg", "group"] == ""
+    assert "0 bytes" in files.loc["raw/alpha/empty.jpg", "error"]
+    assert str(planted) not in "".join(files["error"])  # errors name files relatively
+    counts = audit.flag_counts(audit.audit_dataset(planted, progress=False))
+    assert counts.loc["not_image", "files"] == 2
+
+
+def test_near_duplicate_distance_is_a_parameter(planted):
+    files = audit.audit_dataset(planted, near_distance=-1, progress=False).files
+    assert flags_of(files, "near twin.jpg") == set()
+    assert flags_of(files, "zz copy.jpg") == {"duplicate"}  # exact copies are always grouped
+
+
+def test_pool_and_serial_audits_agree(tmp_path):
+    ds = make_raw(tmp_path / "ds", {"a": 40, "b": 30})
+    pooled = audit.audit_dataset(ds, workers=2, progress=False).files
+    serial = audit.audit_dataset(ds, workers=1, progress=False).files
+    pd.testing.assert_frame_equal(pooled, serial)
+
+
+@pytest.mark.parametrize("mode", ["L", "P", "RGBA", "LA", "CMYK", "I;16", "I", "F", "1"])
+def test_load_rgb_handles_every_mode(tmp_path, mode):
+    base = photo(7)
+    img = Image.fromarray(np.asarray(base.convert("L"), dtype=np.uint16) * 200) \
+        if mode == "I;16" else base.convert(mode)
+    path = save(img, tmp_path / ("x.tiff" if mode in ("I", "F", "CMYK") else "x.png"))
+    out = imageio.load_rgb(path)
+    assert out.mode == "RGB" and out.size == (120, 200)
+    assert np.asarray(out).max() > 0
+
+
+def test_read_photo_reduced_jpeg_keeps_full_size_facts(tmp_path):
+    path = save(photo(1, size=(720, 1280)), tmp_path / "big.jpg")
+    facts = imageio.read_photo(path, max_side=256)
+    assert (facts.width, facts.height, facts.format) == (720, 1280, "JPEG")
+    assert max(facts.image.size) <= 256
+
+
+def test_load_rgb_applies_exif_orientation(tmp_path):
+    exif = Image.Exif()
+    exif[imageio.EXIF_ORIENTATION] = 6
+    path = save(photo(3, size=(200, 120)), tmp_path / "r.jpg", exif=exif)
+    assert imageio.load_rgb(path).size == (120, 200)
+    assert imageio.read_photo(path).exif_rotated
+
+
+# --- the split rule -------------------------------------------------------------------------
+
+def frame(groups_per_class: dict[str, list[int]]) -> pd.DataFrame:
+    """A fake audit table: for each class, duplicate groups of the given sizes."""
+    rows = []
+    for cls, sizes in groups_per_class.items():
+        for g, size in enumerate(sizes):
+            rows += [{"path": f"raw/{cls}/{g}_{k}.jpg", "class": cls, "flags": "",
+                      "group": f"{cls}-{g}"} for k in range(size)]
+    return pd.DataFrame(rows)
+
+
+@pytest.mark.parametrize("n, tier", [(1, "train"), (3, "train"), (4, "train+test"),
+                                     (9, "train+test"), (10, "train+val+test")])
+def test_class_tier_thresholds(n, tier):
+    assert splitting.class_tier(n, min_images_test=4, min_images_val=10) == tier
+
+
+def test_a_class_of_one_image_is_train_only():
+    files = frame({"one": [1], "big": [1] * 20})
+    split = splitting.assign_splits(files, **RULE)
+    assert split[files["class"] == "one"].tolist() == ["train"]
+    assert set(split[files["class"] == "big"]) == {"train", "val", "test"}
+
+
+def test_all_classes_tiny_gives_train_only():
+    files = frame({c: [1] * 3 for c in "abc"})
+    split = splitting.assign_splits(files, **RULE)
+    assert set(split) == {"train"}
+    assert splitting.check_split(files.assign(split=split)) == []
+
+
+def test_medium_class_gets_train_and_test_in_proportion():
+    files = frame({"m": [1] * 8})
+    split = splitting.assign_splits(files, **RULE)
+    assert split.value_counts().to_dict() == {"train": 6, "test": 2}
+
+
+def test_groups_never_span_splits_and_train_keeps_every_class():
+    files = frame({"a": [5, 4, 3, 3, 2, 1, 1, 1, 1, 1], "b": [12, 1], "c": [9]})
+    for seed in range(20):
+        manifest = files.assign(split=splitting.assign_splits(files, seed=seed, **RULE))
+        assert splitting.check_split(manifest) == []
+        assert manifest.loc[manifest["class"] == "c", "split"].eq("train").all()  # one group only
+
+
+def test_excluded_files_stay_out_of_every_split():
+    files = frame({"a": [1] * 12})
+    files.loc[0, "flags"] = "truncated"
+    files.loc[1, "flags"] = "duplicate"
+    files.loc[2, "flags"] = "label_conflict;near_duplicate"
+    files.loc[3, "flags"] = "dark;blurry"
+    split = splitting.assign_splits(files, **RULE)
+    assert split[:3].tolist() == ["excluded"] * 3
+    assert split[3] != "excluded"
+
+
+def test_split_is_seeded_and_classes_are_independent():
+    files = frame({"a": [1] * 30, "b": [1] * 30})
+    first = splitting.assign_splits(files, seed=1, **RULE)
+    assert first.equals(splitting.assign_splits(files, seed=1, **RULE))
+    assert not first.equals(splitting.assign_splits(files, seed=2, **RULE))
+    more = frame({"a": [1] * 30, "b": [1] * 30, "aa": [1] * 7})
+    again = splitting.assign_splits(more, seed=1, **RULE)
+    assert again[more["class"] != "aa"].tolist() == first.tolist()
+
+
+@pytest.mark.parametrize("bad", [dict(min_images_test=0), dict(min_images_test=20, min_images_val=10),
+                                 dict(test_fraction=0.6, val_fraction=0.5)])
+def test_bad_rule_is_refused(bad):
+    with pytest.raises(splitting.SplitError):
+        splitting.assign_splits(frame({"a": [1]}), **{**RULE, **bad})
+
+
+def test_check_split_reports_leaks():
+    manifest = frame({"a": [2, 1, 1]}).assign(split=["train", "test", "train", "val"])
+    manifest.loc[3, "class"] = "b"
+    problems = splitting.check_split(manifest)
+    assert any("span several splits" in p for p in problems)
+    assert any("not in train: b" in p for p in problems)
+
+
+# --- manifest and processed/ tree ------------------------------------------------------------
+
+def split_raw(ds: Path, *, seed: int = 0):
+    result = audit.audit_dataset(ds, progress=False)
+    manifest = splitting.build_manifest(result, seed=seed, **RULE)
+    return result, manifest
+
+
+def test_manifest_columns_and_empty_class(planted):
+    result, manifest = split_raw(planted)
+    assert list(manifest.columns[:9]) == ["path", "class", "split", "sha256", "phash", "width",
+                                          "height", "flags", "group"]
+    table = splitting.split_table(manifest, classes=result.classes, min_images_test=4,
+                                  min_images_val=10)
+    assert table.loc["gamma"].tolist() == [0, 0, 0, 0, "(empty)"]
+    assert splitting.check_split(manifest) == []
+    excluded = set(manifest.loc[manifest["split"] == "excluded", "path"].str.rsplit("/", n=1).str[-1])
+    assert {"truncated.jpg", "empty.jpg", "notes.txt", "fake.png", "zz copy.jpg",
+            "zz from alpha.jpg", "001.jpg", "loose.jpg"} <= excluded
+
+
+def test_split_and_tree_are_idempotent_and_raw_is_untouched(planted):
+    before = tree_digest(planted / "raw")
+    _, manifest = split_raw(planted)
+    csv = planted / "splits.csv"
+    assert splitting.write_manifest(manifest, csv) is True
+    first = splitting.materialise(manifest, planted)
+    stamp = csv.stat().st_mtime_ns
+    _, again = split_raw(planted)  # processed/ now exists beside raw/: raw/ stays the input
+    assert splitting.write_manifest(again, csv) is False and csv.stat().st_mtime_ns == stamp
+    assert splitting.materialise(again, planted) == {"created": 0, "removed": 0,
+                                                     "kept": first["created"]}
+    assert tree_digest(planted / "raw") == before
+    used = manifest[manifest["split"] != "excluded"]
+    for row in used.to_dict("records"):
+        name = "__".join(Path(row["path"]).parts[2:])
+        link = planted / "processed" / row["split"] / row["class"] / name
+        assert link.is_symlink() and link.read_bytes() == (planted / row["path"]).read_bytes()
+    pd.testing.assert_frame_equal(splitting.read_manifest(csv), manifest.reset_index(drop=True),
+                                  check_dtype=False)
+
+
+def test_tree_follows_a_new_split(tmp_path):
+    ds = make_raw(tmp_path / "ds", {"a": 30})
+    _, first = split_raw(ds, seed=0)
+    splitting.materialise(first, ds)
+    _, second = split_raw(ds, seed=5)
+    counts = splitting.materialise(second, ds)
+    assert counts["removed"] == counts["created"] > 0
+    linked = sorted(p.relative_to(ds / "processed").as_posix()
+                    for p in (ds / "processed").rglob("*.jpg"))
+    wanted = sorted(f"{s}/a/{Path(p).name}" for p, s in zip(second["path"], second["split"]))
+    assert linked == wanted
+
+
+def test_copies_instead_of_links(tmp_path):
+    ds = make_raw(tmp_path / "ds", {"a": 5})
+    _, manifest = split_raw(ds)
+    splitting.materialise(manifest, ds, copy=True)
+    files = [p for p in (ds / "processed").rglob("*.jpg")]
+    assert len(files) == 5 and not any(p.is_symlink() for p in files)
+    assert splitting.materialise(manifest, ds, copy=True)["created"] == 0
+
+
+def test_a_foreign_processed_tree_is_never_clobbered(tmp_path):
+    ds = make_raw(tmp_path / "ds", {"a": 5})
+    mine = save(photo(9), ds / "processed" / "train" / "a" / "mine.jpg")
+    _, manifest = split_raw(ds)
+    with pytest.raises(splitting.SplitError, match="not made by meterlib"):
+        splitting.materialise(manifest, ds)
+    assert mine.is_file() and not mine.is_symlink()
+
+
+def test_existing_split_is_audited_as_found(tmp_path):
+    ds = tmp_path / "ds"
+    for split, seeds in {"train": [1, 2, 3], "val": [4], "test": [5, 1]}.items():
+        for s in seeds:
+            save(photo(s), ds / "processed" / split / "a" / f"{s}.jpg", quality=92)
+    save(photo(8), ds / "processed" / "test" / "b" / "8.jpg")
+    (ds / "processed" / "test" / "b" / "broken.jpg").write_bytes(b"")
+    before = tree_digest(ds)
+    result = audit.audit_dataset(ds, progress=False)
+    assert result.layout == "processed"
+    # Paths sort test/ before train/: the train copy is the later one, named the duplicate.
+    assert flags_of(result.files, "test/a/1.jpg") == {"leakage"}
+    assert flags_of(result.files, "train/a/1.jpg") == {"duplicate", "leakage"}
+    manifest = splitting.build_manifest(result, **RULE)
+    assert manifest.set_index("path").loc["processed/test/a/1.jpg", "split"] == "test"
+    assert manifest.set_index("path").loc["processed/test/b/broken.jpg", "split"] == "excluded"
+    problems = splitting.check_split(manifest)
+    assert any("span several splits" in p for p in problems)
+    assert any("not in train: b" in p for p in problems)
+    resplit = splitting.build_manifest(result, resplit=True, **RULE)
+    assert splitting.check_split(resplit) == []
+    assert tree_digest(ds) == before
