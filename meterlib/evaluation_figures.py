@@ -1,0 +1,179 @@
+"""Figures that judge a model: confusions, reliability, confidence, risk-coverage, mistakes, quality."""
+
+from __future__ import annotations
+
+import math
+import os
+from pathlib import Path
+from typing import Mapping, Sequence
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+from sklearn.metrics import confusion_matrix
+
+from meterlib.imageio import ImageError, load_thumbnail
+
+RIGHT, WRONG = "#55a868", "#c44e52"
+
+
+def plot_confusion_matrices(labels, predictions, *, class_names: Sequence[str]):
+    """Counts and row-normalised confusion heatmaps over the classes that occur in labels or predictions."""
+    shown = np.union1d(np.unique(labels), np.unique(predictions)).astype(int)
+    counts = confusion_matrix(labels, predictions, labels=shown)
+    with np.errstate(invalid="ignore"):
+        rates = counts / counts.sum(axis=1, keepdims=True)  # rows without images stay blank (NaN)
+    names = [class_names[i] for i in shown]
+    side = max(4.0, 0.28 * len(names) + 2)
+    fig, axes = plt.subplots(1, 2, figsize=(2 * side + 1, side))
+    small = len(names) <= 40
+    for ax, matrix, title, fmt in ((axes[0], counts, "counts", "d"),
+                                   (axes[1], rates, "row-normalised (recall on the diagonal)", ".2f")):
+        image = ax.imshow(np.ma.masked_invalid(matrix.astype(float)), cmap="Blues",
+                          vmin=0, vmax=None if fmt == "d" else 1)
+        fig.colorbar(image, ax=ax, fraction=0.046, pad=0.02)
+        ax.set_xticks(range(len(names)), names, rotation=90, fontsize=7)
+        ax.set_yticks(range(len(names)), names, fontsize=7)
+        ax.set_xlabel("predicted class")
+        ax.set_ylabel("true class")
+        ax.set_title(title)
+        if small:
+            top = np.nanmax(matrix) if matrix.size else 0
+            for i, j in zip(*np.nonzero(np.nan_to_num(matrix))):
+                value = matrix[i, j]
+                ax.text(j, i, format(value, fmt),
+                        ha="center", va="center", fontsize=5.5,
+                        color="white" if value > 0.6 * top else "black")
+    fig.tight_layout()
+    return fig
+
+
+def plot_reliability(tables: Mapping[str, pd.DataFrame], *, eces: Mapping[str, float] | None = None):
+    """Reliability diagrams side by side (e.g. before/after temperature scaling) from reliability_bins tables."""
+    fig, axes = plt.subplots(1, len(tables), figsize=(4.2 * len(tables), 4.2), squeeze=False)
+    for ax, (name, bins) in zip(axes.flat, tables.items()):
+        width = bins["upper"] - bins["lower"]
+        filled = bins["count"] > 0
+        ax.bar(bins["lower"][filled], bins["accuracy"][filled], width=width[filled], align="edge",
+               color="#4c72b0", edgecolor="white", label="accuracy")
+        ax.bar(bins["lower"][filled], (bins["mean_confidence"] - bins["accuracy"])[filled],
+               bottom=bins["accuracy"][filled], width=width[filled], align="edge",
+               color=WRONG, alpha=0.35, label="gap to confidence")
+        ax.plot([0, 1], [0, 1], "k--", linewidth=1, label="perfect calibration")
+        ax.set_xlim(0, 1)
+        ax.set_ylim(0, 1)
+        ax.set_xlabel("confidence")
+        ax.set_ylabel("accuracy")
+        title = name if not eces or name not in eces else f"{name}: ECE {eces[name]:.3f}"
+        ax.set_title(title)
+        ax.legend(loc="upper left", fontsize=8, frameon=False)
+    fig.tight_layout()
+    return fig
+
+
+def plot_confidence_by_correctness(confidence, correct, *, bins: int = 20, title: str = "confidence"):
+    """Histograms of top-class confidence for right and wrong predictions (each scaled to its own total)."""
+    confidence = np.asarray(confidence, dtype=float)
+    correct = np.asarray(correct, dtype=bool)
+    fig, ax = plt.subplots(figsize=(6, 3.6))
+    edges = np.linspace(0, 1, bins + 1)
+    for mask, colour, label in ((correct, RIGHT, "right"), (~correct, WRONG, "wrong")):
+        if mask.any():
+            weights = np.full(mask.sum(), 1.0 / mask.sum())
+            ax.hist(confidence[mask], bins=edges, weights=weights, color=colour, alpha=0.55,
+                    label=f"{label} (n={mask.sum()}, median {np.median(confidence[mask]):.2f})")
+    ax.set_xlabel(title)
+    ax.set_ylabel("share of predictions")
+    ax.legend(frameon=False, fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def plot_risk_coverage(curves: Mapping[str, pd.DataFrame], *, threshold: float | None = None,
+                       target_accuracy: float | None = None):
+    """Selective accuracy against coverage for one or more risk_coverage_curve tables."""
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for name, curve in curves.items():
+        ax.step(curve["coverage"], curve["accuracy"], where="post", label=name)
+        if threshold is not None and not curve.empty:
+            at = curve[curve["threshold"] >= threshold]
+            if not at.empty:
+                point = at.iloc[-1]
+                ax.plot(point["coverage"], point["accuracy"], "o", color="black")
+                ax.annotate(f"threshold {threshold:.2f}", (point["coverage"], point["accuracy"]),
+                            textcoords="offset points", xytext=(-10, -14), ha="right", fontsize=8)
+    if target_accuracy is not None:
+        ax.axhline(target_accuracy, color="grey", linestyle=":", label=f"target {target_accuracy:.0%}")
+    ax.set_xlabel("coverage (share of images answered)")
+    ax.set_ylabel("accuracy of answered images")
+    ax.set_xlim(0, 1.01)
+    ax.legend(frameon=False, fontsize=8, loc="lower left")
+    fig.tight_layout()
+    return fig
+
+
+def plot_image_gallery(rows: pd.DataFrame, dataset_dir: str | os.PathLike, *, max_images: int = 24,
+                       columns: int = 6, max_side: int = 160):
+    """Thumbnails of result rows (e.g. the mistakes) captioned true / predicted / confidence."""
+    rows = rows.head(max_images)
+    if rows.empty:
+        fig, ax = plt.subplots(figsize=(4, 1))
+        ax.set_axis_off()
+        ax.text(0.5, 0.5, "no images to show", ha="center", va="center")
+        return fig
+    n_rows = math.ceil(len(rows) / columns)
+    fig, axes = plt.subplots(n_rows, columns, figsize=(1.9 * columns, 2.6 * n_rows), squeeze=False)
+    for ax in axes.flat:
+        ax.set_axis_off()
+    for ax, row in zip(axes.flat, rows.to_dict("records")):
+        try:
+            ax.imshow(load_thumbnail(Path(dataset_dir) / row["image"], max_side=max_side))
+        except ImageError as exc:
+            ax.text(0.5, 0.5, str(exc).split(": ", 1)[-1][:40], ha="center", va="center",
+                    fontsize=6, transform=ax.transAxes)
+        ax.set_title(f"true {row['true_class']}\npred {row['predicted_class']} "
+                     f"{row['confidence']:.2f}", fontsize=7, color=WRONG if not row["correct"] else "black")
+    fig.tight_layout()
+    return fig
+
+
+def plot_accuracy_by_property(tables: Mapping[str, pd.DataFrame], *, columns: int = 3):
+    """One bar panel per image property: accuracy in each bin, with the image count on each bar."""
+    n = max(1, len(tables))
+    n_rows = math.ceil(n / columns)
+    fig, axes = plt.subplots(n_rows, min(columns, n), figsize=(3.6 * min(columns, n), 2.9 * n_rows),
+                             squeeze=False)
+    for ax in axes.flat:
+        ax.set_axis_off()
+    for ax, (name, table) in zip(axes.flat, tables.items()):
+        ax.set_axis_on()
+        labels = [str(v) for v in table[name]]
+        bars = ax.bar(range(len(table)), table["accuracy"], color="#4c72b0")
+        for bar, count in zip(bars, table["images"]):
+            ax.text(bar.get_x() + bar.get_width() / 2, 0.02, str(count), ha="center", va="bottom",
+                    fontsize=7, color="white")
+        ax.set_xticks(range(len(table)), labels, rotation=30, ha="right", fontsize=7)
+        ax.set_ylim(0, 1.05)
+        ax.set_title(name, fontsize=9)
+        ax.set_ylabel("accuracy")
+    fig.tight_layout()
+    return fig
+
+
+def plot_unknown_scores(scores: Mapping[str, tuple[np.ndarray, np.ndarray]], *,
+                        aurocs: Mapping[str, float] | None = None, bins: int = 30):
+    """Per score: histograms for known-class images against images of classes the model never saw."""
+    fig, axes = plt.subplots(1, len(scores), figsize=(4.2 * len(scores), 3.4), squeeze=False)
+    for ax, (name, (known, unknown)) in zip(axes.flat, scores.items()):
+        both = np.r_[known, unknown]
+        edges = np.linspace(both.min(), both.max(), bins + 1) if both.size else bins
+        for values, colour, label in ((known, RIGHT, "known classes"), (unknown, WRONG, "unseen classes")):
+            if len(values):
+                ax.hist(values, bins=edges, weights=np.full(len(values), 1 / len(values)),
+                        color=colour, alpha=0.55, label=f"{label} (n={len(values)})")
+        auroc = (aurocs or {}).get(name)
+        ax.set_title(name if auroc is None else f"{name}: AUROC {auroc:.3f}", fontsize=9)
+        ax.set_ylabel("share of images")
+        ax.legend(frameon=False, fontsize=7)
+    fig.tight_layout()
+    return fig

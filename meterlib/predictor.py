@@ -1,0 +1,93 @@
+"""Predict a meter type from photos with one checkpoint: calibrated top-k, UNKNOWN flag, prediction set.
+
+Everything comes from the checkpoint file (weights, class names in order, preprocessing,
+temperature, UNKNOWN threshold, conformal quantile); nothing is read from folder listings.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import dataclass
+from typing import Any, Sequence
+
+import numpy as np
+from PIL import Image
+
+from meterlib import calibration, checkpoint, conformal, imageio, inference
+
+UNKNOWN = "UNKNOWN"
+
+
+@dataclass(frozen=True)
+class Prediction:
+    """One photo's answer: ``label`` is the top class, or UNKNOWN when confidence is below threshold."""
+
+    label: str
+    unknown: bool
+    confidence: float  # calibrated probability of the top class
+    top_classes: list[str]
+    top_probabilities: list[float]  # calibrated
+    prediction_set: list[str]  # classes that hold the true one with the calibrated coverage
+
+
+@dataclass
+class Predictor:
+    """A trained classifier with its calibration, loaded from one checkpoint file."""
+
+    model: Any
+    class_names: list[str]
+    image_size: int
+    mean: list[float]
+    std: list[float]
+    temperature: float = 1.0
+    unknown_threshold: float = 0.5
+    conformal_quantile: float = math.inf  # inf: every class is in every set (not calibrated)
+    device: Any = None
+
+    @classmethod
+    def from_checkpoint(cls, path: str | os.PathLike, *, device=None) -> "Predictor":
+        """Load the model and its calibration from a meterlib checkpoint."""
+        content = checkpoint.load(path)
+        quantile = content.get("conformal_quantile")
+        return cls(model=checkpoint.build_model(content, device=device),
+                   class_names=list(content["class_names"]), image_size=int(content["image_size"]),
+                   mean=list(content["mean"]), std=list(content["std"]),
+                   temperature=float(content.get("temperature", 1.0)),
+                   unknown_threshold=float(content.get("unknown_threshold", 0.5)),
+                   conformal_quantile=math.inf if quantile is None else float(quantile),
+                   device=device)
+
+    def logits(self, images: Sequence[str | os.PathLike | Image.Image], *, batch_size: int = 32) -> np.ndarray:
+        """Raw logits (n, classes) for photo files or PIL images."""
+        pictures = [img if isinstance(img, Image.Image) else imageio.load_rgb(img) for img in images]
+        result = inference.logits_for_images(self.model, pictures, image_size=self.image_size,
+                                             mean=self.mean, std=self.std, batch_size=batch_size,
+                                             device=self.device)
+        return result.numpy().astype(np.float64)
+
+    def probabilities(self, images: Sequence[str | os.PathLike | Image.Image], *, batch_size: int = 32) -> np.ndarray:
+        """Calibrated class probabilities (n, classes), columns in ``class_names`` order."""
+        return calibration.softmax(self.logits(images, batch_size=batch_size), temperature=self.temperature)
+
+    def predict_many(self, images: Sequence[str | os.PathLike | Image.Image], *, top_k: int = 3,
+                     batch_size: int = 32) -> list[Prediction]:
+        """Predictions for many photos, batched."""
+        probs = self.probabilities(images, batch_size=batch_size)
+        sets = conformal.aps_prediction_sets(probs, self.conformal_quantile)
+        names = self.class_names
+        predictions = []
+        for row, members in zip(probs, sets):
+            order = np.argsort(-row, kind="stable")
+            top = order[:top_k]
+            unknown = bool(row[order[0]] < self.unknown_threshold)
+            predictions.append(Prediction(
+                label=UNKNOWN if unknown else names[order[0]], unknown=unknown,
+                confidence=float(row[order[0]]),
+                top_classes=[names[i] for i in top], top_probabilities=[float(row[i]) for i in top],
+                prediction_set=[names[i] for i in order if members[i]]))
+        return predictions
+
+    def predict(self, image: str | os.PathLike | Image.Image, *, top_k: int = 3) -> Prediction:
+        """The prediction for one photo file or PIL image."""
+        return self.predict_many([image], top_k=top_k)[0]
