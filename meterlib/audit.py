@@ -115,7 +115,7 @@ def inspect_files(paths: list[Path], *, workers: int | None = None,
 
 def audit_dataset(dataset_dir: str | os.PathLike, *, near_distance: int = 4, min_side: int = 64,
                   dark_below: float = 0.15, low_contrast_below: float = 0.05,
-                  blurry_below: float = 20.0, workers: int | None = None,
+                  blurry_below: float = 60.0, workers: int | None = None,
                   progress: bool = True) -> Audit:
     """Scan raw/ (or an existing processed/ split), measure every file and flag problems."""
     dataset_dir = Path(dataset_dir)

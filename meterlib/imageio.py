@@ -58,9 +58,11 @@ def read_photo(path: str | os.PathLike, *, max_side: int | None = None) -> Photo
             width, height = img.size
             if orientation in _QUARTER_TURNS:
                 width, height = height, width
-            if max_side:
-                # JPEG only: the decoder scales by 1/2..1/8 while decoding, far cheaper than resizing.
-                img.draft(None, (max_side, max_side))
+            ratio = max_side / max(img.size) if max_side else 1.0
+            if ratio < 1:
+                # JPEG only: the decoder scales by 1/2..1/8 while decoding, far cheaper than resizing;
+                # it keeps at least the size asked for, so ask for the final size.
+                img.draft(None, (max(1, int(img.width * ratio)), max(1, int(img.height * ratio))))
             img.load()
             upright = to_rgb(ImageOps.exif_transpose(img))
     except ImageError:
