@@ -77,12 +77,12 @@ def plot_contact_sheet(manifest: pd.DataFrame, dataset_dir: str | os.PathLike, *
 
 
 def plot_class_samples(manifest: pd.DataFrame, dataset_dir: str | os.PathLike, *,
-                       per_class: int = 6, seed: int = 0, max_side: int = 128):
+                       per_class: int = 5, seed: int = 0, max_side: int = 96):
     """A row of randomly chosen photos for every class."""
     usable = _usable(manifest)
     classes = sorted(usable["class"].unique())
     fig, axes = plt.subplots(max(1, len(classes)), per_class,
-                             figsize=(0.9 * per_class, 1.4 * max(1, len(classes))), squeeze=False)
+                             figsize=(0.75 * per_class, 1.15 * max(1, len(classes))), squeeze=False)
     for r, cls in enumerate(classes):
         rows = usable[usable["class"] == cls].sort_values("path")
         rows = rows.sample(n=min(per_class, len(rows)), random_state=seed).sort_values("path")
