@@ -1,0 +1,152 @@
+"""The fast training path computes what the plain recipe computes, and train() behaves."""
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from PIL import Image
+
+from meterlib import backbones, checkpoint, linear_probe, training, transforms
+
+SIZE = 32
+MEAN, STD = (0.5, 0.5, 0.5), (0.25, 0.25, 0.25)
+
+
+@pytest.fixture()
+def model():
+    torch.manual_seed(0)
+    return backbones.build_classifier("random", 3, pretrained=False)
+
+
+def _photos(n, seed=0):
+    rng = np.random.default_rng(seed)
+    return [Image.fromarray(rng.integers(0, 255, (SIZE, SIZE, 3), dtype=np.uint8)) for _ in range(n)]
+
+
+def test_cached_phase1_matches_full_forward_and_gradients(model):
+    images, labels = _photos(6), torch.tensor([0, 1, 2, 0, 1, 2])
+    eval_tf = transforms.eval_transform(image_size=SIZE, mean=MEAN, std=STD)
+    x = torch.stack([eval_tf(img) for img in images])
+    model.eval()
+    full = model(x)
+    full_loss = torch.nn.functional.cross_entropy(full, labels)
+    full_grad = torch.autograd.grad(full_loss, model.head.weight)[0]
+
+    acts = training.stem_activations(model.stem, images, eval_tf, batch_size=4, device="cpu")
+    features = training._batched(torch.nn.Sequential(model.last_block, model.pool), acts,
+                                 batch_size=4, device="cpu")
+    cached = model.head(features)
+    cached_grad = torch.autograd.grad(torch.nn.functional.cross_entropy(cached, labels),
+                                      model.head.weight)[0]
+    assert torch.allclose(cached, full, atol=1e-5)
+    assert torch.allclose(cached_grad, full_grad, atol=1e-6)
+
+
+@pytest.mark.parametrize("bn", ["train", "frozen"])
+def test_cached_phase2_matches_full_forward_and_gradients(model, bn):
+    x = torch.randn(8, 3, SIZE, SIZE)
+    labels = torch.tensor([0, 1, 2, 0, 1, 2, 0, 1])
+    params = list(model.last_block.parameters()) + list(model.head.parameters())
+    training.set_finetune_mode(model, bn=bn)
+    full_loss = torch.nn.functional.cross_entropy(model(x), labels)
+    full_grads = torch.autograd.grad(full_loss, params)
+
+    model.eval()
+    with torch.no_grad():
+        acts = model.stem(x)  # what the cache holds: eval-mode frozen part
+    training.set_finetune_mode(model, bn=bn)
+    tail = torch.nn.Sequential(model.last_block, model.pool, model.head)
+    cached_grads = torch.autograd.grad(torch.nn.functional.cross_entropy(tail(acts), labels), params)
+    for full, cached in zip(full_grads, cached_grads):
+        assert torch.allclose(cached, full, atol=1e-5, rtol=1e-4)
+
+
+def test_frozen_part_stays_frozen_in_finetune_mode(model):
+    training.set_finetune_mode(model, bn="frozen")
+    assert not model.stem.training
+    assert model.last_block.training and model.head.training
+    norms = [m for m in model.last_block.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    assert norms and not any(m.training for m in norms)
+
+
+def test_class_weights_are_smoothed_inverse_frequency():
+    weights = training.class_weights(np.array([0] * 16 + [1] * 4), 3, power=0.5)
+    assert weights[1] / weights[0] == pytest.approx(2.0)  # sqrt(16 / 4)
+    assert weights[2] == 0
+    assert (weights[0] * 16 + weights[1] * 4) / 20 == pytest.approx(1.0)
+
+
+def test_config_rejects_unknown_names_and_keeps_augmentation_defaults():
+    cfg = training.config("seed", augment={"rotation_deg": 5.0})
+    assert cfg.augment["rotation_deg"] == 5.0 and cfg.augment["blur_p"] == 0.3
+    assert (cfg.epochs_head, cfg.epochs_finetune, cfg.lr_head, cfg.lr_finetune) == (6, 8, 1e-3, 1e-4)
+    with pytest.raises(ValueError, match="epoch_head"):
+        training.config("seed", epoch_head=3)
+    with pytest.raises(ValueError, match="unknown preset"):
+        training.config("fastest")
+
+
+def _colour_table(tmp_path, *, with_val: bool):
+    """Three classes of flat-coloured photos with a little noise: trivially learnable."""
+    rng = np.random.default_rng(1)
+    rows = []
+    for c, colour in enumerate([(220, 30, 30), (30, 200, 40), (40, 60, 230)]):
+        for i in range(14):
+            pixels = np.clip(np.array(colour) + rng.normal(0, 20, (40, 30, 3)), 0, 255).astype(np.uint8)
+            file = tmp_path / f"c{c}" / f"{i}.jpg"
+            file.parent.mkdir(exist_ok=True)
+            Image.fromarray(pixels).save(file)
+            split = "train" if i < 8 else ("val" if i < 11 and with_val else "test")
+            rows.append({"path": f"c{c}/{i}.jpg", "class": f"c{c}", "split": split})
+    return training.training_table(pd.DataFrame(rows), tmp_path)
+
+
+def test_train_learns_easy_classes_and_keeps_the_best_val_epoch(tmp_path):
+    table = _colour_table(tmp_path, with_val=True)
+    cfg = training.config("default", image_size=SIZE, epochs_head=3, epochs_finetune=2, views=2,
+                          batch_size=8, min_val_images=5, patience=0)
+    result = training.train(table, cfg=cfg, backbone="random", progress=False)
+    history = result.history
+    assert list(history["phase"]) == [1, 1, 1, 2, 2]
+    best = history.loc[history["val_acc"].idxmax(), "epoch"]
+    assert history.set_index("epoch").loc[result.best_epoch, "val_acc"] == history["val_acc"].max()
+    assert result.best_epoch <= best or history["val_acc"].eq(history["val_acc"].max()).sum() > 1
+    test = table[table["split"] == "test"]
+    acc = training.accuracy(result.model, [Image.open(f) for f in test["file"]], result.class_names,
+                            list(test["class"]), image_size=SIZE, mean=result.mean, std=result.std)
+    assert acc >= 0.9
+
+
+def test_train_without_val_keeps_the_last_epoch_and_saves_a_loadable_checkpoint(tmp_path):
+    table = _colour_table(tmp_path, with_val=False)
+    cfg = training.config("seed", image_size=SIZE, epochs_head=2, epochs_finetune=1, views=1, batch_size=8)
+    result = training.train(table, cfg=cfg, backbone="random", progress=False, deterministic=True)
+    assert result.best_epoch == 3 and result.selection.startswith("last epoch")
+    path = checkpoint.save(tmp_path / "m.pt", model=result.model, backbone=result.backbone,
+                           class_names=result.class_names, image_size=SIZE, mean=result.mean,
+                           std=result.std, training=cfg.as_dict())
+    loaded = checkpoint.load(path)
+    assert loaded["training"]["augment"]["rotation_deg"] == 10.0
+    x = torch.randn(2, 3, SIZE, SIZE)
+    with torch.no_grad():
+        assert torch.allclose(checkpoint.build_model(loaded)(x), result.model(x), atol=1e-5)
+
+
+def test_linear_probe_picks_C_on_val_and_scores_each_split():
+    rng = np.random.default_rng(0)
+    centres = rng.normal(0, 3, (3, 5))
+    def draw(n):
+        y = np.repeat(np.arange(3), n)
+        return centres[y] + rng.normal(0, 1, (3 * n, 5)), [f"k{i}" for i in y]
+    (tx, ty), (vx, vy) = draw(20), draw(5)
+    clf, C = linear_probe.fit(tx, ty, val_x=vx, val_y=vy)
+    assert C in (0.01, 0.1, 1.0, 10.0)
+    assert clf.score(vx, vy) >= 0.9
+    assert linear_probe.fit(tx, ty)[1] == 1.0
+
+
+def test_training_table_names_missing_training_classes(tmp_path):
+    manifest = pd.DataFrame({"path": ["a.jpg", "b.jpg", "c.jpg"], "class": ["x", "y", "y"],
+                             "split": ["train", "test", "excluded"]})
+    with pytest.raises(ValueError, match="without training photos: y"):
+        training.training_table(manifest, tmp_path)
