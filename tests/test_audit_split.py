@@ -338,3 +338,27 @@ def test_existing_split_is_audited_as_found(tmp_path):
     resplit = splitting.build_manifest(result, resplit=True, **RULE)
     assert splitting.check_split(resplit) == []
     assert tree_digest(ds) == before
+
+
+# --- figures --------------------------------------------------------------------------------
+
+def test_figures_show_one_photo_per_class_and_the_flagged_files(planted):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from meterlib import dataset_figures
+
+    result, manifest = split_raw(planted)
+    sheet = dataset_figures.plot_contact_sheet(manifest, planted)
+    shown = sorted(ax.get_title() for ax in sheet.axes if ax.images)
+    assert shown == ["alpha", "beta"]  # gamma is empty: nothing to show
+    flagged = dataset_figures.plot_flagged(result.files, planted)
+    labels = {t.get_text() for ax in flagged.axes for t in ax.texts}
+    assert {"truncated", "zero_byte", "not_image", "duplicate", "label_conflict", "tiny"} <= labels
+    assert "cmyk" not in labels  # a format fact, not a problem to look at
+    for fig in (sheet, flagged, dataset_figures.plot_class_counts(manifest, classes=result.classes),
+                dataset_figures.plot_class_samples(manifest, planted),
+                dataset_figures.plot_size_and_quality(result.files, result.settings)):
+        plt.close(fig)
