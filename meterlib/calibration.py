@@ -142,14 +142,15 @@ def _nll_slope(logits: np.ndarray, labels: np.ndarray, beta: float) -> float:
     return float(((p * logits).sum(axis=1) - logits[rows, labels]).mean())
 
 
-def fit_temperature(logits, labels, *, min_samples: int = 30) -> TemperatureFit:
+def fit_temperature(logits, labels, *, min_samples: int = 30, n_bins: int = 15) -> TemperatureFit:
     """Fit the temperature T > 0 that minimises validation NLL of softmax(logits / T).
 
     The NLL is convex in 1/T, so its slope is monotone and the optimum is found by a bracketed
     root search. Fallback T = 1 (probabilities as trained) with a CalibrationWarning when the
-    split has fewer than ``min_samples`` images, or when the optimum lies outside
-    TEMPERATURE_RANGE -- e.g. a split without errors, where the NLL keeps falling as T -> 0 and
-    a fit would make every later mistake look certain.
+    split has fewer than ``min_samples`` images; when the optimum lies outside TEMPERATURE_RANGE
+    (e.g. a split without errors, where the NLL keeps falling as T -> 0 and a fit would make
+    every later mistake look certain); or when the fitted T raises the split's ECE (``n_bins``
+    bins), which on a small split means the fit chases noise.
     """
     logits = _as_logits(logits)
     probs_before = softmax(logits)
@@ -166,15 +167,21 @@ def fit_temperature(logits, labels, *, min_samples: int = 30) -> TemperatureFit:
         return fallback(f"only {n} calibration images (need at least {min_samples})")
     beta_lo, beta_hi = 1.0 / TEMPERATURE_RANGE[1], 1.0 / TEMPERATURE_RANGE[0]
     slope_lo, slope_hi = _nll_slope(logits, labels, beta_lo), _nll_slope(logits, labels, beta_hi)
-    if slope_hi < 0:
+    if slope_hi <= 0:  # exactly 0 once the probabilities saturate at 1
         errors = int((probs_before.argmax(axis=1) != labels).sum())
         return fallback(f"NLL still falls at T = {TEMPERATURE_RANGE[0]} ({errors} errors in {n} "
                         "images): too few mistakes to tell how confident the model should be")
-    if slope_lo > 0:
+    if slope_lo >= 0:
         return fallback(f"NLL still falls at T = {TEMPERATURE_RANGE[1]}: the predictions carry "
                         "almost no information on this split")
     beta = optimize.brentq(lambda b: _nll_slope(logits, labels, b), beta_lo, beta_hi, xtol=1e-10)
     temperature = 1.0 / beta
-    nll_after = negative_log_likelihood(softmax(logits, temperature=temperature), labels)
+    probs_after = softmax(logits, temperature=temperature)
+    ece_before = expected_calibration_error(probs_before, labels, n_bins=n_bins)
+    ece_after = expected_calibration_error(probs_after, labels, n_bins=n_bins)
+    if ece_after > ece_before:
+        return fallback(f"the fitted T = {temperature:.2f} lowers NLL but raises ECE from "
+                        f"{ece_before:.3f} to {ece_after:.3f} on these {n} images")
+    nll_after = negative_log_likelihood(probs_after, labels)
     return TemperatureFit(float(temperature), True, "fitted on the calibration split by minimising NLL",
                           n, nll_before, nll_after)

@@ -4,9 +4,11 @@ Adaptive Prediction Sets (Romano, Sesia & Candes, 2020). A class's score is the 
 mass of the classes ranked above it plus ``u`` times its own probability. Calibration takes the
 finite-sample (1 - alpha) quantile of the true classes' scores; a test image's set holds every
 class whose score is within that quantile. With ``u`` uniform on [0, 1) (randomized) coverage is
-exactly 1 - alpha on average (up to 1/(n+1)); with ``u = 1`` (deterministic, the default: the same
-image always gets the same set) coverage is at least 1 - alpha, and the top class is always kept
-so no set is empty.
+1 - alpha on average (up to 1/(n+1)) but a set may be empty. With ``u = 0`` (deterministic, the
+default: the same image always gets the same set) coverage is at least 1 - alpha, the top class
+is always in the set, and a model already right on at least 1 - alpha of the calibration images
+answers with single classes. (``u = 1`` would put classes of zero probability into the sets of
+confident models, since their cumulative mass ties at 1.)
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from meterlib.calibration import CalibrationWarning, as_probs_and_labels
 
 def _tie_breaks(n: int, randomized: bool, rng: np.random.Generator | None) -> np.ndarray:
     if not randomized:
-        return np.ones(n)
+        return np.zeros(n)
     if rng is None:
         raise ValueError("randomized APS needs an rng (np.random.default_rng(seed))")
     return rng.uniform(size=n)
@@ -74,10 +76,7 @@ def aps_prediction_sets(probs, qhat: float, *, randomized: bool = False,
     if probs.ndim != 2:
         raise ValueError(f"expected probabilities of shape (n, classes), got {probs.shape}")
     u = _tie_breaks(probs.shape[0], randomized, rng)
-    members = _class_scores(probs, u) <= qhat
-    if not randomized:
-        members[np.arange(probs.shape[0]), probs.argmax(axis=1)] = True
-    return members
+    return _class_scores(probs, u) <= qhat
 
 
 def empirical_coverage(sets, labels) -> float:

@@ -138,3 +138,10 @@ def accuracy_by_bins(values, correct, *, bins: int = 4, name: str = "value") -> 
         key = pd.qcut(frame[name], q=bins, duplicates="drop")
     grouped = frame.groupby(key, observed=True)["correct"].agg(images="size", accuracy="mean")
     return grouped.reset_index().rename(columns={"index": name})
+
+
+def accuracy_by_properties(frame: pd.DataFrame, columns: Sequence[str], *, correct: str = "correct",
+                           bins: int = 4) -> dict[str, pd.DataFrame]:
+    """accuracy_by_bins for each listed column of ``frame`` that varies (constant columns are skipped)."""
+    return {name: accuracy_by_bins(frame[name], frame[correct], bins=bins, name=name)
+            for name in columns if name in frame and frame[name].nunique(dropna=True) > 1}

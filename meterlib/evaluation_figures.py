@@ -56,9 +56,8 @@ def plot_reliability(tables: Mapping[str, pd.DataFrame], *, eces: Mapping[str, f
         filled = bins["count"] > 0
         ax.bar(bins["lower"][filled], bins["accuracy"][filled], width=width[filled], align="edge",
                color="#4c72b0", edgecolor="white", label="accuracy")
-        ax.bar(bins["lower"][filled], (bins["mean_confidence"] - bins["accuracy"])[filled],
-               bottom=bins["accuracy"][filled], width=width[filled], align="edge",
-               color=WRONG, alpha=0.35, label="gap to confidence")
+        ax.bar(bins["lower"][filled], bins["mean_confidence"][filled], width=width[filled],
+               align="edge", fill=False, edgecolor=WRONG, linewidth=1.2, label="mean confidence")
         ax.plot([0, 1], [0, 1], "k--", linewidth=1, label="perfect calibration")
         ax.set_xlim(0, 1)
         ax.set_ylim(0, 1)

@@ -119,11 +119,11 @@ def energy_score(logits, *, temperature: float = 1.0) -> np.ndarray:
     return temperature * (top + np.log(np.exp(z - top[:, None]).sum(axis=1)))
 
 
-def unknown_detection_auroc(known_scores, unknown_scores) -> float:
-    """AUROC of separating known-class from unknown images by a score (1 perfect, 0.5 chance)."""
-    known = np.asarray(known_scores, dtype=np.float64)
-    unknown = np.asarray(unknown_scores, dtype=np.float64)
-    if not known.size or not unknown.size:
+def separation_auroc(high_scores, low_scores) -> float:
+    """AUROC of a score separating two groups, e.g. known vs unseen or right vs wrong (1 perfect, 0.5 chance)."""
+    high = np.asarray(high_scores, dtype=np.float64)
+    low = np.asarray(low_scores, dtype=np.float64)
+    if not high.size or not low.size:
         return float("nan")
-    is_known = np.r_[np.ones(known.size), np.zeros(unknown.size)]
-    return float(roc_auc_score(is_known, np.r_[known, unknown]))
+    is_high = np.r_[np.ones(high.size), np.zeros(low.size)]
+    return float(roc_auc_score(is_high, np.r_[high, low]))

@@ -102,10 +102,22 @@ def test_too_small_validation_falls_back_to_t1_with_warning():
     assert fit.temperature == 1.0 and not fit.fitted and fit.nll_after == fit.nll_before
 
 
-def test_validation_without_errors_does_not_sharpen_to_certainty():
+@pytest.mark.parametrize("scale", [1.0, 30.0])  # 30: probabilities saturate at exactly 1
+def test_validation_without_errors_does_not_sharpen_to_certainty(scale):
     rng = np.random.default_rng(3)
-    logits = rng.normal(size=(200, 5))
+    logits = rng.normal(size=(200, 5)) * scale
     labels = logits.argmax(axis=1)  # every prediction right: NLL falls forever as T -> 0
     with pytest.warns(calibration.CalibrationWarning, match="0 errors in 200"):
         fit = calibration.fit_temperature(logits, labels)
+    assert fit.temperature == 1.0 and not fit.fitted
+
+
+def test_a_fit_that_raises_ece_on_its_own_split_is_rejected():
+    # 40 images from a calibrated model, logits scaled by 1.5: the NLL optimum (T ~ 1.96) is
+    # noise-driven and raises the split's ECE, so the fit is not trusted.
+    rng = np.random.default_rng(0)
+    true_logits = rng.normal(scale=2.0, size=(40, 4))
+    labels = (calibration.softmax(true_logits).cumsum(axis=1) > rng.uniform(size=(40, 1))).argmax(axis=1)
+    with pytest.warns(calibration.CalibrationWarning, match="lowers NLL but raises ECE"):
+        fit = calibration.fit_temperature(true_logits * 1.5, labels)
     assert fit.temperature == 1.0 and not fit.fitted

@@ -10,17 +10,36 @@ from meterlib import calibration, conformal
 ALPHA = 0.1
 
 
-def test_aps_score_is_the_mass_down_to_the_true_class():
-    probs = np.array([[0.5, 0.3, 0.2], [0.1, 0.2, 0.7]])
-    np.testing.assert_allclose(conformal.aps_scores(probs, [1, 2]), [0.8, 0.7])
+def test_aps_score_is_the_mass_ranked_above_the_true_class():
+    probs = np.array([[0.5, 0.3, 0.2], [0.1, 0.2, 0.7], [0.1, 0.2, 0.7]])
+    np.testing.assert_allclose(conformal.aps_scores(probs, [1, 2, 0]), [0.5, 0.0, 0.9])
+    u_half = conformal.aps_scores(probs[:1], [1], randomized=True, rng=FixedRng(0.5))
+    np.testing.assert_allclose(u_half, [0.5 + 0.5 * 0.3])
+
+
+class FixedRng:
+    def __init__(self, value):
+        self.value = value
+
+    def uniform(self, size):
+        return np.full(size, self.value)
 
 
 def test_sets_hold_classes_within_the_quantile_and_never_are_empty():
-    probs = np.array([[0.5, 0.3, 0.2], [0.9, 0.06, 0.04]])
-    sets = conformal.aps_prediction_sets(probs, 0.8)
-    assert sets.tolist() == [[True, True, False], [True, False, False]]  # 0.9 > 0.8 yet top kept
-    assert conformal.mean_set_size(sets) == 1.5
-    assert conformal.empirical_coverage(sets, [1, 1]) == 0.5
+    probs = np.array([[0.5, 0.3, 0.2], [0.9, 0.06, 0.04], [1.0, 0.0, 0.0]])
+    sets = conformal.aps_prediction_sets(probs, 0.5)
+    assert sets.tolist() == [[True, True, False], [True, False, False], [True, False, False]]
+    assert conformal.aps_prediction_sets(probs, 0.0).sum(axis=1).tolist() == [1, 1, 1]
+    assert conformal.mean_set_size(sets) == pytest.approx(4 / 3)
+    assert conformal.empirical_coverage(sets, [1, 1, 0]) == pytest.approx(2 / 3)
+
+
+def test_an_accurate_enough_model_answers_with_single_classes():
+    probs = np.array([[0.8, 0.15, 0.05]] * 19 + [[0.6, 0.4, 0.0]])
+    labels = [0] * 19 + [1]  # 95% right: the 90% quantile of the scores is 0
+    qhat = conformal.calibrate_aps(probs, labels, alpha=ALPHA)
+    assert qhat == 0.0
+    assert conformal.aps_prediction_sets(probs, qhat).sum(axis=1).max() == 1
 
 
 def test_quantile_uses_the_finite_sample_rank():

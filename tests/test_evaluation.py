@@ -96,3 +96,9 @@ def test_accuracy_by_bins():
     assert table["images"].tolist() == [4, 4] and table["accuracy"].tolist() == [1.0, 0.25]
     few = evaluation.accuracy_by_bins([0, 0, 1, 1], [True, False, True, True], bins=4, name="occluded")
     assert few["occluded"].tolist() == [0, 1] and few["accuracy"].tolist() == [0.5, 1.0]
+
+
+def test_accuracy_by_properties_skips_constant_and_missing_columns():
+    frame = pd.DataFrame({"blur": [0.1, 0.9, 0.2, 0.8], "jpeg": [90] * 4, "correct": [True, False, True, True]})
+    tables = evaluation.accuracy_by_properties(frame, ["blur", "jpeg", "absent"], bins=2)
+    assert list(tables) == ["blur"] and tables["blur"]["accuracy"].tolist() == [1.0, 0.5]

@@ -68,13 +68,13 @@ def test_energy_is_logsumexp_and_sees_what_max_softmax_cannot():
     rng = np.random.default_rng(1)
     known = rng.normal(size=(100, 5)) + 3.0
     unknown = known - 3.0  # same shape, lower magnitude: identical softmax, lower energy
-    msp = selective.unknown_detection_auroc(selective.max_softmax_score(known), selective.max_softmax_score(unknown))
-    energy = selective.unknown_detection_auroc(selective.energy_score(known), selective.energy_score(unknown))
+    msp = selective.separation_auroc(selective.max_softmax_score(known), selective.max_softmax_score(unknown))
+    energy = selective.separation_auroc(selective.energy_score(known), selective.energy_score(unknown))
     assert msp == pytest.approx(0.5, abs=0.01) and energy == 1.0
 
 
 def test_auroc_without_unknown_images_is_nan():
-    assert np.isnan(selective.unknown_detection_auroc([0.9, 0.8], []))
+    assert np.isnan(selective.separation_auroc([0.9, 0.8], []))
 
 
 def test_inputs_must_match():
