@@ -41,6 +41,10 @@ def test_atomic_write_keeps_old_file_when_writing_fails(tmp_path):
     assert [f.name for f in tmp_path.iterdir()] == ["a.txt"]
 
 
+def test_atomic_write_gives_readable_permissions(tmp_path):
+    assert atomic.write_text(tmp_path / "a.txt", "x").stat().st_mode & 0o777 == 0o644
+
+
 def test_atomic_csv_and_json_round_trip(tmp_path):
     frame = pd.DataFrame({"a": [1, 2], "b": ["x", "y"]})
     pd.testing.assert_frame_equal(pd.read_csv(atomic.write_csv(tmp_path / "f.csv", frame)), frame)
