@@ -137,7 +137,7 @@ def plot_image_gallery(rows: pd.DataFrame, dataset_dir: str | os.PathLike, *, ma
 
 
 def plot_accuracy_by_property(tables: Mapping[str, pd.DataFrame], *, columns: int = 3):
-    """One bar panel per image property: accuracy in each bin, with the image count on each bar."""
+    """One bar panel per image property: accuracy in each bin, the image count under each bar."""
     n = max(1, len(tables))
     n_rows = math.ceil(n / columns)
     fig, axes = plt.subplots(n_rows, min(columns, n), figsize=(3.6 * min(columns, n), 2.9 * n_rows),
@@ -146,11 +146,8 @@ def plot_accuracy_by_property(tables: Mapping[str, pd.DataFrame], *, columns: in
         ax.set_axis_off()
     for ax, (name, table) in zip(axes.flat, tables.items()):
         ax.set_axis_on()
-        labels = [str(v) for v in table[name]]
-        bars = ax.bar(range(len(table)), table["accuracy"], color="#4c72b0")
-        for bar, count in zip(bars, table["images"]):
-            ax.text(bar.get_x() + bar.get_width() / 2, 0.02, str(count), ha="center", va="bottom",
-                    fontsize=7, color="white")
+        labels = [f"{value}\nn={count}" for value, count in zip(table[name], table["images"])]
+        ax.bar(range(len(table)), table["accuracy"], color="#4c72b0")
         ax.set_xticks(range(len(table)), labels, rotation=30, ha="right", fontsize=7)
         ax.set_ylim(0, 1.05)
         ax.set_title(name, fontsize=9)

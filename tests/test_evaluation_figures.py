@@ -57,6 +57,7 @@ def test_accuracy_by_property_and_unknown_scores_panels():
     table = pd.DataFrame({"blur": ["low", "high"], "images": [3, 2], "accuracy": [1.0, 0.5]})
     fig = evaluation_figures.plot_accuracy_by_property({"blur": table})
     assert fig.axes[0].get_title() == "blur" and [p.get_height() for p in fig.axes[0].patches] == [1.0, 0.5]
+    assert [t.get_text() for t in fig.axes[0].get_xticklabels()] == ["low\nn=3", "high\nn=2"]
     fig = evaluation_figures.plot_unknown_scores({"energy": (np.array([3.0, 4.0]), np.array([1.0]))},
                                                  aurocs={"energy": 1.0})
     assert fig.axes[0].get_title() == "energy: AUROC 1.000"
