@@ -6,8 +6,7 @@ from typing import Sequence
 
 import numpy as np
 import pandas as pd
-from sklearn.metrics import (balanced_accuracy_score, confusion_matrix, f1_score,
-                             precision_recall_fscore_support)
+from sklearn.metrics import confusion_matrix, f1_score, precision_recall_fscore_support, recall_score
 
 from meterlib.calibration import as_probs_and_labels
 
@@ -42,7 +41,10 @@ def classification_metrics(probs, labels) -> dict[str, float]:
         "images": int(labels.size),
         "classes_present": int(present.size),
         "accuracy": float((predictions == labels).mean()) if labels.size else float("nan"),
-        "balanced_accuracy": float(balanced_accuracy_score(labels, predictions)) if labels.size else float("nan"),
+        # Balanced accuracy = mean recall over the present classes (sklearn's own function warns
+        # whenever a class is predicted that has no images here).
+        "balanced_accuracy": float(recall_score(labels, predictions, labels=present, average="macro",
+                                                zero_division=0)) if labels.size else float("nan"),
         "macro_f1": float(f1_score(labels, predictions, labels=present, average="macro",
                                    zero_division=0)) if labels.size else float("nan"),
         "top3_accuracy": top_k_accuracy(probs, labels, k=3),

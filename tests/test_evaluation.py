@@ -102,3 +102,10 @@ def test_accuracy_by_properties_skips_constant_and_missing_columns():
     frame = pd.DataFrame({"blur": [0.1, 0.9, 0.2, 0.8], "jpeg": [90] * 4, "correct": [True, False, True, True]})
     tables = evaluation.accuracy_by_properties(frame, ["blur", "jpeg", "absent"], bins=2)
     assert list(tables) == ["blur"] and tables["blur"]["accuracy"].tolist() == [1.0, 0.5]
+
+
+def test_metrics_do_not_warn_when_a_class_without_images_is_predicted(recwarn):
+    probs = np.array([[0.1, 0.9], [0.8, 0.2]])
+    m = evaluation.classification_metrics(probs, np.array([0, 0]))  # class 1 predicted, never true
+    assert m["balanced_accuracy"] == 0.5 and m["macro_f1"] == pytest.approx(2 / 3)
+    assert not [w for w in recwarn if "y_pred contains classes" in str(w.message)]
