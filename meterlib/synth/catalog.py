@@ -6,9 +6,9 @@ from dataclasses import dataclass
 
 # Backlight colours of the LCD (digits are dark segments on the lit glass).
 LCD_GREEN = (150, 238, 110)
-LCD_LIME = (190, 240, 100)
+LCD_LIME = (212, 236, 70)
 LCD_GREY = (186, 196, 182)
-LCD_BLUE = (140, 200, 240)
+LCD_BLUE = (115, 185, 250)
 
 # Case colours named in the field: white, grey, black, blue, beige.
 WHITE = (236, 236, 230)
@@ -65,6 +65,7 @@ class MeterType:
     leds: int
     code: str  # "barcode", "qr" or "both"
     stripe: tuple[int, int, int] | None
+    terminal: tuple[int, int, int]  # terminal cover colour
     port_side: str  # "layout" keeps the layout's port, "mirror" mirrors it horizontally
 
 
@@ -79,7 +80,7 @@ _FAMILIES: list[tuple[str, str, str, dict, list[tuple[dict, str]]]] = [
     ("BREVOLT", "BREVOLT", "BV", dict(layout="centred", shape="chamfer", body=GREY, face=(214, 218, 220),
                                      lcd=LCD_GREEN, logo="triangle"), [
         ({}, "reference look"),
-        ({"lcd_shift": 0.05}, "LCD sits lower"),
+        ({"lcd_shift": 0.07}, "LCD sits lower"),
         ({"logo": "diamond"}, "diamond logo"),
     ]),
     ("CELTRIX", "celtrix", "CT", dict(layout="classic", shape="rounded", body=BLUE, face=BLUE, ink=(240, 244, 250),
@@ -125,7 +126,7 @@ _FAMILIES: list[tuple[str, str, str, dict, list[tuple[dict, str]]]] = [
     ("JOULEX", "JOULEX", "JX", dict(layout="port_left", shape="rounded", body=WHITE, face=WHITE, lcd=LCD_GREEN,
                                    logo="triangle"), [
         ({}, "reference look"),
-        ({"lcd_shift": 0.045}, "LCD sits lower"),
+        ({"lcd_shift": 0.06}, "LCD sits lower"),
     ]),
     ("KORVANT", "Korvant", "KV", dict(layout="classic", shape="chamfer", body=GREY, face=(226, 226, 220),
                                      lcd=LCD_GREEN, logo="ring"), [
@@ -157,11 +158,15 @@ _DEFAULTS = dict(ink=(30, 32, 36), lcd_shift=0.0, digits=6, buttons=1, leds=2, c
 _ASPECT = {"classic": 1.45, "centred": 1.35, "port_left": 1.25, "tall": 1.6, "low_lcd": 1.4}
 
 
+# Terminal covers are a large area: one colour per family (cycled) makes brands easier to tell apart.
+_TERMINALS = [(172, 176, 180), (58, 60, 64), (204, 198, 178), (118, 128, 150), (214, 216, 218), (150, 120, 90)]
+
+
 def _build_catalog() -> tuple[MeterType, ...]:
     types = []
     for number, (family, brand, prefix, base, variants) in enumerate(_FAMILIES):
         for v, (delta, cue) in enumerate(variants, start=1):
-            look = {**_DEFAULTS, **base, **delta}
+            look = {**_DEFAULTS, "terminal": _TERMINALS[number % len(_TERMINALS)], **base, **delta}
             types.append(MeterType(
                 class_name=f"{family}{v}", family=family, variant=v, cue=cue, brand=brand,
                 model=f"{prefix}-{100 + 7 * number + v}{'S' if v % 2 else 'E'}",

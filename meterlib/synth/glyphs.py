@@ -14,6 +14,11 @@ _SEGMENTS_OF_DIGIT = {"0": "abcdef", "1": "bc", "2": "abged", "3": "abgcd", "4":
                       "6": "afgedc", "7": "abc", "8": "abcdefg", "9": "abcdfg", "-": "g"}
 
 
+def shade(rgb: tuple[int, ...], factor: float, add: float = 0) -> tuple[int, ...]:
+    """Scale (and lift) a colour, clipped to 0..255."""
+    return tuple(int(min(255, max(0, c * factor + add))) for c in rgb)
+
+
 @functools.lru_cache(maxsize=64)
 def font(size: int) -> ImageFont.ImageFont | ImageFont.FreeTypeFont:
     """Pillow's bundled font at ``size`` px (its bitmap font where FreeType is missing)."""

@@ -11,7 +11,7 @@ from PIL import Image, ImageChops, ImageDraw, ImageFilter
 from meterlib.synth import glyphs
 
 OCCLUSIONS = ("none", "hand", "cable", "sticker")
-_OCCLUSION_P = (0.80, 0.07, 0.07, 0.06)
+_OCCLUSION_P = (0.88, 0.04, 0.04, 0.04)
 _MONTHS = "Jan Feb Mar Apr May Jun Jul Aug Sep Oct Nov Dec".split()
 _GRAIN_SEED = 20240611
 SKIN = [(224, 172, 140), (198, 140, 100), (160, 110, 80), (120, 80, 60)]
@@ -20,30 +20,31 @@ SKIN = [(224, 172, 140), (198, 140, 100), (160, 110, 80), (120, 80, 60)]
 def sample(rng: np.random.Generator, *, width: int) -> dict:
     """Draw one photo's nuisance values; pixel sizes scale with ``width`` (720 = field photos)."""
     px = width / 720
-    light = rng.choice(["normal", "low", "over"], p=[0.75, 0.15, 0.10])
-    exposure = {"normal": rng.normal(0, 0.25), "low": rng.uniform(-1.6, -0.8), "over": rng.uniform(0.6, 1.3)}[light]
-    tilt_x, tilt_y = np.clip(rng.normal(0, 8, size=2), -20, 20)
-    blurred = rng.random() < 0.35
-    moving = rng.random() < 0.2
+    light = rng.choice(["normal", "low", "over"], p=[0.82, 0.11, 0.07])
+    exposure = {"normal": rng.normal(0, 0.2), "low": rng.uniform(-1.4, -0.7), "over": rng.uniform(0.5, 1.1)}[light]
+    tilt_x, tilt_y = np.clip(rng.normal(0, 6, size=2), -20, 20)
+    blurred = rng.random() < 0.25
+    moving = rng.random() < 0.12
     values = {
-        "rotation_deg": float(np.clip(rng.normal(0, 6), -25, 25)),
+        "rotation_deg": float(np.clip(rng.normal(0, 4), -20, 20)),
         "tilt_x_deg": float(tilt_x),
         "tilt_y_deg": float(tilt_y),
         "perspective_deg": float(math.hypot(tilt_x, tilt_y)),
-        "zoom": float(rng.uniform(0.55, 1.15)),  # meter width / photo width: far ... tight crop
-        "offset_x": float(rng.normal(0, 0.08)),
-        "offset_y": float(rng.normal(0, 0.08)),
-        "defocus_sigma": float(rng.uniform(1.0, 4.5) * px if blurred else 0.0),
-        "motion_blur_px": float(rng.uniform(2, 14) * px if moving else 0.0),
+        "zoom": float(rng.uniform(0.65, 1.1)),  # meter width / photo width: far ... tight crop
+        "offset_x": float(rng.normal(0, 0.05)),
+        "offset_y": float(rng.normal(0, 0.05)),
+        "defocus_sigma": float(rng.uniform(1.0, 3.5) * px if blurred else 0.0),
+        "motion_blur_px": float(rng.uniform(2, 10) * px if moving else 0.0),
         "motion_angle_deg": float(rng.choice([0, 90]) if moving else 0),
         "light": str(light),
         "exposure_ev": float(exposure),
-        "brightness": float(rng.normal(0, 8)),
-        "haze": float(rng.uniform(0, 0.3)),
-        "color_cast": float(rng.normal(0, 0.08)),  # + warm (tungsten), - cool (shade)
-        "tint": float(rng.normal(0, 0.04)),  # + green, - magenta
-        "glare": float(rng.uniform(0.3, 1.0) if rng.random() < 0.3 else 0.0),
-        "shadow": float(rng.uniform(0.2, 0.6) if rng.random() < 0.3 else 0.0),
+        "brightness": float(rng.normal(0, 6)),
+        "haze": float(rng.uniform(0, 0.2)),
+        "color_cast": float(rng.normal(0, 0.05)),  # + warm (tungsten), - cool (shade)
+        "tint": float(rng.normal(0, 0.025)),  # + green, - magenta
+        "glare": float(rng.uniform(0.3, 0.9) if rng.random() < 0.2 else 0.0),
+        "shadow": float(rng.uniform(0.2, 0.5) if rng.random() < 0.2 else 0.0),
+        "vignette": float(rng.uniform(0.1, 0.5) if rng.random() < 0.5 else 0.0),
         "noise_sigma": float(rng.uniform(1, 5) * (2.5 if light == "low" else 1.0)),
         "jpeg_quality": int(rng.integers(40, 96)),
         "occlusion": str(rng.choice(OCCLUSIONS, p=_OCCLUSION_P)),
@@ -67,9 +68,10 @@ def degrade(img: Image.Image, nz: dict, rng: np.random.Generator, *, scale: floa
 
 def _blur(img: Image.Image, nz: dict, *, scale: float) -> Image.Image:
     # A box blur in C is ~3x cheaper than PIL's Gaussian at this size and looks alike on photos.
-    # Even a sharp photo gets half a pixel: lens softness, and it hides the nearest-neighbour warp.
-    r = max(0.5, nz["defocus_sigma"] * scale)
+    r = nz["defocus_sigma"] * scale
     m = nz["motion_blur_px"] * scale / 2
+    if r + m == 0:
+        return img  # sharp: the final upscale's interpolation is all the softness it gets
     radius = (r, r + m) if nz["motion_angle_deg"] == 90 else (r + m, r)
     return img.filter(ImageFilter.BoxBlur(radius))
 
@@ -94,13 +96,15 @@ def _light(img: Image.Image, nz: dict, rng: np.random.Generator) -> Image.Image:
     sw, sh = max(2, w // 8), max(2, h // 8)
     yy, xx = np.mgrid[0:sh, 0:sw].astype(np.float32)
     u, v = xx / sw - 0.5, yy / sh - 0.5
-    keep = 1.0 - 0.35 * (u * u + v * v) * rng.uniform(0.5, 1.5)
-    if nz["shadow"] > 0:
-        angle = rng.uniform(0, 2 * np.pi)
-        edge = (u * np.cos(angle) + v * np.sin(angle) - rng.uniform(-0.2, 0.3)) / 0.06
-        keep = keep * (1 - nz["shadow"] / (1 + np.exp(-edge)))
-    mult = Image.fromarray(np.clip(keep * 255, 0, 255).astype(np.uint8), "L").resize((w, h), Image.Resampling.BILINEAR)
-    img = ImageChops.multiply(img, Image.merge("RGB", (mult, mult, mult)))
+    if nz["shadow"] > 0 or nz["vignette"] > 0:
+        keep = 1.0 - nz["vignette"] * 2 * (u * u + v * v)
+        if nz["shadow"] > 0:
+            angle = rng.uniform(0, 2 * np.pi)
+            edge = (u * np.cos(angle) + v * np.sin(angle) - rng.uniform(-0.2, 0.3)) / 0.06
+            keep = keep * (1 - nz["shadow"] / (1 + np.exp(-edge)))
+        mult = Image.fromarray(np.clip(keep * 255, 0, 255).astype(np.uint8), "L").resize((w, h),
+                                                                                          Image.Resampling.BILINEAR)
+        img = ImageChops.multiply(img, Image.merge("RGB", (mult, mult, mult)))
     if nz["glare"] > 0:
         cx, cy = rng.uniform(-0.3, 0.3), rng.uniform(-0.35, 0.25)
         r = rng.uniform(0.05, 0.2)

@@ -15,10 +15,6 @@ _CLASSES = ["CL 1.0", "Class 1", "CL-1", "Class 0.5S"]
 _PULSES = ["1600 imp/kWh", "3200 imp/kWh", "6400 imp/kWh", "1000 imp/kWh"]
 
 
-def _shade(rgb: tuple[int, ...], factor: float) -> tuple[int, int, int]:
-    return tuple(int(min(255, max(0, c * factor))) for c in rgb)  # type: ignore[return-value]
-
-
 def _mix(a: tuple[int, ...], b: tuple[int, ...], t: float) -> tuple[int, int, int]:
     return tuple(int(round(x + (y - x) * t)) for x, y in zip(a, b))  # type: ignore[return-value]
 
@@ -52,12 +48,12 @@ def draw_meter(canvas: Image.Image, mtype: MeterType, rng: np.random.Generator, 
     ink, face = mtype.ink, mtype.face
     if mtype.stripe is not None:
         y = at(0, 0.105)[1]
-        draw.rectangle((ox + w * 0.06, y, ox + w * 0.94, y + w * 0.025), fill=mtype.stripe)
+        draw.rectangle((ox + w * 0.05, y, ox + w * 0.95, y + w * 0.04), fill=mtype.stripe)
     bx, by = at(*layout["brand"])
-    size = w * 0.075
+    size = w * 0.09
     glyphs.logo(draw, mtype.logo, bx, by, size, ink=ink, paper=face)
     glyphs.text(draw, (bx + size * 1.3, by - size * 0.1), mtype.brand, size=size, fill=ink, bold=True)
-    glyphs.text(draw, (ox + w * 0.70, by + size * 0.15), mtype.model, size=w * 0.035, fill=ink)
+    glyphs.text(draw, (bx + size * 1.3, by + size * 1.05), mtype.model, size=w * 0.035, fill=ink)
     info["lcd_reading"] = _lcd(draw, mtype, rng, at(*layout["lcd"][:2]), at(*layout["lcd"][2:]),
                                shift=mtype.lcd_shift * face_h)
     _leds(draw, mtype, rng, *at(*layout["leds"]), w=w)
@@ -75,7 +71,7 @@ def draw_meter(canvas: Image.Image, mtype: MeterType, rng: np.random.Generator, 
 
 def _case(draw: ImageDraw.ImageDraw, mtype: MeterType, *, left: float, top: float, w: int, h: int) -> None:
     body, face = mtype.body, mtype.face
-    edge = _shade(body, 0.8)
+    edge = glyphs.shade(body, 0.8)
     k = w * 0.015
 
     def box(x0, y0, x1, y1):
@@ -98,16 +94,16 @@ def _case(draw: ImageDraw.ImageDraw, mtype: MeterType, *, left: float, top: floa
     # A moulded case catches more light at the top: a few darker bands towards the bottom.
     for i in range(1, 4):
         y = h * (0.55 + 0.13 * i)
-        draw.rectangle(box(k, y, w - k, h - k), fill=_shade(body, 1 - 0.03 * i))
+        draw.rectangle(box(k, y, w - k, h - k), fill=glyphs.shade(body, 1 - 0.03 * i))
     inset = w * 0.045
     face_top = inset + (w * 0.08 if mtype.shape == "arched" else 0)
     if face != body:
         draw.rounded_rectangle(box(inset, face_top, w - inset, h - inset), radius=w * 0.03, fill=face,
-                               outline=_shade(face, 0.85), width=max(1, w // 200))
+                               outline=glyphs.shade(face, 0.85), width=max(1, w // 200))
     screw_y = w * (0.12 if mtype.shape == "arched" else 0.03)
     rr = w * 0.012
     for cx, cy in ((0.035 * w, screw_y), (0.965 * w, screw_y), (0.035 * w, h - w * 0.03), (0.965 * w, h - w * 0.03)):
-        draw.ellipse(box(cx - rr, cy - rr, cx + rr, cy + rr), fill=_shade(body, 0.6))
+        draw.ellipse(box(cx - rr, cy - rr, cx + rr, cy + rr), fill=glyphs.shade(body, 0.6))
 
 
 def _lcd(draw: ImageDraw.ImageDraw, mtype: MeterType, rng: np.random.Generator,
@@ -119,19 +115,19 @@ def _lcd(draw: ImageDraw.ImageDraw, mtype: MeterType, rng: np.random.Generator,
     draw.rounded_rectangle((x0 - pad, y0 - pad, x1 + pad, y1 + pad), radius=pad, fill=(40, 42, 44))
     lit = rng.random() < 0.85  # a few displays are caught between refreshes or off
     glass = mtype.lcd if lit else _mix(mtype.lcd, (90, 100, 90), 0.6)
-    draw.rectangle((x0, y0, x1, y1), fill=_shade(glass, 0.88))
+    draw.rectangle((x0, y0, x1, y1), fill=glyphs.shade(glass, 0.88))
     # A brighter core imitates the uneven backlight of the field photos.
     for i in range(1, 4):
         k = i * 0.06
         draw.rounded_rectangle((x0 + (x1 - x0) * k, y0 + (y1 - y0) * k, x1 - (x1 - x0) * k, y1 - (y1 - y0) * k),
-                               radius=(y1 - y0) * 0.2, fill=_shade(glass, 0.88 + 0.05 * i))
+                               radius=(y1 - y0) * 0.2, fill=glyphs.shade(glass, 0.88 + 0.05 * i))
     n = mtype.digits
     value = int(rng.integers(0, 10 ** int(rng.integers(2, n + 1))))
     text = str(value).rjust(n, "0" if rng.random() < 0.5 else " ")
     if rng.random() < 0.4:
         text = text[:-1] + "." + text[-1]
     on = _mix(glass, (15, 25, 15), 0.85)
-    ghost = _shade(glass, 0.95)
+    ghost = glyphs.shade(glass, 0.95)
     digit_box = (x0 + (x1 - x0) * 0.06, y0 + (y1 - y0) * 0.22, x0 + (x1 - x0) * 0.80, y1 - (y1 - y0) * 0.16)
     glyphs.seven_segment(draw, text, digit_box, on=on, off=ghost)
     glyphs.text(draw, (x0 + (x1 - x0) * 0.83, y1 - (y1 - y0) * 0.42), "kWh", size=(y1 - y0) * 0.2, fill=on)
@@ -143,9 +139,9 @@ def _lcd(draw: ImageDraw.ImageDraw, mtype: MeterType, rng: np.random.Generator,
 
 
 def _leds(draw: ImageDraw.ImageDraw, mtype: MeterType, rng: np.random.Generator, x: float, y: float, *, w: int) -> None:
-    r = w * 0.018
+    r = w * 0.024
     for i in range(mtype.leds):
-        cx = x + i * w * 0.09
+        cx = x + i * w * 0.1
         draw.ellipse((cx - r * 1.4, y - r * 1.4, cx + r * 1.4, y + r * 1.4), fill=(60, 60, 62))
         lit = rng.random() < 0.4
         colour = (255, 120, 100) if lit else LED_RED if i == 0 else (150, 40, 30)
@@ -155,9 +151,9 @@ def _leds(draw: ImageDraw.ImageDraw, mtype: MeterType, rng: np.random.Generator,
 
 
 def _buttons(draw: ImageDraw.ImageDraw, mtype: MeterType, x: float, y: float, *, w: int) -> None:
-    r = w * 0.04
+    r = w * 0.05
     for i in range(mtype.buttons):
-        cx = x + i * w * 0.13
+        cx = x + i * w * 0.15
         draw.ellipse((cx - r, y - r, cx + r, y + r), fill=(35, 36, 40))
         draw.ellipse((cx - r * 0.7, y - r * 0.75, cx + r * 0.5, y + r * 0.4), fill=(70, 72, 78))
 
@@ -216,14 +212,14 @@ def _codes(draw: ImageDraw.ImageDraw, mtype: MeterType, rng: np.random.Generator
 
 def _terminal_cover(draw: ImageDraw.ImageDraw, mtype: MeterType, rng: np.random.Generator, *,
                     left: float, w: int, top: float, bottom: float) -> None:
-    colour = _shade(mtype.body, 0.75) if rng.random() < 0.5 else (170, 175, 178)
+    colour = mtype.terminal
     draw.rounded_rectangle((left + w * 0.04, top, left + w * 0.96, bottom - 1), radius=w * 0.04, fill=colour)
     h = bottom - top
     for i in range(6):  # terminal screws seen through the cover
         cx = left + w * (0.14 + i * 0.144)
         cy = top + h * 0.38
         r = w * 0.028
-        draw.rectangle((cx - r * 1.3, cy - r * 1.3, cx + r * 1.3, cy + r * 1.3), fill=_shade(colour, 0.7))
+        draw.rectangle((cx - r * 1.3, cy - r * 1.3, cx + r * 1.3, cy + r * 1.3), fill=glyphs.shade(colour, 0.7))
         draw.ellipse((cx - r, cy - r, cx + r, cy + r), fill=(196, 160, 80))
         draw.line((cx - r * 0.7, cy, cx + r * 0.7, cy), fill=(110, 85, 40), width=max(1, int(r / 3)))
     # Sealing screw with a plastic seal hanging on its wire.

@@ -7,6 +7,8 @@ import math
 import numpy as np
 from PIL import Image, ImageDraw
 
+from meterlib.synth import glyphs
+
 WALLS = [(196, 186, 166), (150, 140, 120), (120, 150, 110), (170, 175, 180), (90, 84, 76), (205, 200, 190),
          (140, 110, 80)]
 CABLES = [(25, 25, 28), (30, 30, 30), (170, 30, 30), (60, 60, 64), (200, 200, 195), (40, 70, 160)]
@@ -84,16 +86,12 @@ def cables(draw: ImageDraw.ImageDraw, starts: list[tuple[float, float]], rng: np
         mx, my = (sx + ex) / 2 + rng.uniform(-0.2, 0.2) * extent[0], (sy + ey) / 2
         points = [_bezier((sx, sy), (mx, my), (ex, ey), t / 12) for t in range(13)]
         lw = int(width * rng.uniform(0.7, 1.3))
-        draw.line(points, fill=_shade(colour, 0.6), width=lw + 2, joint="curve")
+        draw.line(points, fill=glyphs.shade(colour, 0.6), width=lw + 2, joint="curve")
         draw.line(points, fill=colour, width=lw, joint="curve")
-        draw.line([(x - lw * 0.2, y) for x, y in points], fill=_shade(colour, 1.6, add=40),
+        draw.line([(x - lw * 0.2, y) for x, y in points], fill=glyphs.shade(colour, 1.6, add=40),
                   width=max(1, lw // 5), joint="curve")
 
 
 def _bezier(p0, p1, p2, t):
     return ((1 - t) ** 2 * p0[0] + 2 * (1 - t) * t * p1[0] + t * t * p2[0],
             (1 - t) ** 2 * p0[1] + 2 * (1 - t) * t * p1[1] + t * t * p2[1])
-
-
-def _shade(rgb, factor, add=0):
-    return tuple(int(min(255, max(0, c * factor + add))) for c in rgb)
