@@ -22,15 +22,15 @@ def sample(rng: np.random.Generator, *, width: int) -> dict:
     px = width / 720
     light = rng.choice(["normal", "low", "over"], p=[0.82, 0.11, 0.07])
     exposure = {"normal": rng.normal(0, 0.2), "low": rng.uniform(-1.4, -0.7), "over": rng.uniform(0.5, 1.1)}[light]
-    tilt_x, tilt_y = np.clip(rng.normal(0, 6, size=2), -20, 20)
+    tilt_x, tilt_y = np.clip(rng.normal(0, 5, size=2), -20, 20)
     blurred = rng.random() < 0.25
     moving = rng.random() < 0.12
     values = {
-        "rotation_deg": float(np.clip(rng.normal(0, 4), -20, 20)),
+        "rotation_deg": float(np.clip(rng.normal(0, 3), -20, 20)),
         "tilt_x_deg": float(tilt_x),
         "tilt_y_deg": float(tilt_y),
         "perspective_deg": float(math.hypot(tilt_x, tilt_y)),
-        "zoom": float(rng.uniform(0.65, 1.1)),  # meter width / photo width: far ... tight crop
+        "zoom": float(rng.uniform(0.7, 1.05)),  # meter width / photo width: far ... tight crop
         "offset_x": float(rng.normal(0, 0.05)),
         "offset_y": float(rng.normal(0, 0.05)),
         "defocus_sigma": float(rng.uniform(1.0, 3.5) * px if blurred else 0.0),
@@ -40,7 +40,7 @@ def sample(rng: np.random.Generator, *, width: int) -> dict:
         "exposure_ev": float(exposure),
         "brightness": float(rng.normal(0, 6)),
         "haze": float(rng.uniform(0, 0.2)),
-        "color_cast": float(rng.normal(0, 0.05)),  # + warm (tungsten), - cool (shade)
+        "color_cast": float(rng.normal(0, 0.04)),  # + warm (tungsten), - cool (shade)
         "tint": float(rng.normal(0, 0.025)),  # + green, - magenta
         "glare": float(rng.uniform(0.3, 0.9) if rng.random() < 0.2 else 0.0),
         "shadow": float(rng.uniform(0.2, 0.5) if rng.random() < 0.2 else 0.0),
