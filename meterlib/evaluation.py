@@ -139,7 +139,7 @@ def accuracy_by_bins(values, correct, *, bins: int = 4, name: str = "value") -> 
     else:
         key = pd.qcut(frame[name], q=bins, duplicates="drop")
     grouped = frame.groupby(key, observed=True)["correct"].agg(images="size", accuracy="mean")
-    return grouped.reset_index().rename(columns={"index": name})
+    return grouped.reset_index()
 
 
 def accuracy_by_properties(frame: pd.DataFrame, columns: Sequence[str], *, correct: str = "correct",
