@@ -129,6 +129,21 @@ def results_table(*, images: Sequence[str], true_classes: Sequence[str], class_n
     return table
 
 
+def _quantile_bins(values: pd.Series, bins: int) -> pd.Series:
+    # A value shared by more than a bin's worth of images (e.g. "no blur at all": 0) is a bin of
+    # its own, listed first; quantile bins split the rest, so that value cannot swallow them.
+    top_value, top_count = values.value_counts().index[0], values.value_counts().iloc[0]
+    if top_count <= len(values) / bins:
+        return pd.qcut(values, q=bins, duplicates="drop")
+    rest = values != top_value
+    cut = pd.qcut(values[rest], q=max(1, bins - 1), duplicates="drop")
+    point = f"{top_value:g}"
+    labels = pd.Series(point, index=values.index, dtype=object)
+    labels[rest] = cut.astype(str)
+    return pd.Series(pd.Categorical(labels, categories=[point, *map(str, cut.cat.categories)], ordered=True),
+                     index=values.index, name=values.name)
+
+
 def accuracy_by_bins(values, correct, *, bins: int = 4, name: str = "value") -> pd.DataFrame:
     """Accuracy per bin of an image property (quantile bins; one row per value when few distinct)."""
     frame = pd.DataFrame({name: values, "correct": np.asarray(correct, dtype=bool)}).dropna()
@@ -137,7 +152,7 @@ def accuracy_by_bins(values, correct, *, bins: int = 4, name: str = "value") -> 
     if frame[name].nunique() <= bins or not pd.api.types.is_numeric_dtype(frame[name]):
         key = frame[name]
     else:
-        key = pd.qcut(frame[name], q=bins, duplicates="drop")
+        key = _quantile_bins(frame[name], bins)
     grouped = frame.groupby(key, observed=True)["correct"].agg(images="size", accuracy="mean")
     return grouped.reset_index()
 

@@ -109,3 +109,11 @@ def test_metrics_do_not_warn_when_a_class_without_images_is_predicted(recwarn):
     m = evaluation.classification_metrics(probs, np.array([0, 0]))  # class 1 predicted, never true
     assert m["balanced_accuracy"] == 0.5 and m["macro_f1"] == pytest.approx(2 / 3)
     assert not [w for w in recwarn if "y_pred contains classes" in str(w.message)]
+
+
+def test_a_common_value_gets_its_own_bin_before_the_quantiles():
+    blur = [0.0] * 6 + [1.0, 2.0, 3.0, 4.0]  # most photos not blurred at all
+    correct = [True] * 6 + [True, True, False, False]
+    table = evaluation.accuracy_by_bins(blur, correct, bins=3, name="blur")
+    assert [str(v) for v in table["blur"]][0] == "0"
+    assert table["images"].tolist() == [6, 2, 2] and table["accuracy"].tolist() == [1.0, 1.0, 0.0]
