@@ -159,7 +159,9 @@ def run(*, profile: str = "demo", overrides: dict[str, Any] | None = None,
     for name, folder in (("data_dir", data_dir), ("reports_dir", reports_dir)):
         if folder:
             parameters[name] = str(Path(folder).resolve())
-    planned = plan(discover_notebooks(only=only), parameters)
+    # Names are checked against every notebook, so a profile still works with --only.
+    selected = set(discover_notebooks(only=only))
+    planned = [item for item in plan(discover_notebooks(), parameters) if item.path in selected]
     out_dir = paths.resolve(reports_dir=parameters.get("reports_dir", "")).reports_dir / "notebooks"
     done = []
     for index, item in enumerate(planned, start=1):

@@ -106,3 +106,16 @@ def test_cli_rejects_unknown_parameter_before_running(tmp_path):
     assert result.returncode == 1
     assert "not_a_param" in result.stderr
     assert not (tmp_path / "reports").exists()
+
+
+def test_run_only_accepts_profile_parameters_of_other_notebooks(tmp_path, monkeypatch):
+    notebooks = tmp_path / "notebooks"
+    notebooks.mkdir()
+    _notebook(notebooks, "01_a.ipynb", "print(x)")
+    _notebook(notebooks, "02_b.ipynb", "print(y)", params="y: int = 2  # b")
+    monkeypatch.setattr(runner.paths, "notebooks_dir", lambda: notebooks)
+    monkeypatch.setattr(runner, "load_profile", lambda name: {"x": 5, "y": 7})
+    done = runner.run(profile="any", only=["02"],
+                      reports_dir=str(tmp_path / "reports"), echo=lambda _: None)
+    assert [p.name for p in done] == ["02_b.ipynb"]
+    assert nbformat.read(done[0], as_version=4).cells[-1].outputs[0]["text"] == "7\n"
