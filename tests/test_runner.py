@@ -111,8 +111,9 @@ def test_cli_rejects_unknown_parameter_before_running(tmp_path):
 def test_run_only_accepts_profile_parameters_of_other_notebooks(tmp_path, monkeypatch):
     notebooks = tmp_path / "notebooks"
     notebooks.mkdir()
-    _notebook(notebooks, "01_a.ipynb", "print(x)")
-    _notebook(notebooks, "02_b.ipynb", "print(y)", params="y: int = 2  # b")
+    out = '\nreports_dir: str = ""  # results'
+    _notebook(notebooks, "01_a.ipynb", "print(x)", params="x: int = 1  # a" + out)
+    _notebook(notebooks, "02_b.ipynb", "print(y)", params="y: int = 2  # b" + out)
     monkeypatch.setattr(runner.paths, "notebooks_dir", lambda: notebooks)
     monkeypatch.setattr(runner, "load_profile", lambda name: {"x": 5, "y": 7})
     done = runner.run(profile="any", only=["02"],
