@@ -163,12 +163,17 @@ def build_classifier(name: str, n_classes: int, *, pretrained: bool = True,
 
 def create(choice: str, n_classes: int, *, weights_path: str | os.PathLike | None = None):
     """A classifier for ``choice`` as ``(model, backbone_name, reason)``; ``auto`` falls back to the bundled weights."""
+    import torch
+
     name, reason = choose(choice, weights_path=weights_path)
+    rng_state = torch.random.get_rng_state()
     try:
         model = build_classifier(name, n_classes, weights_path=weights_path)
     except WeightsUnavailableError as exc:
         if choice != "auto":
             raise
+        # A failed attempt must not shift the random head initialisation of the fallback.
+        torch.random.set_rng_state(rng_state)
         name, reason = "efficientnet_lite0", f"ResNet-18 weights unavailable ({exc}); using the bundled EfficientNet-Lite0"
         model = build_classifier(name, n_classes)
     return model, name, reason

@@ -179,6 +179,8 @@ def snapshot(*, only: Iterable[str] = (), echo: Callable[[str], None] = print) -
 
     from meterlib import nbcheck
 
+    # The reference must come from the environment the tests run in.
+    os.environ["METERLIB_OFFLINE"] = "1"
     with tempfile.TemporaryDirectory(prefix="meterlib-snapshot-") as scratch:
         executed = run(profile="smoke", only=only, data_dir=f"{scratch}/data",
                        reports_dir=f"{scratch}/reports", echo=echo)
