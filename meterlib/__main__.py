@@ -13,8 +13,8 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="meterlib", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     run = sub.add_parser("run", help="execute the numbered notebooks headlessly with papermill")
-    run.add_argument("--profile", default="demo", choices=runner.available_profiles(),
-                     help="bundled parameter set (default: demo)")
+    run.add_argument("--profile", choices=runner.available_profiles(),
+                     help="bundled parameter set (default: none, the notebooks' own defaults)")
     run.add_argument("-p", "--param", action="append", default=[], metavar="NAME=VALUE",
                      help="set a notebook parameter (repeatable); the value is read as YAML")
     run.add_argument("-f", "--params-file", metavar="YAML", help="YAML mapping of parameters")

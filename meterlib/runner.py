@@ -151,11 +151,11 @@ def execute(planned: PlannedNotebook, out_dir: Path, *, progress_bar: bool = Fal
     return final
 
 
-def run(*, profile: str = "demo", overrides: dict[str, Any] | None = None,
+def run(*, profile: str | None = None, overrides: dict[str, Any] | None = None,
         only: Iterable[str] = (), data_dir: str = "", reports_dir: str = "",
         echo: Callable[[str], None] = print, progress_bar: bool = False) -> list[Path]:
-    """Run the numbered notebooks in order with a profile plus overrides; stop at the first failure."""
-    parameters = {**load_profile(profile), **(overrides or {})}
+    """Run the numbered notebooks in order (notebook defaults, a profile, overrides); stop at a failure."""
+    parameters = {**(load_profile(profile) if profile else {}), **(overrides or {})}
     for name, folder in (("data_dir", data_dir), ("reports_dir", reports_dir)):
         if folder:
             parameters[name] = str(Path(folder).resolve())

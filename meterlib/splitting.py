@@ -13,6 +13,7 @@ import json
 import os
 import shutil
 import zlib
+from typing import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -26,6 +27,8 @@ MANIFEST_COLUMNS = ["path", "class", "split", "sha256", "phash", "width", "heigh
                     "mode", "format", "exif_rotated", "brightness", "contrast", "sharpness",
                     "size_bytes", "error"]
 EXCLUDED = "excluded"
+# Whole classes kept out of training, to test how the model treats meter types it never saw.
+HOLDOUT = "holdout"
 # Besides unusable files: every copy of an image after the first adds weight but no information,
 # and a group whose members carry different labels cannot be trusted as ground truth.
 EXCLUDING_FLAGS = (*UNUSABLE_FLAGS, "duplicate", "label_conflict")
@@ -96,14 +99,22 @@ def _choose_groups(order: list[str], sizes: dict[str, int], targets: dict[str, i
     return chosen
 
 
-def build_manifest(audit: Audit, *, resplit: bool = False, **rule) -> pd.DataFrame:
-    """The splits.csv table: a fresh split of raw/, or an existing processed/ split as found."""
+def build_manifest(audit: Audit, *, resplit: bool = False, holdout_classes: Sequence[str] = (),
+                   **rule) -> pd.DataFrame:
+    """The splits.csv table: a fresh split of raw/, or an existing processed/ split as found.
+
+    Usable photos of ``holdout_classes`` go to the 'holdout' split instead of train/val/test.
+    """
     files = audit.files
+    unknown = sorted(set(holdout_classes) - set(files["class"]))
+    if unknown:
+        raise SplitError(f"holdout class(es) not in the dataset: {', '.join(unknown)}")
     if audit.layout == "processed" and not resplit:
         usable = ~files["flags"].fillna("").map(lambda f: bool(set(f.split(";")) & set(UNUSABLE_FLAGS)))
         split = files["found_split"].where(usable, EXCLUDED)
     else:
         split = assign_splits(files, **rule)
+    split = split.mask(files["class"].isin(holdout_classes) & (split != EXCLUDED), HOLDOUT)
     manifest = files.assign(split=split).reindex(columns=MANIFEST_COLUMNS)
     text = ["sha256", "phash", "flags", "group", "mode", "format", "error"]
     manifest[text] = manifest[text].fillna("")
@@ -142,14 +153,15 @@ def split_table(manifest: pd.DataFrame, *, classes: list[str] | None = None,
                 min_images_val: int | None = None) -> pd.DataFrame:
     """Photos per class and split, with each class's tier under the rule (if given)."""
     table = pd.crosstab(manifest["class"], manifest["split"])
-    table = table.reindex(columns=[*SPLITS, EXCLUDED], fill_value=0)
+    table = table.reindex(columns=[*SPLITS, HOLDOUT, EXCLUDED], fill_value=0)
     if classes is not None:
         table = table.reindex(sorted(set(classes) | set(table.index) - {""}), fill_value=0)
     table.index.name, table.columns.name = "class", None
     if min_images_test is not None and min_images_val is not None:
         usable = table[list(SPLITS)].sum(axis=1)
-        table["tier"] = [class_tier(n, min_images_test=min_images_test, min_images_val=min_images_val)
-                         if n else "(empty)" for n in usable]
+        table["tier"] = [HOLDOUT if held else
+                         class_tier(n, min_images_test=min_images_test, min_images_val=min_images_val)
+                         if n else "(empty)" for n, held in zip(usable, table[HOLDOUT] > 0)]
     return table
 
 
@@ -159,8 +171,12 @@ def check_split(manifest: pd.DataFrame) -> list[str]:
     used = manifest[manifest["split"] != EXCLUDED]
     if used["path"].duplicated().any():
         problems.append(f"{used['path'].duplicated().sum()} files appear in more than one split")
-    if not used["split"].isin(SPLITS).all():
-        problems.append("unknown split names: " + ", ".join(sorted(set(used["split"]) - set(SPLITS))))
+    if not used["split"].isin([*SPLITS, HOLDOUT]).all():
+        problems.append("unknown split names: "
+                        + ", ".join(sorted(set(used["split"]) - {*SPLITS, HOLDOUT})))
+    mixed = set(used.loc[used["split"] == HOLDOUT, "class"]) & set(used.loc[used["split"] != HOLDOUT, "class"])
+    if mixed:
+        problems.append("held-out classes also in train/val/test: " + ", ".join(sorted(mixed)))
     spans = used.groupby("group")["split"].nunique()
     if (spans > 1).any():
         problems.append(f"{(spans > 1).sum()} duplicate groups span several splits: "

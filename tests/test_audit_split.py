@@ -257,7 +257,7 @@ def test_manifest_columns_and_empty_class(planted):
                                           "height", "flags", "group"]
     table = splitting.split_table(manifest, classes=result.classes, min_images_test=4,
                                   min_images_val=10)
-    assert table.loc["gamma"].tolist() == [0, 0, 0, 0, "(empty)"]
+    assert table.loc["gamma"].tolist() == [0, 0, 0, 0, 0, "(empty)"]
     assert splitting.check_split(manifest) == []
     excluded = set(manifest.loc[manifest["split"] == "excluded", "path"].str.rsplit("/", n=1).str[-1])
     assert {"truncated.jpg", "empty.jpg", "notes.txt", "fake.png", "zz copy.jpg",
@@ -362,3 +362,25 @@ def test_figures_show_one_photo_per_class_and_the_flagged_files(planted):
                 dataset_figures.plot_class_samples(manifest, planted),
                 dataset_figures.plot_size_and_quality(result.files, result.settings)):
         plt.close(fig)
+
+
+def test_holdout_classes_leave_train_val_and_test(tmp_path):
+    raw = tmp_path / "ds" / "raw"
+    rng = np.random.default_rng(0)
+    for cls, n in {"A": 12, "B": 12, "C": 5}.items():
+        (raw / cls).mkdir(parents=True)
+        for i in range(n):
+            Image.fromarray(rng.integers(0, 255, (80, 80, 3), dtype=np.uint8)).save(raw / cls / f"{i}.png")
+    result = audit.audit_dataset(tmp_path / "ds", workers=1, progress=False)
+    manifest = splitting.build_manifest(result, holdout_classes=["C"], min_images_test=4,
+                                        min_images_val=10)
+    assert set(manifest.loc[manifest["class"] == "C", "split"]) == {"holdout"}
+    assert "holdout" not in set(manifest.loc[manifest["class"] != "C", "split"])
+    assert splitting.check_split(manifest) == []
+    table = splitting.split_table(manifest, min_images_test=4, min_images_val=10)
+    assert table.loc["C", "holdout"] == 5 and table.loc["C", "tier"] == "holdout"
+    with pytest.raises(splitting.SplitError, match="not in the dataset: Z"):
+        splitting.build_manifest(result, holdout_classes=["Z"])
+    broken = manifest.copy()
+    broken.loc[broken.index[0], "split"] = "holdout"
+    assert any("held-out classes also in" in p for p in splitting.check_split(broken))
