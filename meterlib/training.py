@@ -306,6 +306,14 @@ def _epoch(forward, optimizer, inputs, labels, loss_fn, *, batch_size: int, gene
     return total_loss / len(order), correct / len(order)
 
 
+def _end_epoch(model, tracker, scheduler, cfg, *, phase: int, **row) -> bool:
+    """Step the schedule, record the epoch; True when early stopping says the phase is over."""
+    if scheduler:
+        scheduler.step()
+    tracker.record(model, dict(epoch=len(tracker.rows) + 1, phase=phase, **row))
+    return tracker.should_stop(cfg.patience)
+
+
 def run_phase1(model, train_views, train_labels, val_acts, val_labels, *, cfg, loss_fn, device,
                tracker, seed: int, progress: bool = False) -> None:
     """Phase 1: train only the head, on pooled features of the frozen backbone (all in eval mode)."""
@@ -326,11 +334,8 @@ def run_phase1(model, train_views, train_labels, val_acts, val_labels, *, cfg, l
                                        generator=generator, device=device)
         val_acc, val_loss = _evaluate(model.head, val_features, val_labels, batch_size=256,
                                       device=device)
-        if scheduler:
-            scheduler.step()
-        tracker.record(model, dict(epoch=len(tracker.rows) + 1, phase=1, train_loss=train_loss,
-                                   train_acc=train_acc, val_loss=val_loss, val_acc=val_acc, lr=lr))
-        if tracker.should_stop(cfg.patience):
+        if _end_epoch(model, tracker, scheduler, cfg, phase=1, train_loss=train_loss,
+                      train_acc=train_acc, val_loss=val_loss, val_acc=val_acc, lr=lr):
             break
     # Phase 2 starts from the best head so far, as a fresh run of the recipe would.
     model.load_state_dict(tracker.best_state)
@@ -358,11 +363,8 @@ def run_phase2(model, train_views, train_labels, val_acts, val_labels, *, cfg, l
                                        generator=generator, device=device)
         model.eval()
         val_acc, val_loss = _evaluate(tail, val_acts, val_labels, batch_size=128, device=device)
-        if scheduler:
-            scheduler.step()
-        tracker.record(model, dict(epoch=len(tracker.rows) + 1, phase=2, train_loss=train_loss,
-                                   train_acc=train_acc, val_loss=val_loss, val_acc=val_acc, lr=lr))
-        if tracker.should_stop(cfg.patience):
+        if _end_epoch(model, tracker, scheduler, cfg, phase=2, train_loss=train_loss,
+                      train_acc=train_acc, val_loss=val_loss, val_acc=val_acc, lr=lr):
             break
 
 
