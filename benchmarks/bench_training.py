@@ -26,7 +26,7 @@ from pathlib import Path
 
 import torch
 
-from meterlib import audit, backbones, imageio, inference, linear_probe, paths, splitting, training
+from meterlib import audit, backbones, imageio, inference, linear_probe, paths, runner, splitting, training
 from meterlib import transforms
 
 METHODS = ("naive", "seed", "default", "probe")
@@ -53,7 +53,10 @@ def dataset_table(name: str, *, data_dir: str, seed: int):
     if splits_csv.is_file():
         manifest = splitting.read_manifest(splits_csv)
     else:
-        manifest = splitting.build_manifest(audit.audit_dataset(dataset_dir), seed=seed)
+        # As the main job splits it: the demo profile's unseen classes stay out of training.
+        holdout = runner.load_profile("demo")["holdout_classes"].split(",") if name == "demo" else ()
+        manifest = splitting.build_manifest(audit.audit_dataset(dataset_dir), seed=seed,
+                                            holdout_classes=holdout)
     return training.training_table(manifest, dataset_dir)
 
 
@@ -70,19 +73,24 @@ class _PhotoFolder(torch.utils.data.Dataset):
         return self.transform(imageio.load_rgb(self.files[i])), self.labels[i]
 
 
-def naive(table, *, backbone: str, cfg: training.TrainConfig, seed: int) -> float:
+def naive(table, *, backbone: str, cfg: training.TrainConfig, seed: int, workers: int) -> float:
     """The seed recipe in plain PyTorch; returns test accuracy of the best-val epoch."""
     torch.manual_seed(seed)
+    device = inference.default_device()
     class_names = sorted(table.loc[table["split"] == "train", "class"].unique())
     index = {c: i for i, c in enumerate(class_names)}
     model, name, _ = backbones.create(backbone, len(class_names))
-    model = model.to(memory_format=torch.channels_last)
+    model = model.to(device).to(memory_format=torch.channels_last)
+
+    def batch(x):
+        return x.to(device).contiguous(memory_format=torch.channels_last)
     mean, std = backbones.normalisation(name)
 
     def loader(split, transform, shuffle):
         rows = table[table["split"] == split]
         data = _PhotoFolder(rows["file"], [index[c] for c in rows["class"]], transform)
-        return torch.utils.data.DataLoader(data, batch_size=cfg.batch_size, shuffle=shuffle)
+        return torch.utils.data.DataLoader(data, batch_size=cfg.batch_size, shuffle=shuffle,
+                                           num_workers=workers)
 
     train_loader = loader("train", transforms.train_transform(image_size=cfg.image_size, mean=mean,
                                                               std=std, **cfg.augment), True)
@@ -90,14 +98,14 @@ def naive(table, *, backbone: str, cfg: training.TrainConfig, seed: int) -> floa
     val_loader, test_loader = loader("val", eval_tf, False), loader("test", eval_tf, False)
     labels = torch.tensor([index[c] for c in table.loc[table["split"] == "train", "class"]])
     weights = training.class_weights(labels.numpy(), len(class_names), power=cfg.class_weight_power)
-    loss_fn = torch.nn.CrossEntropyLoss(weight=weights)
+    loss_fn = torch.nn.CrossEntropyLoss(weight=weights.to(device))
 
     def accuracy(data):
         model.eval()
         right = total = 0
         with torch.no_grad():
             for x, y in data:
-                right += int((model(x.contiguous(memory_format=torch.channels_last)).argmax(1) == y).sum())
+                right += int((model(batch(x)).argmax(1).cpu() == y).sum())
                 total += len(y)
         return right / max(total, 1)
 
@@ -114,7 +122,7 @@ def naive(table, *, backbone: str, cfg: training.TrainConfig, seed: int) -> floa
             model.eval()
             trainable.train()  # frozen layers stay in eval mode: frozen includes their statistics
             for x, y in train_loader:
-                loss = loss_fn(model(x.contiguous(memory_format=torch.channels_last)), y)
+                loss = loss_fn(model(batch(x)), y.to(device))
                 optimizer.zero_grad()
                 loss.backward()
                 optimizer.step()
@@ -125,10 +133,11 @@ def naive(table, *, backbone: str, cfg: training.TrainConfig, seed: int) -> floa
     return accuracy(test_loader)
 
 
-def meterlib_preset(table, *, preset: str, backbone: str, image_size: int, seed: int) -> tuple[float, str]:
+def meterlib_preset(table, *, preset: str, backbone: str, image_size: int, seed: int,
+                    workers: int) -> tuple[float, str]:
     """Train a meterlib preset (decoding included); returns test accuracy and the backbone used."""
     cfg = training.config(preset, image_size=image_size)
-    result = training.train(table, cfg=cfg, backbone=backbone, seed=seed, progress=False)
+    result = training.train(table, cfg=cfg, backbone=backbone, seed=seed, progress=False, workers=workers)
     test = table[table["split"] == "test"]
     images = inference.load_resized(list(test["file"]), image_size=image_size)
     print(f"  {preset}: {result.backbone}, kept epoch {result.best_epoch}/{len(result.history)}, "
@@ -154,6 +163,7 @@ def main() -> None:
     parser.add_argument("--backbone", default="auto")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--methods", nargs="+", default=list(METHODS), choices=METHODS)
+    parser.add_argument("--workers", type=int, default=0, help="DataLoader worker processes (naive, presets)")
     args = parser.parse_args()
 
     table = dataset_table(args.dataset, data_dir=args.data_dir, seed=args.seed)
@@ -161,18 +171,19 @@ def main() -> None:
     name, reason = backbones.choose(args.backbone)
     print(f"dataset {args.dataset}: {table['class'].nunique()} classes, "
           + ", ".join(f"{s} {counts.get(s, 0)}" for s in training.SPLIT_NAMES)
-          + f"; {args.image_size} px; backbone {name} ({reason}); torch threads {torch.get_num_threads()}")
+          + f"; {args.image_size} px; backbone {name} ({reason}); device {inference.default_device()}; "
+          f"torch threads {torch.get_num_threads()}; workers {args.workers}")
     results = {}
     for method in args.methods:
         start, cpu_start = time.perf_counter(), time.process_time()
         if method == "naive":
             cfg = training.config("seed", image_size=args.image_size)
-            acc = naive(table, backbone=args.backbone, cfg=cfg, seed=args.seed)
+            acc = naive(table, backbone=args.backbone, cfg=cfg, seed=args.seed, workers=args.workers)
         elif method == "probe":
             acc = probe(table, backbone=args.backbone, image_size=args.image_size, seed=args.seed)
         else:
             acc, _ = meterlib_preset(table, preset=method, backbone=args.backbone,
-                                     image_size=args.image_size, seed=args.seed)
+                                     image_size=args.image_size, seed=args.seed, workers=args.workers)
         results[method] = (time.perf_counter() - start, acc, time.process_time() - cpu_start)
         print(f"{method:>8}: {results[method][0]:7.1f} s wall, {results[method][2]:7.1f} s CPU   "
               f"test accuracy {acc:.4f}", flush=True)

@@ -36,9 +36,13 @@ def is_image_name(path: str | os.PathLike) -> bool:
     return Path(path).suffix.lower() in IMAGE_SUFFIXES
 
 
-def load_rgb(path: str | os.PathLike) -> Image.Image:
-    """Decode a photo as 8-bit RGB, upright per its EXIF orientation."""
-    return read_photo(path).image
+def load_rgb(path: str | os.PathLike, *, min_side: int | None = None) -> Image.Image:
+    """Decode a photo as 8-bit RGB, upright per its EXIF orientation.
+
+    ``min_side``: a JPEG may be decoded at a reduced scale (1/2, 1/4, 1/8) as long as both its
+    sides stay at least this long, which is several times faster for photos that get shrunk anyway.
+    """
+    return read_photo(path, min_side=min_side).image
 
 
 def load_thumbnail(path: str | os.PathLike, *, max_side: int = 256) -> Image.Image:
@@ -46,8 +50,8 @@ def load_thumbnail(path: str | os.PathLike, *, max_side: int = 256) -> Image.Ima
     return read_photo(path, max_side=max_side).image
 
 
-def read_photo(path: str | os.PathLike, *, max_side: int | None = None) -> Photo:
-    """Decode a photo with its facts; ``max_side`` shrinks it (JPEG decodes at reduced scale)."""
+def read_photo(path: str | os.PathLike, *, max_side: int | None = None, min_side: int | None = None) -> Photo:
+    """Decode a photo with its facts; ``max_side`` shrinks it, ``min_side`` as in :func:`load_rgb`."""
     path = Path(path)
     try:
         if path.stat().st_size == 0:
@@ -63,6 +67,8 @@ def read_photo(path: str | os.PathLike, *, max_side: int | None = None) -> Photo
                 # JPEG only: the decoder scales by 1/2..1/8 while decoding, far cheaper than resizing;
                 # it keeps at least the size asked for, so ask for the final size.
                 img.draft(None, (max(1, int(img.width * ratio)), max(1, int(img.height * ratio))))
+            elif min_side:
+                img.draft(None, (min_side, min_side))
             img.load()
             upright = to_rgb(ImageOps.exif_transpose(img))
     except ImageError:

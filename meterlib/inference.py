@@ -27,7 +27,7 @@ def load_resized(image_paths: Sequence[str | os.PathLike], *, image_size: int, p
 
     squash = transforms.resize(image_size)
     with ThreadPoolExecutor(decode_threads()) as pool:
-        jobs = pool.map(lambda path: squash(imageio.load_rgb(path)), image_paths)
+        jobs = pool.map(lambda path: squash(imageio.load_rgb(path, min_side=image_size)), image_paths)
         return list(tqdm(jobs, total=len(image_paths), desc="decode", disable=not progress, leave=False))
 
 

@@ -60,7 +60,8 @@ class Predictor:
 
     def logits(self, images: Sequence[str | os.PathLike | Image.Image], *, batch_size: int = 32) -> np.ndarray:
         """Raw logits (n, classes) for photo files or PIL images."""
-        pictures = [img if isinstance(img, Image.Image) else imageio.load_rgb(img) for img in images]
+        pictures = [img if isinstance(img, Image.Image) else imageio.load_rgb(img, min_side=self.image_size)
+                    for img in images]
         result = inference.logits_for_images(self.model, pictures, image_size=self.image_size,
                                              mean=self.mean, std=self.std, batch_size=batch_size,
                                              device=self.device)

@@ -18,7 +18,7 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
-from meterlib import backbones, inference, seeding, transforms
+from meterlib import backbones, folding, inference, seeding, transforms
 
 SPLIT_NAMES = ("train", "val", "test")
 
@@ -56,7 +56,7 @@ PRESETS = {
     # The original system's recipe.
     "seed": TrainConfig(augment=SEED_AUGMENT),
     # What the seed's validation curves asked for: phase 2 was still improving when it stopped.
-    "default": TrainConfig(augment=SEED_AUGMENT, views=4, clean_view=True, epochs_head=10,
+    "default": TrainConfig(augment=SEED_AUGMENT, views=6, clean_view=True, epochs_head=10,
                            epochs_finetune=15, lr_finetune=5e-4, weight_decay=1e-4,
                            label_smoothing=0.1, finetune_bn="frozen", lr_schedule="cosine", patience=5),
 }
@@ -151,12 +151,13 @@ def stem_activations(stem, images: Sequence, transform, *, batch_size: int, devi
 
     loader = torch.utils.data.DataLoader(_Transformed(images, transform), batch_size=batch_size,
                                          num_workers=workers, shuffle=False)
-    stem.eval()
+    folded = folding.fold_batch_norms(stem)
     chunks = []
     with torch.no_grad():
         for batch in tqdm(loader, desc=desc, disable=not progress, leave=False):
-            chunks.append(stem(_to_device(batch, device)).cpu())
+            chunks.append(folded(_to_device(batch, device)).cpu())
     return torch.cat(chunks)
+
 
 
 class _Transformed:

@@ -153,6 +153,14 @@ def test_read_photo_reduced_jpeg_keeps_full_size_facts(tmp_path):
     assert max(facts.image.size) <= 256
 
 
+@pytest.mark.parametrize("min_side, expected", [(224, (360, 640)), (400, (720, 1280)), (90, (90, 160))])
+def test_load_rgb_min_side_decodes_jpeg_smaller_but_never_below_it(tmp_path, min_side, expected):
+    path = save(photo(1, size=(720, 1280)), tmp_path / "big.jpg")
+    assert imageio.load_rgb(path, min_side=min_side).size == expected
+    png = save(photo(1, size=(720, 1280)), tmp_path / "big.png")
+    assert imageio.load_rgb(png, min_side=min_side).size == (720, 1280)  # only JPEG scales
+
+
 def test_load_rgb_applies_exif_orientation(tmp_path):
     exif = Image.Exif()
     exif[imageio.EXIF_ORIENTATION] = 6

@@ -6,7 +6,7 @@ import pytest
 import torch
 from PIL import Image
 
-from meterlib import backbones, checkpoint, linear_probe, training, transforms
+from meterlib import backbones, checkpoint, folding, linear_probe, training, transforms
 
 SIZE = 32
 MEAN, STD = (0.5, 0.5, 0.5), (0.25, 0.25, 0.25)
@@ -40,6 +40,24 @@ def test_cached_phase1_matches_full_forward_and_gradients(model):
                                       model.head.weight)[0]
     assert torch.allclose(cached, full, atol=1e-5)
     assert torch.allclose(cached_grad, full_grad, atol=1e-6)
+
+
+@pytest.mark.parametrize("arch", ["random", "efficientnet_lite0"])
+def test_folded_frozen_part_computes_the_same_and_leaves_the_model_alone(arch):
+    torch.manual_seed(0)
+    model = backbones.build_classifier(arch, 3, pretrained=False)
+    for norm in model.stem.modules():  # non-trivial statistics, so folding has work to do
+        if isinstance(norm, torch.nn.BatchNorm2d):
+            norm.running_mean.uniform_(-0.5, 0.5)
+            norm.running_var.uniform_(0.5, 2.0)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    folded = folding.fold_batch_norms(model.stem)
+    x = torch.randn(4, 3, 64, 64)
+    with torch.no_grad():
+        expected, got = model.stem(x), folded(x)
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in folded.modules())
+    assert torch.allclose(got, expected, atol=1e-4, rtol=1e-4)
+    assert all(torch.equal(v, before[k]) for k, v in model.state_dict().items())
 
 
 @pytest.mark.parametrize("bn", ["train", "frozen"])
@@ -150,3 +168,21 @@ def test_training_table_names_missing_training_classes(tmp_path):
                              "split": ["train", "test", "excluded"]})
     with pytest.raises(ValueError, match="without training photos: y"):
         training.training_table(manifest, tmp_path)
+
+
+def test_folding_that_would_change_outputs_is_refused():
+    class ConvOutputUsedTwice(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv, self.norm = torch.nn.Conv2d(3, 3, 3), torch.nn.BatchNorm2d(3)
+
+        def forward(self, x):
+            y = self.conv(x)
+            return self.norm(y) + y  # folding the norm into conv would change the second term
+
+    torch.manual_seed(0)
+    module = ConvOutputUsedTwice().eval()
+    module.norm.running_var.fill_(4.0)
+    with pytest.warns(UserWarning, match="unfolded"):
+        kept = folding.fold_batch_norms(module)
+    assert isinstance(kept.norm, torch.nn.BatchNorm2d)
