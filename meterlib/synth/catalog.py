@@ -17,7 +17,7 @@ GREY = (158, 162, 165)
 DARK_GREY = (96, 100, 104)
 BLACK = (46, 47, 50)
 BLUE = (38, 92, 170)
-NAVY = (30, 58, 112)
+NAVY = (20, 38, 80)
 BEIGE = (218, 203, 168)
 
 # Where things sit on the meter face, as fractions of its width (x) and height (y).
@@ -97,7 +97,7 @@ _FAMILIES: list[tuple[str, str, str, dict, list[tuple[dict, str]]]] = [
     ("ELVORA", "Elvora", "EV", dict(layout="tall", shape="rounded", body=BEIGE, face=CREAM, lcd=LCD_LIME,
                                    logo="ring"), [
         ({}, "reference look"),
-        ({"leds": 1}, "single pulse LED"),
+        ({"leds": 1, "buttons": 0}, "single pulse LED, no push button"),
         ({"code": "qr"}, "QR block instead of barcode"),
     ]),
     ("FLUXON", "FLUXON", "FX", dict(layout="low_lcd", shape="chamfer", body=WHITE, face=(228, 232, 236),
@@ -128,7 +128,7 @@ _FAMILIES: list[tuple[str, str, str, dict, list[tuple[dict, str]]]] = [
         ({}, "reference look"),
         ({"lcd_shift": 0.06}, "LCD sits lower"),
     ]),
-    ("KORVANT", "Korvant", "KV", dict(layout="classic", shape="chamfer", body=GREY, face=(226, 226, 220),
+    ("KORVANT", "Korvant", "KV", dict(layout="low_lcd", shape="chamfer", body=GREY, face=(226, 226, 220),
                                      lcd=LCD_GREEN, logo="ring"), [
         ({}, "reference look"),
         ({"logo": "square"}, "square logo"),

@@ -50,10 +50,10 @@ def draw_meter(canvas: Image.Image, mtype: MeterType, rng: np.random.Generator, 
         y = at(0, 0.105)[1]
         draw.rectangle((ox + w * 0.05, y, ox + w * 0.95, y + w * 0.04), fill=mtype.stripe)
     bx, by = at(*layout["brand"])
-    size = w * 0.09
-    glyphs.logo(draw, mtype.logo, bx, by, size, ink=ink, paper=face)
-    glyphs.text(draw, (bx + size * 1.3, by - size * 0.1), mtype.brand, size=size, fill=ink, bold=True)
-    glyphs.text(draw, (bx + size * 1.3, by + size * 1.05), mtype.model, size=w * 0.035, fill=ink)
+    size, mark = w * 0.09, w * 0.12  # wordmark height; the logo is larger, being a variant cue
+    glyphs.logo(draw, mtype.logo, bx, by - (mark - size) / 2, mark, ink=ink, paper=face)
+    glyphs.text(draw, (bx + mark * 1.2, by - size * 0.1), mtype.brand, size=size, fill=ink, bold=True)
+    glyphs.text(draw, (bx + mark * 1.2, by + size * 1.05), mtype.model, size=w * 0.035, fill=ink)
     info["lcd_reading"] = _lcd(draw, mtype, rng, at(*layout["lcd"][:2]), at(*layout["lcd"][2:]),
                                shift=mtype.lcd_shift * face_h)
     _leds(draw, mtype, rng, *at(*layout["leds"]), w=w)
@@ -139,9 +139,9 @@ def _lcd(draw: ImageDraw.ImageDraw, mtype: MeterType, rng: np.random.Generator,
 
 
 def _leds(draw: ImageDraw.ImageDraw, mtype: MeterType, rng: np.random.Generator, x: float, y: float, *, w: int) -> None:
-    r = w * 0.024
+    r = w * 0.03
     for i in range(mtype.leds):
-        cx = x + i * w * 0.1
+        cx = x + i * w * 0.115
         draw.ellipse((cx - r * 1.4, y - r * 1.4, cx + r * 1.4, y + r * 1.4), fill=(60, 60, 62))
         lit = rng.random() < 0.4
         colour = (255, 120, 100) if lit else LED_RED if i == 0 else (150, 40, 30)
@@ -151,9 +151,9 @@ def _leds(draw: ImageDraw.ImageDraw, mtype: MeterType, rng: np.random.Generator,
 
 
 def _buttons(draw: ImageDraw.ImageDraw, mtype: MeterType, x: float, y: float, *, w: int) -> None:
-    r = w * 0.05
+    r = w * 0.06
     for i in range(mtype.buttons):
-        cx = x + i * w * 0.15
+        cx = x + i * w * 0.17
         draw.ellipse((cx - r, y - r, cx + r, y + r), fill=(35, 36, 40))
         draw.ellipse((cx - r * 0.7, y - r * 0.75, cx + r * 0.5, y + r * 0.4), fill=(70, 72, 78))
 
