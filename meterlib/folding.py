@@ -18,14 +18,17 @@ import warnings
 def fold_batch_norms(frozen_part, *, probe_size: int = 64):
     """An eval-mode copy of ``frozen_part`` with every conv -> batch norm pair folded into the conv.
 
-    The copy is checked against the original on a random batch; should the outputs differ, the
-    unfolded copy is returned with a warning. ``frozen_part`` itself is never changed.
+    The copy is checked against the original on a random batch; should the outputs differ, an
+    unfolded copy is returned with a warning. ``frozen_part`` itself is never changed; the copy
+    lives on the same device.
     """
     import torch
 
-    original = frozen_part.eval()
+    device = next(frozen_part.parameters()).device
+    # Fold and check on the CPU: GPU convolutions may round to TF32, too coarse for the check.
+    original = copy.deepcopy(frozen_part).cpu().eval()
     folded = copy.deepcopy(original)
-    probe = torch.randn(2, 3, probe_size, probe_size, device=next(original.parameters()).device)
+    probe = torch.randn(2, 3, probe_size, probe_size)
     pairs = _conv_norm_pairs(folded, probe)
     parents = {id(child): (parent, name) for parent in folded.modules()
                for name, child in parent.named_children()}
@@ -39,8 +42,8 @@ def fold_batch_norms(frozen_part, *, probe_size: int = 64):
         expected, got = original(probe), folded(probe)
     if not torch.allclose(got, expected, rtol=1e-3, atol=1e-3 * float(expected.abs().max())):
         warnings.warn("folding batch norms changed the frozen part's outputs; using it unfolded")
-        return copy.deepcopy(original)
-    return folded.to(memory_format=torch.channels_last)
+        folded = original
+    return folded.to(device, memory_format=torch.channels_last)
 
 
 def _conv_norm_pairs(model, probe) -> list:

@@ -53,8 +53,8 @@ def is_excluded(flags: str) -> bool:
     return bool(set(flags.split(";")) & set(EXCLUDING_FLAGS))
 
 
-def assign_splits(files: pd.DataFrame, *, seed: int = 0, min_images_test: int = 15,
-                  min_images_val: int = 40, test_fraction: float = 0.2,
+def assign_splits(files: pd.DataFrame, *, seed: int = 0, min_images_test: int = 28,
+                  min_images_val: int = 50, test_fraction: float = 0.2,
                   val_fraction: float = 0.15) -> pd.Series:
     """Split per class by the adaptive rule, whole duplicate groups at a time; unusable -> 'excluded'."""
     if not 0 < min_images_test <= min_images_val:
