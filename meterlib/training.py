@@ -21,6 +21,7 @@ import pandas as pd
 from meterlib import backbones, folding, inference, seeding, transforms
 
 SPLIT_NAMES = ("train", "val", "test")
+PRECISIONS = ("auto", "float32", "bfloat16")
 
 
 @dataclass(frozen=True)
@@ -42,6 +43,7 @@ class TrainConfig:
     lr_schedule: str = "constant"  # or 'cosine' (per phase)
     patience: int = 0  # stop a phase after this many epochs without a better val score; 0: never
     min_val_images: int = 10  # fewer val photos than this: keep the last epoch instead of the best
+    frozen_precision: str = "auto"  # frozen part's arithmetic: 'float32', 'bfloat16', or 'auto' (below)
     augment: dict = field(default_factory=dict)  # strengths for transforms.augmentation
 
     def as_dict(self) -> dict:
@@ -77,6 +79,8 @@ def config(preset: str = "default", **overrides) -> TrainConfig:
     chosen = dataclasses.replace(base, **overrides)
     if chosen.finetune_bn not in ("train", "frozen") or chosen.lr_schedule not in ("constant", "cosine"):
         raise ValueError("finetune_bn must be 'train' or 'frozen', lr_schedule 'constant' or 'cosine'")
+    if chosen.frozen_precision not in PRECISIONS:
+        raise ValueError(f"frozen_precision must be one of {', '.join(PRECISIONS)}")
     if chosen.views < 1 or chosen.batch_size < 1 or chosen.image_size < 32:
         raise ValueError("views and batch_size must be >= 1 and image_size >= 32")
     return chosen
@@ -144,19 +148,34 @@ def _batched(model_part, tensors, *, batch_size: int, device):
                           for start in range(0, len(tensors), batch_size)])
 
 
+def uses_bfloat16(precision: str, device) -> bool:
+    """Whether the frozen part runs in bfloat16: asked for, or 'auto' on a CPU with native bfloat16.
+
+    Such CPUs (AVX512-BF16, AMX) run the frozen part about twice as fast in bfloat16; the cached
+    activations differ from float32 by rounding only (about 3 significant digits).
+    """
+    import torch
+
+    if precision != "auto":
+        return precision == "bfloat16"
+    return torch.device(device).type == "cpu" and torch.ops.mkldnn._is_mkldnn_bf16_supported()
+
+
 def stem_activations(stem, images: Sequence, transform, *, batch_size: int, device, workers: int = 0,
-                     progress: bool = False, desc: str = "frozen part"):
-    """Output of the frozen part for each PIL image after ``transform`` (one random draw per image)."""
+                     progress: bool = False, desc: str = "frozen part", precision: str = "float32"):
+    """Output of the frozen part (float32) for each PIL image after ``transform`` (one random draw per image)."""
     import torch
     from tqdm.auto import tqdm
 
+    device = torch.device(device)
     loader = torch.utils.data.DataLoader(_Transformed(images, transform), batch_size=batch_size,
                                          num_workers=workers, shuffle=False)
     folded = folding.fold_batch_norms(stem)
     chunks = []
-    with torch.no_grad():
+    low = uses_bfloat16(precision, device)
+    with torch.no_grad(), torch.autocast(device.type, dtype=torch.bfloat16, enabled=low):
         for batch in tqdm(loader, desc=desc, disable=not progress, leave=False):
-            chunks.append(folded(_to_device(batch, device)).cpu())
+            chunks.append(folded(_to_device(batch, device)).float().cpu())
     return torch.cat(chunks)
 
 
@@ -205,7 +224,7 @@ def train(table: pd.DataFrame, *, cfg: TrainConfig, backbone: str = "auto", seed
         val_acts = stem_activations(model.stem, images["val"],
                                     transforms.eval_transform(image_size=cfg.image_size, mean=mean, std=std),
                                     batch_size=64, device=device, workers=workers, progress=progress,
-                                    desc="val")
+                                    desc="val", precision=cfg.frozen_precision)
     timings["frozen_part"] = time.perf_counter() - tick
 
     use_val = val_acts is not None and len(val_acts) >= cfg.min_val_images
@@ -246,7 +265,7 @@ def augmented_activations(stem, images: Sequence, *, cfg: TrainConfig, mean, std
     clean = transforms.eval_transform(image_size=cfg.image_size, mean=mean, std=std)
     return [stem_activations(stem, images, clean if cfg.clean_view and view == 0 else augment,
                              batch_size=64, device=device, workers=workers, progress=progress,
-                             desc=f"view {view + 1}/{cfg.views}")
+                             desc=f"view {view + 1}/{cfg.views}", precision=cfg.frozen_precision)
             for view in range(cfg.views)]
 
 

@@ -187,3 +187,24 @@ def test_folding_that_would_change_outputs_is_refused():
     with pytest.warns(UserWarning, match="unfolded"):
         kept = folding.fold_batch_norms(module)
     assert isinstance(kept.norm, torch.nn.BatchNorm2d)
+
+
+def test_bfloat16_frozen_part_rounds_but_keeps_float32_activations():
+    torch.manual_seed(0)
+    model = backbones.build_classifier("random", 3, pretrained=False)
+    images = _photos(4)
+    eval_tf = transforms.eval_transform(image_size=SIZE, mean=MEAN, std=STD)
+    exact = training.stem_activations(model.stem, images, eval_tf, batch_size=4, device="cpu")
+    rounded = training.stem_activations(model.stem, images, eval_tf, batch_size=4, device="cpu",
+                                        precision="bfloat16")
+    assert rounded.dtype == exact.dtype == torch.float32
+    assert not torch.equal(rounded, exact)
+    assert float((rounded - exact).norm() / exact.norm()) < 0.02
+
+
+def test_frozen_precision_choice():
+    assert training.uses_bfloat16("bfloat16", "cpu") and not training.uses_bfloat16("float32", "cpu")
+    assert not training.uses_bfloat16("auto", "cuda")  # GPUs are fast enough in float32
+    assert training.uses_bfloat16("auto", "cpu") == torch.ops.mkldnn._is_mkldnn_bf16_supported()
+    with pytest.raises(ValueError, match="frozen_precision"):
+        training.config("seed", frozen_precision="float16")
