@@ -179,7 +179,6 @@ def stem_activations(stem, images: Sequence, transform, *, batch_size: int, devi
     return torch.cat(chunks)
 
 
-
 class _Transformed:
     """Indexable view of images through a transform (a map-style dataset for DataLoader)."""
 
