@@ -81,10 +81,10 @@ def naive(table, *, backbone: str, cfg: training.TrainConfig, seed: int, workers
     index = {c: i for i, c in enumerate(class_names)}
     model, name, _ = backbones.create(backbone, len(class_names))
     model = model.to(device).to(memory_format=torch.channels_last)
+    mean, std = backbones.normalisation(name)
 
     def batch(x):
         return x.to(device).contiguous(memory_format=torch.channels_last)
-    mean, std = backbones.normalisation(name)
 
     def loader(split, transform, shuffle):
         rows = table[table["split"] == split]

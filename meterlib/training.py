@@ -158,7 +158,12 @@ def uses_bfloat16(precision: str, device) -> bool:
 
     if precision != "auto":
         return precision == "bfloat16"
-    return torch.device(device).type == "cpu" and torch.ops.mkldnn._is_mkldnn_bf16_supported()
+    if torch.device(device).type != "cpu":
+        return False
+    try:  # torch has no public query for this; an older or newer build without it keeps float32
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):
+        return False
 
 
 def stem_activations(stem, images: Sequence, transform, *, batch_size: int, device, workers: int = 0,
