@@ -3,6 +3,7 @@
     python benchmarks/bench_training.py                       # demo data at seed scale, 224 px
     python benchmarks/bench_training.py --dataset jomjol      # ../shared/datasets/jomjol_digit11
     python benchmarks/bench_training.py --methods seed default --image-size 96
+    python benchmarks/bench_training.py --methods naive seed --seed 0 1 2 3 4   # paired, same split
 
 - naive: the seed recipe as plain PyTorch would write it: every epoch decodes every photo and
   runs the whole backbone (frozen part in eval mode, as "frozen" means), then evaluates val.
@@ -11,7 +12,9 @@
 - probe: logistic regression on the pretrained backbone's features (no augmentation).
 
 Targets: seed >= 4x faster than naive with test accuracy within 1 point; default beats naive and
-probe; default training <= 10 minutes on 2 CPU cores.
+probe; default training <= 10 minutes on 2 CPU cores. One run's accuracy moves by a few points
+with the training seed, so several seeds on the same split give the paired difference to naive
+with its 95 % interval.
 """
 
 from __future__ import annotations
@@ -24,7 +27,9 @@ import tempfile
 import time
 from pathlib import Path
 
+import numpy as np
 import torch
+from scipy import stats
 
 from meterlib import audit, backbones, imageio, inference, linear_probe, paths, runner, splitting, training
 from meterlib import transforms
@@ -155,41 +160,23 @@ def probe(table, *, backbone: str, image_size: int, seed: int) -> float:
     return linear_probe.run(name, images, classes, image_size=image_size, seed=seed).test_accuracy
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--dataset", default="demo", help="demo, jomjol, or a dataset folder/name")
-    parser.add_argument("--data-dir", default="")
-    parser.add_argument("--image-size", type=int, default=224)
-    parser.add_argument("--backbone", default="auto")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--methods", nargs="+", default=list(METHODS), choices=METHODS)
-    parser.add_argument("--workers", type=int, default=0, help="DataLoader worker processes (naive, presets)")
-    args = parser.parse_args()
+def run_method(method: str, table, args, seed: int) -> tuple[float, float, float]:
+    """Train one method with one training seed; returns (wall s, test accuracy, CPU s)."""
+    start, cpu_start = time.perf_counter(), time.process_time()
+    if method == "naive":
+        cfg = training.config("seed", image_size=args.image_size)
+        acc = naive(table, backbone=args.backbone, cfg=cfg, seed=seed, workers=args.workers)
+    elif method == "probe":
+        acc = probe(table, backbone=args.backbone, image_size=args.image_size, seed=seed)
+    else:
+        acc, _ = meterlib_preset(table, preset=method, backbone=args.backbone,
+                                 image_size=args.image_size, seed=seed, workers=args.workers)
+    return time.perf_counter() - start, acc, time.process_time() - cpu_start
 
-    table = dataset_table(args.dataset, data_dir=args.data_dir, seed=args.seed)
-    counts = table["split"].value_counts()
-    name, reason = backbones.choose(args.backbone)
-    print(f"dataset {args.dataset}: {table['class'].nunique()} classes, "
-          + ", ".join(f"{s} {counts.get(s, 0)}" for s in training.SPLIT_NAMES)
-          + f"; {args.image_size} px; backbone {name} ({reason}); device {inference.default_device()}; "
-          f"torch threads {torch.get_num_threads()}; workers {args.workers}")
-    results = {}
-    for method in args.methods:
-        start, cpu_start = time.perf_counter(), time.process_time()
-        if method == "naive":
-            cfg = training.config("seed", image_size=args.image_size)
-            acc = naive(table, backbone=args.backbone, cfg=cfg, seed=args.seed, workers=args.workers)
-        elif method == "probe":
-            acc = probe(table, backbone=args.backbone, image_size=args.image_size, seed=args.seed)
-        else:
-            acc, _ = meterlib_preset(table, preset=method, backbone=args.backbone,
-                                     image_size=args.image_size, seed=args.seed, workers=args.workers)
-        results[method] = (time.perf_counter() - start, acc, time.process_time() - cpu_start)
-        print(f"{method:>8}: {results[method][0]:7.1f} s wall, {results[method][2]:7.1f} s CPU   "
-              f"test accuracy {acc:.4f}", flush=True)
 
+def print_summary(results: dict) -> None:
+    """Times, ratios and accuracies of one training seed."""
     # CPU seconds (all threads of this process) are the fairer clock on a shared machine.
-    print("\nsummary")
     for method, (seconds, acc, cpu) in results.items():
         ratio = (f"   {results['naive'][0] / seconds:5.2f}x faster than naive (CPU time: "
                  f"{results['naive'][2] / cpu:5.2f}x)" if "naive" in results and method != "naive" else "")
@@ -200,6 +187,58 @@ def main() -> None:
     if "default" in results:
         others = {m: a for m, (_, a, _) in results.items() if m in ("naive", "probe", "seed")}
         print("default beats " + ", ".join(f"{m}: {results['default'][1] >= a}" for m, a in others.items()))
+
+
+def print_across_seeds(by_seed: dict[int, dict]) -> None:
+    """Mean and spread per method, and each preset's paired difference to naive with a 95 % t-interval."""
+    methods = list(next(iter(by_seed.values())))
+    print(f"\nover training seeds {', '.join(map(str, by_seed))} (same split)")
+    accs = {m: 100 * np.array([runs[m][1] for runs in by_seed.values()]) for m in methods}
+    wall = {m: np.mean([runs[m][0] for runs in by_seed.values()]) for m in methods}
+    for m in methods:
+        ratio = f" ({wall['naive'] / wall[m]:.2f}x faster than naive)" if "naive" in wall and m != "naive" else ""
+        print(f"{m:>8}: test accuracy mean {accs[m].mean():6.2f} %, sd {accs[m].std(ddof=1):5.2f}; "
+              f"mean wall {wall[m]:7.1f} s{ratio}")
+    for m in (m for m in methods if "naive" in methods and m != "naive"):
+        gaps = accs[m] - accs["naive"]
+        half = stats.t.ppf(0.975, len(gaps) - 1) * gaps.std(ddof=1) / np.sqrt(len(gaps))
+        print(f"{m} - naive: mean {gaps.mean():+.2f} points, 95 % interval "
+              f"[{gaps.mean() - half:+.2f}, {gaps.mean() + half:+.2f}]; per seed "
+              + " ".join(f"{g:+.2f}" for g in gaps))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--dataset", default="demo", help="demo, jomjol, or a dataset folder/name")
+    parser.add_argument("--data-dir", default="")
+    parser.add_argument("--image-size", type=int, default=224)
+    parser.add_argument("--backbone", default="auto")
+    parser.add_argument("--seed", type=int, nargs="+", default=[0],
+                        help="training seeds; several give mean, spread and paired differences")
+    parser.add_argument("--split-seed", type=int, default=0, help="seed of the demo data and of the split")
+    parser.add_argument("--methods", nargs="+", default=list(METHODS), choices=METHODS)
+    parser.add_argument("--workers", type=int, default=0, help="DataLoader worker processes (naive, presets)")
+    args = parser.parse_args()
+
+    table = dataset_table(args.dataset, data_dir=args.data_dir, seed=args.split_seed)
+    counts = table["split"].value_counts()
+    name, reason = backbones.choose(args.backbone)
+    print(f"dataset {args.dataset}: {table['class'].nunique()} classes, "
+          + ", ".join(f"{s} {counts.get(s, 0)}" for s in training.SPLIT_NAMES)
+          + f"; {args.image_size} px; backbone {name} ({reason}); device {inference.default_device()}; "
+          f"torch threads {torch.get_num_threads()}; workers {args.workers}")
+    by_seed = {}
+    for seed in args.seed:
+        results = by_seed[seed] = {}
+        for method in args.methods:
+            results[method] = run_method(method, table, args, seed)
+            seconds, acc, cpu = results[method]
+            print(f"{method:>8} (seed {seed}): {seconds:7.1f} s wall, {cpu:7.1f} s CPU   "
+                  f"test accuracy {acc:.4f}", flush=True)
+        print(f"\nsummary, training seed {seed}")
+        print_summary(results)
+    if len(by_seed) > 1:
+        print_across_seeds(by_seed)
 
 
 if __name__ == "__main__":
