@@ -7,6 +7,8 @@
 
 - naive: the seed recipe as plain PyTorch would write it: every epoch decodes every photo and
   runs the whole backbone (frozen part in eval mode, as "frozen" means), then evaluates val.
+  Epochs are chosen as meterlib chooses them: best val accuracy, ties by lower val loss, and
+  phase 2 starts from phase 1's best head.
 - seed: meterlib's ``seed`` preset (same recipe; cached decoding and frozen-part activations).
 - default: meterlib's ``default`` preset.
 - probe: logistic regression on the pretrained backbone's features (no augmentation).
@@ -105,16 +107,19 @@ def naive(table, *, backbone: str, cfg: training.TrainConfig, seed: int, workers
     weights = training.class_weights(labels.numpy(), len(class_names), power=cfg.class_weight_power)
     loss_fn = torch.nn.CrossEntropyLoss(weight=weights.to(device))
 
-    def accuracy(data):
+    def scores(data):
+        """Accuracy and unweighted cross-entropy, the keys meterlib selects epochs by."""
         model.eval()
-        right = total = 0
+        right = total = loss = 0.0
         with torch.no_grad():
             for x, y in data:
-                right += int((model(batch(x)).argmax(1).cpu() == y).sum())
+                logits = model(batch(x)).cpu()
+                right += int((logits.argmax(1) == y).sum())
+                loss += float(torch.nn.functional.cross_entropy(logits, y, reduction="sum"))
                 total += len(y)
-        return right / max(total, 1)
+        return right / max(total, 1), -loss / max(total, 1)
 
-    best = (-1.0, None)
+    best, curve = ((-1.0, 0.0), None), []
     for trainable, lr, epochs in ((model.head, cfg.lr_head, cfg.epochs_head),
                                   (torch.nn.Sequential(model.last_block, model.head), cfg.lr_finetune,
                                    cfg.epochs_finetune)):
@@ -131,11 +136,13 @@ def naive(table, *, backbone: str, cfg: training.TrainConfig, seed: int, workers
                 optimizer.zero_grad()
                 loss.backward()
                 optimizer.step()
-            score = accuracy(val_loader)
+            score = scores(val_loader)
+            curve.append(score[0])
             if score > best[0]:
                 best = (score, copy.deepcopy(model.state_dict()))
-    model.load_state_dict(best[1])
-    return accuracy(test_loader)
+        model.load_state_dict(best[1])  # phase 2 starts from the best head; the end keeps the best epoch
+    print("    naive val accuracy per epoch: " + " ".join(f"{v:.2f}" for v in curve))
+    return scores(test_loader)[0]
 
 
 def meterlib_preset(table, *, preset: str, backbone: str, image_size: int, seed: int,
