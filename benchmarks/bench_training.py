@@ -108,7 +108,7 @@ def naive(table, *, backbone: str, cfg: training.TrainConfig, seed: int, workers
     loss_fn = torch.nn.CrossEntropyLoss(weight=weights.to(device))
 
     def scores(data):
-        """Accuracy and unweighted cross-entropy, the keys meterlib selects epochs by."""
+        """(accuracy, minus unweighted cross-entropy): meterlib's epoch keys, higher is better in both."""
         model.eval()
         right = total = loss = 0.0
         with torch.no_grad():
