@@ -43,7 +43,10 @@ def main(argv: list[str] | None = None) -> int:
                    data_dir=args.data_dir, reports_dir=args.reports_dir,
                    progress_bar=args.progress)
     except runner.RunError as exc:
-        print(f"meterlib run: {exc}", file=sys.stderr)
+        print(f"meterlib {args.command}: {exc}", file=sys.stderr)
+        return 1
+    except OSError as exc:  # a full or read-only disk mid-run: one line, earlier results are intact
+        print(f"meterlib {args.command}: {exc}", file=sys.stderr)
         return 1
     return 0
 

@@ -45,7 +45,18 @@ class ProjectPaths:
 
     @property
     def checkpoint(self) -> Path:
+        """The released model: trained by 02, calibrated by 03; what predictions load."""
         return self.reports_dir / "model" / "meterlib_checkpoint.pt"
+
+    @property
+    def trained_checkpoint(self) -> Path:
+        """02's new model until 03 has calibrated and released it (the released one stays meanwhile)."""
+        return self.reports_dir / "model" / "meterlib_checkpoint.uncalibrated.pt"
+
+    @property
+    def checkpoint_to_evaluate(self) -> Path:
+        """What 03 evaluates: 02's new model when one waits, else the released one."""
+        return self.trained_checkpoint if self.trained_checkpoint.is_file() else self.checkpoint
 
     @property
     def metrics_json(self) -> Path:

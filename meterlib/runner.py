@@ -3,18 +3,23 @@
 from __future__ import annotations
 
 import ast
+import contextlib
 import os
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import Any, Callable, Iterable, Iterator
 
 import yaml
 
 from meterlib import atomic, paths
+from meterlib import parameters as parameters_module
 
 NOTEBOOK_GLOB = "[0-9][0-9]_*.ipynb"
 PROFILES_DIR = paths.PACKAGE_DIR / "profiles"
+# Parameters that name a file or folder (``dataset`` too, when it is written as a path).
+PATH_PARAMETERS = ("data_dir", "reports_dir", "weights_path")
+LOCK_NAME = ".meterlib-run.lock"
 
 
 class RunError(RuntimeError):
@@ -23,14 +28,20 @@ class RunError(RuntimeError):
 
 @dataclass(frozen=True)
 class PlannedNotebook:
-    """One notebook and the parameters it will receive."""
+    """One notebook, the parameters it will receive and the defaults of the rest."""
 
     path: Path
     parameters: dict[str, Any]
+    defaults: dict[str, Any] = field(default_factory=dict)
 
     @property
     def name(self) -> str:
         return self.path.stem
+
+    @property
+    def settings(self) -> dict[str, Any]:
+        """Every parameter's value in this run: the injected ones over the notebook's defaults."""
+        return {**self.defaults, **self.parameters}
 
 
 def discover_notebooks(folder: Path | None = None, *, only: Iterable[str] = ()) -> list[Path]:
@@ -92,18 +103,52 @@ def parse_assignment(text: str) -> tuple[str, Any]:
 
 
 def plan(notebooks: list[Path], parameters: dict[str, Any]) -> list[PlannedNotebook]:
-    """Give each notebook the parameters it declares; reject names that no notebook declares."""
+    """Give each notebook the parameters it declares, checked and with paths made absolute.
+
+    Names that no notebook declares, and values of the wrong type or range, are refused.
+    """
     declared = {nb: declared_parameters(nb) for nb in notebooks}
     for nb, params in declared.items():
         if not params:
             raise RunError(f"{nb.name} has no cell tagged 'parameters'")
-    known = set().union(*declared.values()) if declared else set()
-    unknown = sorted(set(parameters) - known)
+    hints = {name: info["inferred_type_name"] for params in declared.values() for name, info in params.items()}
+    unknown = sorted(set(parameters) - set(hints))
     if unknown:
         raise RunError(f"unknown parameter(s) {', '.join(unknown)}: no notebook declares them; "
-                       f"known parameters: {', '.join(sorted(known))}")
-    return [PlannedNotebook(nb, {k: v for k, v in parameters.items() if k in declared[nb]})
-            for nb in notebooks]
+                       f"known parameters: {', '.join(sorted(hints))}")
+    try:
+        checked = {name: parameters_module.check(name, value, hints[name]) for name, value in parameters.items()}
+    except parameters_module.ParameterError as exc:
+        raise RunError(str(exc)) from None
+    checked = absolute_paths(checked)
+    return [PlannedNotebook(nb, {k: v for k, v in checked.items() if k in params},
+                            {k: _literal(info["default"]) for k, info in params.items()})
+            for nb, params in declared.items()]
+
+
+def _literal(text: str) -> Any:
+    try:
+        return ast.literal_eval(text)
+    except (ValueError, SyntaxError):
+        return text
+
+
+def absolute_paths(parameters: dict[str, Any]) -> dict[str, Any]:
+    """Path parameters resolved against the directory the command runs from, not the notebooks'.
+
+    ``dataset`` is a path when it looks like one (``data/x``, ``./x``, ``~/x``, ``/x``); a bare
+    name stays a name, looked up under the data folder.
+    """
+    resolved = dict(parameters)
+    for name, value in parameters.items():
+        is_path = name in PATH_PARAMETERS or (name == "dataset" and _looks_like_path(value))
+        if is_path and isinstance(value, str) and value:
+            resolved[name] = str(Path(value).expanduser().resolve())
+    return resolved
+
+
+def _looks_like_path(value: Any) -> bool:
+    return isinstance(value, str) and (os.sep in value or "/" in value or value.startswith((".", "~")))
 
 
 def prepare(planned: PlannedNotebook, output: Path) -> Path:
@@ -154,23 +199,68 @@ def execute(planned: PlannedNotebook, out_dir: Path, *, progress_bar: bool = Fal
 def run(*, profile: str | None = None, overrides: dict[str, Any] | None = None,
         only: Iterable[str] = (), data_dir: str = "", reports_dir: str = "",
         echo: Callable[[str], None] = print, progress_bar: bool = False) -> list[Path]:
-    """Run the numbered notebooks in order (notebook defaults, a profile, overrides); stop at a failure."""
+    """Run the numbered notebooks in order (notebook defaults, a profile, overrides); stop at a failure.
+
+    Everything is checked before the first notebook starts: parameter names, types and ranges,
+    that the dataset exists (or is one to generate), and that no other run writes the same reports.
+    """
     parameters = {**(load_profile(profile) if profile else {}), **(overrides or {})}
-    for name, folder in (("data_dir", data_dir), ("reports_dir", reports_dir)):
-        if folder:
-            parameters[name] = str(Path(folder).resolve())
+    parameters.update({name: folder for name, folder in (("data_dir", data_dir), ("reports_dir", reports_dir))
+                       if folder})
     # Names are checked against every notebook, so a profile still works with --only.
     selected = set(discover_notebooks(only=only))
     planned = [item for item in plan(discover_notebooks(), parameters) if item.path in selected]
-    out_dir = paths.resolve(reports_dir=parameters.get("reports_dir", "")).reports_dir / "notebooks"
+    if not planned:
+        return []
+    settings = planned[0].settings
+    where = paths.resolve(dataset=settings.get("dataset", ""), data_dir=settings.get("data_dir", ""),
+                          reports_dir=settings.get("reports_dir", ""))
+    if "dataset" in settings:
+        check_dataset(planned, where.dataset_dir)
     done = []
-    for index, item in enumerate(planned, start=1):
-        echo(f"[{index}/{len(planned)}] {item.path.name} ...")
-        start = time.perf_counter()
-        done.append(execute(item, out_dir, progress_bar=progress_bar))
-        echo(f"[{index}/{len(planned)}] {item.path.name} done in {time.perf_counter() - start:.1f} s "
-             f"-> {done[-1].relative_to(out_dir.parent)}")
+    with exclusive(where.reports_dir):
+        for index, item in enumerate(planned, start=1):
+            echo(f"[{index}/{len(planned)}] {item.path.name} ...")
+            start = time.perf_counter()
+            done.append(execute(item, where.reports_dir / "notebooks", progress_bar=progress_bar))
+            echo(f"[{index}/{len(planned)}] {item.path.name} done in {time.perf_counter() - start:.1f} s "
+                 f"-> {done[-1].relative_to(where.reports_dir)}")
     return done
+
+
+def check_dataset(planned: list[PlannedNotebook], dataset_dir: Path) -> None:
+    """Refuse a dataset that does not exist, unless the run generates it (embedded or asked for)."""
+    from meterlib import synth
+
+    creator = next((item for item in planned if "generate" in item.settings), None)
+    try:
+        if creator is not None:
+            synth.needs_generation(creator.settings["dataset"], dataset_dir,
+                                   generate=creator.settings["generate"])
+        elif not dataset_dir.is_dir():
+            raise FileNotFoundError(f"dataset not found: {dataset_dir}")
+    except FileNotFoundError as exc:
+        raise RunError(str(exc)) from None
+
+
+@contextlib.contextmanager
+def exclusive(reports_dir: Path) -> Iterator[None]:
+    """Hold the reports folder's lock for a run; a second run on the same folder is refused."""
+    import fcntl
+
+    try:
+        reports_dir.mkdir(parents=True, exist_ok=True)
+        handle = open(reports_dir / LOCK_NAME, "a+", encoding="utf-8")
+    except OSError as exc:
+        raise RunError(f"cannot write to the reports folder {reports_dir}: {exc.strerror}") from None
+    with handle:
+        try:
+            # The kernel drops the lock when the process dies, so a killed run never blocks the next.
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise RunError(f"another meterlib run is writing to {reports_dir}; wait for it to finish "
+                           "or choose another reports folder") from None
+        yield
 
 
 def snapshot(*, only: Iterable[str] = (), echo: Callable[[str], None] = print) -> list[Path]:

@@ -83,6 +83,9 @@ def config(preset: str = "default", **overrides) -> TrainConfig:
         raise ValueError(f"frozen_precision must be one of {', '.join(PRECISIONS)}")
     if chosen.views < 1 or chosen.batch_size < 1 or chosen.image_size < 32:
         raise ValueError("views and batch_size must be >= 1 and image_size >= 32")
+    if min(chosen.epochs_head, chosen.epochs_finetune) < 0 or chosen.epochs_head + chosen.epochs_finetune < 1:
+        raise ValueError(f"epochs_head ({chosen.epochs_head}) and epochs_finetune ({chosen.epochs_finetune}) "
+                         "must be >= 0 and train at least one epoch together")
     return chosen
 
 
@@ -363,7 +366,8 @@ def run_phase1(model, train_views, train_labels, val_acts, val_labels, *, cfg, l
                       train_acc=train_acc, val_loss=val_loss, val_acc=val_acc, lr=lr):
             break
     # Phase 2 starts from the best head so far, as a fresh run of the recipe would.
-    model.load_state_dict(tracker.best_state)
+    if tracker.best_state is not None:  # epochs_head=0 skips phase 1
+        model.load_state_dict(tracker.best_state)
     tracker.stale = 0
 
 

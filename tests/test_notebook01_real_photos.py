@@ -59,7 +59,7 @@ def test_notebook01_names_planted_problems_on_real_photos(shared_dir, tmp_path):
 
     notebook = paths.notebooks_dir() / "01_explore_split.ipynb"
     params = dict(dataset=str(dataset), reports_dir=str(tmp_path / "reports"),
-                  generate_demo=False, workers=2)
+                  workers=2)
     [item] = runner.plan([notebook], params)
     executed = runner.execute(item, tmp_path / "reports" / "notebooks")
 

@@ -30,6 +30,8 @@ MARKER_NAME = ".meterlib-synth.json"
 MANIFEST_NAME = "synth_manifest.csv"
 MIN_SIZE = 64
 MAX_SIZE = 4096
+# Dataset names that stand for the embedded synthetic data: only these are generated unasked.
+EMBEDDED = ("demo", "smoke")
 _CATALOG_NUMBER = {t.class_name: i for i, t in enumerate(CATALOG)}
 
 
@@ -90,6 +92,22 @@ def ensure_dataset(dataset_dir: str | os.PathLike, *, n_images: int = 1975, n_cl
         raise ValueError(f"{target}: generated with other parameters ({'; '.join(differences)}); "
                          f"pass the folder's parameters, choose another dataset name, or delete it to regenerate")
     return target
+
+
+def needs_generation(dataset: str, dataset_dir: str | os.PathLike, *, generate: bool = False) -> bool:
+    """True when synthetic photos belong at ``dataset_dir`` (missing, or made by the generator).
+
+    A missing folder is generated only for the embedded datasets or when ``generate`` asks for it;
+    any other missing dataset is an error, so a typo never trains on invented photos.
+    """
+    target = Path(dataset_dir)
+    if target.exists():
+        return (target / MARKER_NAME).is_file()
+    if generate or dataset in EMBEDDED:
+        return True
+    raise FileNotFoundError(f"dataset not found: {target} (a dataset is a folder holding raw/ or "
+                            f"processed/; a bare name means a folder under the data folder; "
+                            f"only {' and '.join(EMBEDDED)} are generated when missing)")
 
 
 def dataset_spec(*, n_images: int, n_classes: int, width: int, height: int, seed: int,
