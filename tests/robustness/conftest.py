@@ -17,6 +17,8 @@ from pathlib import Path
 import pytest
 
 _OUTCOMES: list[tuple[str, str, str, str]] = []
+# Temporary folders in messages, shortened in the table.
+_TMP = re.compile(r"/tmp/pytest-of-[^/]+/pytest-\d+/[^/\s']+")
 
 
 def tree_digest(root: Path) -> dict[str, str]:
@@ -56,7 +58,8 @@ class Recorder:
         if names is not None:
             assert str(names) in message, f"{names!s} not named in: {message}"
         assert re.search(problem, message, flags=re.IGNORECASE), f"{problem!r} not in: {message}"
-        self.outcome = "error: " + message.splitlines()[0][:110]
+        first_line = _TMP.sub("<tmp>", message.splitlines()[0])
+        self.outcome = "error: " + first_line[:110]
 
     @contextlib.contextmanager
     def untouched(self, *roots: Path):
