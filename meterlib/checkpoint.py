@@ -14,22 +14,33 @@ weights_only=True)`` reads it without running any pickled code. Keys:
 - ``metrics``: e.g. best epoch, val/test accuracy
 - ``temperature`` (1.0) and ``unknown_threshold`` (0.5): filled in by 03's calibration
 - any further field added later with ``update_fields`` (e.g. a conformal quantile)
+
+``load`` and ``write`` check every known field's type and range (see ``check_fields``).
 """
 
 from __future__ import annotations
 
 import datetime as _dt
 import hashlib
+import math
 import os
 import platform
+import re
+import reprlib
+import textwrap
+import warnings
+import zipfile
+from collections import Counter
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
-from meterlib import atomic
+from meterlib import atomic, backbones
 
 FORMAT = "meterlib-checkpoint"
 FORMAT_VERSION = 1
-REQUIRED = ("state_dict", "backbone", "class_names", "image_size", "mean", "std")
+REQUIRED = ("format_version", "state_dict", "backbone", "class_names", "image_size", "mean", "std")
+IMAGE_SIZES = range(32, 2049)  # sides a backbone can use; outside it a field was garbled
+BACKBONES = (*backbones.SPECS, "random")  # what build_model can rebuild ("auto" is resolved before saving)
 
 
 class CheckpointError(ValueError):
@@ -88,6 +99,7 @@ def write(path: str | os.PathLike, content: dict) -> Path:
     import torch
 
     content = plain(content)
+    check_fields(content, source=path)  # refuse to write a file that load would refuse
     with atomic.atomic_path(path) as tmp:
         torch.save(content, tmp)
     return Path(path)
@@ -112,25 +124,115 @@ def save(path: str | os.PathLike, *, model, backbone: str, class_names: Sequence
 
 
 def load(path: str | os.PathLike) -> dict:
-    """Read and validate a checkpoint with ``torch.load(weights_only=True)``."""
+    """Read and validate a checkpoint with ``torch.load(weights_only=True)``; errors name file and field."""
+    path = Path(path)
+    content = _read(path)
+    if not isinstance(content, dict):
+        raise CheckpointError(f"{path}: not a meterlib checkpoint (it holds a {type(content).__name__}, "
+                              "not a dict of fields)")
+    if content.get("format") != FORMAT:
+        raise CheckpointError(f"{path}: not a meterlib checkpoint (no format={FORMAT!r} field)")
+    check_fields(content, source=path)
+    return content
+
+
+def _read(path: Path) -> Any:
+    """The object in a torch file, with meterlib's own one-line message for anything else."""
     import torch
 
-    path = Path(path)
-    if not path.is_file():
+    if not path.exists():
         raise CheckpointError(f"{path}: checkpoint not found (run notebook 02 to train one)")
+    if not path.is_file():  # is_file stats, so a FIFO is never opened
+        raise CheckpointError(f"{path}: not a regular file; give the checkpoint file itself")
+    if path.stat().st_size == 0:
+        raise CheckpointError(f"{path}: empty file (0 bytes), not a checkpoint")
     try:
-        content = torch.load(path, map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)  # torch's hints about foreign pickles
+            return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises several types for truncated or foreign files
-        raise CheckpointError(f"{path}: not a readable meterlib checkpoint ({exc})") from None
-    if not isinstance(content, dict) or content.get("format") != FORMAT:
-        raise CheckpointError(f"{path}: not a meterlib checkpoint (no format={FORMAT!r} field)")
-    if content.get("format_version", 0) > FORMAT_VERSION:
-        raise CheckpointError(f"{path}: checkpoint format {content['format_version']} is newer than this "
-                              f"meterlib understands ({FORMAT_VERSION}); upgrade meterlib")
+        reason = _unreadable_reason(path, exc)
+        raise CheckpointError(f"{path}: not a meterlib checkpoint ({reason})") from None
+
+
+def _unreadable_reason(path: Path, exc: Exception) -> str:
+    # torch's own text is long and advises weights_only=False, which would run pickled code.
+    pickled = re.search(r"Unsupported global: GLOBAL ([\w.]+)", str(exc))
+    if pickled:
+        return (f"it holds a pickled Python object ({pickled.group(1)}); meterlib never loads those, "
+                "because unpickling can run code")
+    if isinstance(exc, OSError):
+        return f"cannot read it: {exc.strerror or type(exc).__name__}"
+    with open(path, "rb") as handle:
+        zipped = handle.read(4) == b"PK\x03\x04"
+    if zipped and not zipfile.is_zipfile(path):
+        return "truncated or damaged: the file ends before its zip directory"
+    if zipped:
+        return "a zip archive, but not a PyTorch file"
+    return "not a PyTorch file"
+
+
+def check_fields(content: dict, *, source: str | os.PathLike = "checkpoint") -> None:
+    """Raise CheckpointError naming ``source`` and the field when a field has the wrong type or range."""
+    version = content.get("format_version")
+    if _is_int(version) and version > FORMAT_VERSION:
+        raise CheckpointError(f"{source}: checkpoint format {version} is newer than this meterlib "
+                              f"understands ({FORMAT_VERSION}); upgrade meterlib")
     missing = [key for key in REQUIRED if key not in content]
     if missing:
-        raise CheckpointError(f"{path}: checkpoint lacks {', '.join(missing)}")
-    return content
+        raise CheckpointError(f"{source}: checkpoint field{'s' * (len(missing) > 1)} "
+                              f"{', '.join(map(repr, missing))} missing")
+    for field, (valid, requirement) in _FIELD_RULES.items():
+        if field in content and not valid(content[field]):
+            shown = textwrap.shorten(reprlib.repr(content[field]), 80, placeholder=" ...")
+            raise CheckpointError(f"{source}: checkpoint field {field!r} must be {requirement}, got {shown}")
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_real(value: Any) -> bool:
+    # value == value excludes NaN; math.isnan would overflow on a huge int.
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and value == value
+
+
+def _is_finite(value: Any) -> bool:
+    return _is_real(value) and -math.inf < value < math.inf
+
+
+def _is_three_finite(values: Any) -> bool:
+    return isinstance(values, list) and len(values) == 3 and all(map(_is_finite, values))
+
+
+def _is_class_names(names: Any) -> bool:
+    return (isinstance(names, list) and len(names) >= 2
+            and all(isinstance(name, str) and name.strip() for name in names)
+            and len(set(names)) == len(names))
+
+
+def _is_state_dict(state: Any) -> bool:
+    import torch
+
+    return isinstance(state, dict) and bool(state) and all(
+        isinstance(key, str) and isinstance(value, torch.Tensor) for key, value in state.items())
+
+
+# field: (whether a value is valid, what a valid value is)
+_FIELD_RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
+    "format_version": (lambda v: _is_int(v) and v >= 1, "an int >= 1"),
+    "backbone": (lambda v: isinstance(v, str) and v in BACKBONES, "one of " + ", ".join(BACKBONES)),
+    "state_dict": (_is_state_dict, "a non-empty dict of tensors by parameter name"),
+    "class_names": (_is_class_names, "a list of at least 2 distinct, non-empty strings"),
+    "image_size": (lambda v: _is_int(v) and v in IMAGE_SIZES,
+                   f"an int from {IMAGE_SIZES.start} to {IMAGE_SIZES.stop - 1}"),
+    "mean": (_is_three_finite, "a list of 3 finite numbers (one per colour channel)"),
+    "std": (lambda v: _is_three_finite(v) and min(v) > 0, "a list of 3 finite numbers > 0"),
+    "temperature": (lambda v: _is_finite(v) and v > 0, "a finite number > 0"),
+    "unknown_threshold": (lambda v: _is_real(v) and 0 <= v <= 1, "a number from 0 to 1"),
+    # None or inf: not calibrated, every class is in every prediction set.
+    "conformal_quantile": (lambda v: v is None or (_is_real(v) and v >= 0), "None, a number >= 0 or inf"),
+}
 
 
 def update_fields(path: str | os.PathLike, **fields) -> dict:
@@ -141,6 +243,19 @@ def update_fields(path: str | os.PathLike, **fields) -> dict:
     content = load(path)
     content.update(fields)
     write(path, content)
+    return content
+
+
+def release(source: str | os.PathLike, target: str | os.PathLike, **fields) -> dict:
+    """Write ``source`` with ``fields`` set (e.g. the calibration) as ``target``, then drop ``source``.
+
+    The replacement of ``target`` is atomic; ``source`` may be ``target`` itself (re-calibration).
+    """
+    content = load(source)
+    content.update(fields)
+    write(target, content)
+    if Path(source).resolve() != Path(target).resolve():
+        Path(source).unlink()
     return content
 
 
@@ -163,13 +278,14 @@ def check_matches(content: dict, *, class_names: Sequence[str] | None = None,
                               f"{len(ours)} classes ({'; '.join(detail)}); retrain with notebook 02")
 
 
-def build_model(content: dict, *, device=None):
+def build_model(content: dict, *, device=None, source: str | os.PathLike = "checkpoint"):
     """The eval-mode model stored in a loaded checkpoint (no pretrained weights are fetched)."""
-    from meterlib import backbones
-
     model = backbones.build_classifier(content["backbone"], len(content["class_names"]), pretrained=False)
     try:
         model.load_state_dict(content["state_dict"])
     except RuntimeError as exc:
-        raise CheckpointError(f"checkpoint weights do not fit backbone {content['backbone']!r}: {exc}") from None
+        # torch lists every key over several lines; one line keeps the message readable.
+        detail = textwrap.shorten(str(exc), 300, placeholder=" ...")
+        raise CheckpointError(f"{source}: weights do not fit backbone {content['backbone']!r} with "
+                              f"{len(content['class_names'])} classes ({detail})") from None
     return model.to(device or "cpu").eval()

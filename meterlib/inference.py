@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numbers
 import os
 from concurrent.futures import ThreadPoolExecutor
 from typing import Sequence
@@ -21,20 +22,39 @@ def decode_threads() -> int:
     return max(1, min(8, os.cpu_count() or 1))
 
 
-def load_resized(image_paths: Sequence[str | os.PathLike], *, image_size: int, progress: bool = False) -> list:
-    """Decode photos once (EXIF-upright RGB) and squash them to ``image_size`` squares."""
+def positive_int(name: str, value) -> int:
+    """``value`` as an int of at least 1, else a ValueError naming the parameter (bools are refused)."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
+        raise ValueError(f"{name} must be a positive integer, got {value!r}")
+    return int(value)
+
+
+def load_resized(images: Sequence[imageio.PhotoSource], *, image_size: int, progress: bool = False) -> list:
+    """Decode photos once (files, bytes, PIL images or arrays; EXIF-upright RGB), squashed to squares."""
     from tqdm.auto import tqdm
 
     squash = transforms.resize(image_size)
+
+    def decode(index: int):
+        try:
+            return squash(imageio.load_rgb(images[index], min_side=image_size))
+        except imageio.ImageError as exc:
+            if len(images) == 1:
+                raise
+            # Among many uploads, "image data (812 bytes)" alone would not say which one failed.
+            raise imageio.ImageError(f"image {index + 1} of {len(images)}: {exc}") from None
+
     with ThreadPoolExecutor(decode_threads()) as pool:
-        jobs = pool.map(lambda path: squash(imageio.load_rgb(path, min_side=image_size)), image_paths)
-        return list(tqdm(jobs, total=len(image_paths), desc="decode", disable=not progress, leave=False))
+        jobs = pool.map(decode, range(len(images)))
+        return list(tqdm(jobs, total=len(images), desc="decode", disable=not progress, leave=False))
 
 
 def logits_for_images(model, images: Sequence, *, image_size: int, mean: Sequence[float],
                       std: Sequence[float], batch_size: int = 32, device=None):
     """Logits (N x classes, CPU float tensor) for PIL images, with the eval preprocessing."""
     import torch
+
+    batch_size = positive_int("batch_size", batch_size)
 
     device = torch.device(device) if device is not None else default_device()
     prepare = transforms.eval_transform(image_size=image_size, mean=mean, std=std)

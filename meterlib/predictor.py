@@ -8,15 +8,17 @@ from __future__ import annotations
 
 import math
 import os
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any, Union
 
 import numpy as np
-from PIL import Image
 
 from meterlib import calibration, checkpoint, conformal, imageio, inference
 
 UNKNOWN = "UNKNOWN"
+# One photo source (see imageio.load_rgb) or an iterable of them.
+Photos = Union[imageio.PhotoSource, Iterable[imageio.PhotoSource]]
 
 
 @dataclass(frozen=True)
@@ -50,7 +52,7 @@ class Predictor:
         """Load the model and its calibration from a meterlib checkpoint."""
         content = checkpoint.load(path)
         quantile = content.get("conformal_quantile")
-        return cls(model=checkpoint.build_model(content, device=device),
+        return cls(model=checkpoint.build_model(content, device=device, source=path),
                    class_names=list(content["class_names"]), image_size=int(content["image_size"]),
                    mean=list(content["mean"]), std=list(content["std"]),
                    temperature=float(content.get("temperature", 1.0)),
@@ -58,29 +60,29 @@ class Predictor:
                    conformal_quantile=math.inf if quantile is None else float(quantile),
                    device=device)
 
-    def logits(self, images: Sequence[str | os.PathLike | Image.Image], *, batch_size: int = 32) -> np.ndarray:
-        """Raw logits (n, classes) for photo files or PIL images."""
-        pictures = [img if isinstance(img, Image.Image) else imageio.load_rgb(img, min_side=self.image_size)
-                    for img in images]
+    def logits(self, images: Photos, *, batch_size: int = 32) -> np.ndarray:
+        """Raw logits (n, classes) for one photo or many (paths, bytes, PIL images, arrays)."""
+        batch_size = inference.positive_int("batch_size", batch_size)
+        pictures = inference.load_resized(_as_list(images), image_size=self.image_size)
         result = inference.logits_for_images(self.model, pictures, image_size=self.image_size,
                                              mean=self.mean, std=self.std, batch_size=batch_size,
                                              device=self.device)
         return result.numpy().astype(np.float64)
 
-    def probabilities(self, images: Sequence[str | os.PathLike | Image.Image], *, batch_size: int = 32) -> np.ndarray:
+    def probabilities(self, images: Photos, *, batch_size: int = 32) -> np.ndarray:
         """Calibrated class probabilities (n, classes), columns in ``class_names`` order."""
         return calibration.softmax(self.logits(images, batch_size=batch_size), temperature=self.temperature)
 
-    def predict_many(self, images: Sequence[str | os.PathLike | Image.Image], *, top_k: int = 3,
-                     batch_size: int = 32) -> list[Prediction]:
-        """Predictions for many photos, batched."""
+    def predict_many(self, images: Photos, *, top_k: int = 3, batch_size: int = 32) -> list[Prediction]:
+        """Predictions for one photo or many, batched; ``top_k`` beyond the class count lists every class."""
+        top_k = inference.positive_int("top_k", top_k)
         probs = self.probabilities(images, batch_size=batch_size)
         sets = conformal.aps_prediction_sets(probs, self.conformal_quantile)
         names = self.class_names
         predictions = []
         for row, members in zip(probs, sets):
             order = np.argsort(-row, kind="stable")
-            top = order[:top_k]
+            top = order[:top_k]  # slicing clamps top_k to the class count
             unknown = bool(row[order[0]] < self.unknown_threshold)
             predictions.append(Prediction(
                 label=UNKNOWN if unknown else names[order[0]], unknown=unknown,
@@ -89,6 +91,14 @@ class Predictor:
                 prediction_set=[names[i] for i in order if members[i]]))
         return predictions
 
-    def predict(self, image: str | os.PathLike | Image.Image, *, top_k: int = 3) -> Prediction:
-        """The prediction for one photo file or PIL image."""
+    def predict(self, image: imageio.PhotoSource, *, top_k: int = 3) -> Prediction:
+        """The prediction for one photo: a path, its bytes, a PIL image or an array."""
         return self.predict_many([image], top_k=top_k)[0]
+
+
+def _as_list(images: Photos) -> list:
+    """One photo source or an iterable of them, as a list."""
+    # A dict is one (wrong) source, e.g. an ipywidgets upload entry, not a list of its keys.
+    if isinstance(images, (*imageio.PHOTO_TYPES, Mapping)) or not isinstance(images, Iterable):
+        return [images]
+    return list(images)

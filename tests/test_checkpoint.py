@@ -96,3 +96,14 @@ def test_missing_or_foreign_files_are_named(tmp_path):
     torch.save({"weights": torch.zeros(1)}, foreign)
     with pytest.raises(checkpoint.CheckpointError, match="not a meterlib checkpoint"):
         checkpoint.load(foreign)
+
+
+def test_a_field_that_load_would_refuse_is_never_written(saved, tmp_path, model):
+    before = saved.read_bytes()
+    with pytest.raises(checkpoint.CheckpointError, match=r"field 'temperature' must be a finite number > 0"):
+        checkpoint.update_fields(saved, temperature=-1.0)
+    assert saved.read_bytes() == before
+    with pytest.raises(checkpoint.CheckpointError, match=r"x\.pt: checkpoint field 'image_size' must be an int"):
+        checkpoint.save(tmp_path / "x.pt", model=model, backbone="random", class_names=CLASSES,
+                        image_size=8, mean=(0,) * 3, std=(1,) * 3)
+    assert not (tmp_path / "x.pt").exists()
