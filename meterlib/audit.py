@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import os
+import stat
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,7 +18,15 @@ from meterlib.imageio import ImageError, read_photo
 
 SPLITS = ("train", "val", "test")
 # A file with one of these flags cannot be used at all; it is named in the manifest and skipped.
-UNUSABLE_FLAGS = ("zero_byte", "not_image", "truncated", "unreadable", "no_class", "no_split")
+UNUSABLE_FLAGS = ("zero_byte", "not_image", "truncated", "unreadable", "no_class", "no_split",
+                  "special_file", "broken_link", "link_loop", "bad_name")
+# Problems found before any decoding: the 'error' text starts with the key, the flag is the value.
+_ERROR_FLAGS = {"special file": "special_file", "broken link": "broken_link",
+                "link loop": "link_loop", "bad name": "bad_name", "cannot read": "unreadable"}
+_SPECIAL_KINDS = {stat.S_IFIFO: "named pipe (FIFO)", stat.S_IFSOCK: "socket",
+                  stat.S_IFCHR: "character device", stat.S_IFBLK: "block device"}
+# Folders above the class folder: raw/<class>/, processed/<split>/<class>/.
+_CLASS_DEPTH = {"raw": 1, "processed": 2}
 # The file's colour mode, reported because it is converted to 8-bit RGB on loading.
 MODE_FLAGS = {"CMYK": "cmyk", "P": "palette", "RGBA": "alpha", "LA": "alpha", "PA": "alpha",
               "L": "grayscale", "1": "grayscale", "I;16": "16bit", "I;16B": "16bit",
@@ -52,43 +62,112 @@ def detect_layout(dataset_dir: str | os.PathLike) -> str:
 
 
 def list_files(dataset_dir: str | os.PathLike, *, layout: str) -> tuple[pd.DataFrame, list[str]]:
-    """Every non-hidden file under raw/ or processed/, with its class (and split), plus all class folders."""
+    """Every non-hidden file under raw/ or processed/, with its class (and split), plus all class folders.
+
+    Entries that cannot be read at all (a name that is not UTF-8, a folder link back into the tree,
+    a folder that cannot be listed) come with their problem in the 'error' column.
+    """
     dataset_dir = Path(dataset_dir)
     root = dataset_dir / layout
-    depth = 1 if layout == "raw" else 2  # folders above the class folder
-    rows, classes = [], set()
-    for folder, dirnames, filenames in os.walk(root, followlinks=True):
-        # Hidden files and folders (.DS_Store, ._AppleDouble, .ipynb_checkpoints) are not photos.
-        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+    rows, classes, failed = [], set(), []
+    # Each real folder is listed once, so a link to itself or to an ancestor cannot loop the walk.
+    seen = {_folder_key(root): layout}
+    for folder, dirnames, filenames in os.walk(root, followlinks=True, onerror=failed.append):
         parts = Path(folder).relative_to(root).parts
-        if len(parts) == depth:
-            classes.add(parts[-1])
-        for name in filenames:
-            if name.startswith("."):
-                continue
-            rel = Path(folder, name).relative_to(dataset_dir).as_posix()
-            rows.append({"path": rel,
-                         "class": parts[depth - 1] if len(parts) >= depth else "",
-                         "found_split": parts[0] if layout == "processed" and parts else ""})
-    frame = pd.DataFrame(rows, columns=["path", "class", "found_split"])
+        if len(parts) == _CLASS_DEPTH[layout]:
+            classes.add(printable_name(parts[-1]))
+        for name, first in _prune_folders(Path(folder), dirnames, seen, dataset_dir):
+            rows.append(_entry(Path(folder, name), dataset_dir, layout,
+                               error=f"link loop: leads to {first}/ again, not followed"))
+        # Hidden files (.DS_Store, ._AppleDouble) are not photos.
+        rows += [_entry(Path(folder, name), dataset_dir, layout)
+                 for name in filenames if not name.startswith(".")]
+    rows += [_entry(Path(exc.filename), dataset_dir, layout,
+                    error=f"cannot read: folder not listed ({exc.strerror or exc})") for exc in failed]
+    frame = pd.DataFrame(rows, columns=["path", "class", "found_split", "error"])
     return frame.sort_values("path", ignore_index=True), sorted(classes)
+
+
+def printable_name(name: str) -> str:
+    """A file name as UTF-8 text: bytes that are not UTF-8 shown as \\xNN escapes."""
+    return os.fsencode(name).decode("utf-8", "backslashreplace")
+
+
+def _folder_key(path: Path) -> tuple[int, int]:
+    info = path.stat()
+    return info.st_dev, info.st_ino
+
+
+def _prune_folders(folder: Path, dirnames: list[str], seen: dict,
+                   dataset_dir: Path) -> list[tuple[str, str]]:
+    """Keep only unseen, non-hidden folders in ``dirnames``; return (name, first path) of seen ones."""
+    keep, again = [], []
+    for name in sorted(d for d in dirnames if not d.startswith(".")):
+        try:
+            key = _folder_key(folder / name)
+        except OSError:
+            continue  # vanished since it was listed
+        if key in seen:
+            again.append((name, seen[key]))
+        else:
+            seen[key] = printable_name((folder / name).relative_to(dataset_dir).as_posix())
+            keep.append(name)
+    dirnames[:] = keep
+    return again
+
+
+def _entry(path: Path, dataset_dir: Path, layout: str, *, error: str = "") -> dict:
+    rel = path.relative_to(dataset_dir).as_posix()
+    parts = path.relative_to(dataset_dir / layout).parts[:-1]  # the folders it lies in
+    depth = _CLASS_DEPTH[layout]
+    if not error and printable_name(rel) != rel:
+        error = "bad name: not valid UTF-8, so it is not read (rename the file)"
+    return {"path": printable_name(rel),
+            "class": printable_name(parts[depth - 1]) if len(parts) >= depth else "",
+            "found_split": parts[0] if layout == "processed" and parts else "",
+            "error": error}
 
 
 def inspect_file(path: str | os.PathLike) -> dict:
     """Content hash, perceptual hash, size, colour mode and quality scores of one file."""
     path = Path(path)
-    data = path.read_bytes()
+    problem = _not_regular(path)
+    if problem:
+        return {"error": problem}
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        return {"error": f"cannot read: {exc.strerror or exc}"}
     facts = {"size_bytes": len(data), "sha256": hashlib.sha256(data).hexdigest()}
     try:
         photo = read_photo(path, max_side=QUALITY_SIDE)
     except ImageError as exc:
         # The message starts with the (absolute) path; the manifest names files relatively.
         return {**facts, "error": str(exc).split(": ", 1)[-1]}
+    except Exception as exc:  # a decoder bug on one odd file must not end the whole audit
+        return {**facts, "error": f"unreadable image ({type(exc).__name__}: {exc})"}
     gray = np.asarray(photo.image.convert("L"), dtype=np.float64)
     return {**facts, "phash": str(imagehash.phash(photo.image)), "width": photo.width,
             "height": photo.height, "mode": photo.mode, "format": photo.format,
             "exif_rotated": photo.exif_rotated, "brightness": gray.mean() / 255,
             "contrast": gray.std() / 255, "sharpness": _laplacian_variance(gray), "error": ""}
+
+
+def _not_regular(path: Path) -> str:
+    """Why ``path`` must not be opened (a FIFO would block forever), or '' for a regular file."""
+    try:
+        mode = os.stat(path).st_mode
+    except FileNotFoundError:
+        if path.is_symlink():
+            return "broken link: its target does not exist"
+        return "cannot read: the file vanished during the audit"
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            return "link loop: the link leads back to itself"
+        return f"cannot read: {exc.strerror or exc}"
+    if stat.S_ISREG(mode):
+        return ""
+    return f"special file: a {_SPECIAL_KINDS.get(stat.S_IFMT(mode), 'special file')}, not a photo"
 
 
 def _laplacian_variance(gray: np.ndarray) -> float:
@@ -121,10 +200,13 @@ def audit_dataset(dataset_dir: str | os.PathLike, *, near_distance: int = 4, min
     dataset_dir = Path(dataset_dir)
     layout = detect_layout(dataset_dir)
     listed, classes = list_files(dataset_dir, layout=layout)
-    facts = inspect_files([dataset_dir / p for p in listed["path"]], workers=workers,
+    todo = listed[listed["error"] == ""]
+    facts = inspect_files([dataset_dir / p for p in todo["path"]], workers=workers,
                           progress=progress)
-    files = pd.concat([listed, pd.DataFrame(facts, index=listed.index)], axis=1)
-    files = files.reindex(columns=COLUMNS).astype({"width": "Int64", "height": "Int64"})
+    inspected = pd.DataFrame(facts, index=todo.index)
+    files = listed.drop(columns="error").join(inspected).reindex(columns=COLUMNS)
+    files["error"] = listed["error"].mask(listed["error"] == "", files["error"])
+    files = files.astype({"width": "Int64", "height": "Int64", "size_bytes": "Int64"})
     settings = dict(near_distance=near_distance, min_side=min_side, dark_below=dark_below,
                     low_contrast_below=low_contrast_below, blurry_below=blurry_below)
     files = flag_files(files, layout=layout, **settings)
@@ -167,6 +249,9 @@ def flag_files(files: pd.DataFrame, *, layout: str, near_distance: int, min_side
 
 
 def _error_flag(error: str, size_bytes: int) -> str:
+    for start, flag in _ERROR_FLAGS.items():
+        if error.startswith(start):
+            return flag
     if size_bytes == 0:
         return "zero_byte"
     if "not an image" in error:

@@ -16,15 +16,29 @@ from meterlib.imageio import ImageError, load_thumbnail
 SPLIT_COLOURS = {"train": "#4c72b0", "val": "#dd8452", "test": "#55a868", "excluded": "#c44e52"}
 # Informational flags describe a file's format; the gallery shows only the quality problems.
 GALLERY_SKIPS = ("grayscale", "alpha", "palette", "cmyk", "16bit", "exif_rotated")
+# Beyond this many classes a figure shows the largest ones and says how many it leaves out,
+# so its size (and the notebook's) stays bounded for any number of classes.
+MAX_CLASSES = 40
 
 
-def plot_class_counts(manifest: pd.DataFrame, *, classes: list[str] | None = None):
-    """Horizontal bars of photos per class, stacked by split."""
+def largest(counts: pd.Series, *, limit: int) -> list:
+    """The index labels of the ``limit`` largest counts (ties by label), largest first."""
+    return sorted(counts.index, key=lambda label: (-counts[label], str(label)))[:limit]
+
+
+def _left_out(shown: int, total: int) -> str:
+    return "" if shown >= total else f"the {shown} largest of {total} classes shown"
+
+
+def plot_class_counts(manifest: pd.DataFrame, *, classes: list[str] | None = None,
+                      max_classes: int = MAX_CLASSES):
+    """Horizontal bars of photos per class, stacked by split (the largest ``max_classes`` classes)."""
     table = pd.crosstab(manifest["class"], manifest["split"])
     table = table.reindex(columns=[c for c in SPLIT_COLOURS if c in table.columns])
     if classes is not None:
         table = table.reindex(sorted(set(classes) | set(table.index) - {""}), fill_value=0)
-    table = table.loc[table.sum(axis=1).sort_values(kind="stable").index]
+    total, n_classes = int(table.to_numpy().sum()), len(table)
+    table = table.loc[largest(table.sum(axis=1), limit=max_classes)[::-1]]
     fig, ax = plt.subplots(figsize=(7, max(2.5, 0.22 * len(table) + 1)))
     left = np.zeros(len(table))
     for split in table.columns:
@@ -32,24 +46,33 @@ def plot_class_counts(manifest: pd.DataFrame, *, classes: list[str] | None = Non
                 label=split)
         left += table[split].to_numpy()
     ax.set_xlabel("photos")
-    ax.set_title(f"{int(left.sum())} files in {len(table)} classes")
+    note = _left_out(len(table), n_classes)
+    ax.set_title(f"{total} files in {n_classes} classes" + (f"\n({note})" if note else ""))
     ax.legend(loc="lower right", frameon=False)
     ax.margins(y=0.01)
     return fig
 
 
-def _usable(manifest: pd.DataFrame) -> pd.DataFrame:
+def _usable(manifest: pd.DataFrame, *, max_classes: int | None = None) -> pd.DataFrame:
     unusable = manifest["flags"].fillna("").map(lambda f: bool(set(f.split(";")) & set(UNUSABLE_FLAGS)))
-    return manifest[~unusable]
+    usable = manifest[~unusable]
+    if max_classes is None:
+        return usable
+    return usable[usable["class"].isin(largest(usable["class"].value_counts(), limit=max_classes))]
 
 
-def _show_thumbnail(ax, path: Path, *, title: str, max_side: int) -> None:
+def _show_thumbnail(ax, path: Path, *, title: str, max_side: int, error: str = "") -> None:
+    """The photo, or the reason it cannot be shown: ``error`` (then it is not opened) or its own."""
     ax.set_axis_off()
-    try:
-        ax.imshow(load_thumbnail(path, max_side=max_side))
-    except ImageError as exc:
-        ax.text(0.5, 0.5, str(exc).split(": ", 1)[-1][:40], ha="center", va="center",
-                fontsize=6, wrap=True, transform=ax.transAxes)
+    # A file the audit could not read is not opened again (it may be a FIFO that blocks).
+    if not error:
+        try:
+            ax.imshow(load_thumbnail(path, max_side=max_side))
+        except ImageError as exc:
+            error = str(exc).split(": ", 1)[-1]
+    if error:
+        ax.text(0.5, 0.5, error[:40], ha="center", va="center", fontsize=6, wrap=True,
+                transform=ax.transAxes)
     ax.set_title(title, fontsize=7)
 
 
@@ -63,23 +86,25 @@ def _grid(n: int, *, columns: int, cell: tuple[float, float]):
 
 
 def plot_contact_sheet(manifest: pd.DataFrame, dataset_dir: str | os.PathLike, *,
-                       columns: int = 8, max_side: int = 160):
-    """Exactly one photo per class: each class's first usable, unflagged photo (by path)."""
-    usable = _usable(manifest).sort_values(["class", "path"])
+                       columns: int = 8, max_side: int = 160, max_classes: int = MAX_CLASSES):
+    """One photo per class (of the largest ``max_classes``): its first usable, unflagged photo."""
+    usable = _usable(manifest, max_classes=max_classes).sort_values(["class", "path"])
     clean = usable[usable["flags"].fillna("") == ""]
     picks = pd.concat([clean, usable]).drop_duplicates("class").sort_values("class")
     fig, axes = _grid(len(picks), columns=columns, cell=(1.3, 2.0))
     for ax, row in zip(axes, picks.to_dict("records")):
         _show_thumbnail(ax, Path(dataset_dir) / row["path"], title=row["class"], max_side=max_side)
-    fig.suptitle("one photo per class", y=1.0)
+    note = _left_out(len(picks), _usable(manifest)["class"].nunique())
+    fig.suptitle("one photo per class" + (f" ({note})" if note else ""), y=1.0)
     fig.tight_layout()
     return fig
 
 
 def plot_class_samples(manifest: pd.DataFrame, dataset_dir: str | os.PathLike, *,
-                       per_class: int = 5, seed: int = 0, max_side: int = 96):
-    """A row of randomly chosen photos for every class."""
-    usable = _usable(manifest)
+                       per_class: int = 5, seed: int = 0, max_side: int = 96,
+                       max_classes: int = MAX_CLASSES):
+    """A row of randomly chosen photos for every class (of the largest ``max_classes``)."""
+    usable = _usable(manifest, max_classes=max_classes)
     classes = sorted(usable["class"].unique())
     fig, axes = plt.subplots(max(1, len(classes)), per_class,
                              figsize=(0.75 * per_class, 1.15 * max(1, len(classes))), squeeze=False)
@@ -94,6 +119,9 @@ def plot_class_samples(manifest: pd.DataFrame, dataset_dir: str | os.PathLike, *
                                 max_side=max_side)
         axes[r, 0].text(-0.1, 0.5, cls, ha="right", va="center", fontsize=8,
                         transform=axes[r, 0].transAxes)
+    note = _left_out(len(classes), _usable(manifest)["class"].nunique())
+    if note:
+        fig.suptitle(note, fontsize=8)
     fig.tight_layout()
     return fig
 
@@ -139,10 +167,11 @@ def plot_flagged(files: pd.DataFrame, dataset_dir: str | os.PathLike, *, per_fla
             ax = axes[r, c]
             ax.set_axis_off()
             if c < len(rows):
-                path = rows["path"].iat[c]
+                path, error = rows["path"].iat[c], rows["error"].fillna("").iat[c]
                 _show_thumbnail(ax, Path(dataset_dir) / path, title=Path(path).name[:18],
-                                max_side=max_side)
+                                max_side=max_side, error=error)
         axes[r, 0].text(-0.1, 0.5, flag, ha="right", va="center", fontsize=8,
                         transform=axes[r, 0].transAxes)
     fig.tight_layout()
     return fig
+

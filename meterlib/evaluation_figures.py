@@ -17,13 +17,19 @@ from meterlib.imageio import ImageError, load_thumbnail
 RIGHT, WRONG = "#55a868", "#c44e52"
 
 
-def plot_confusion_matrices(labels, predictions, *, class_names: Sequence[str]):
-    """Counts and row-normalised confusion heatmaps over the classes that occur in labels or predictions."""
-    shown = np.union1d(np.unique(labels), np.unique(predictions)).astype(int)
-    counts = confusion_matrix(labels, predictions, labels=shown)
+def plot_confusion_matrices(labels, predictions, *, class_names: Sequence[str],
+                            max_classes: int = 40):
+    """Counts and row-normalised confusion heatmaps over the classes that occur in labels or predictions.
+
+    With more than ``max_classes`` such classes only the most-confused ones are drawn (the title says so).
+    """
+    occurring = np.union1d(np.unique(labels), np.unique(predictions)).astype(int)
+    counts = confusion_matrix(labels, predictions, labels=occurring)
     with np.errstate(invalid="ignore"):
         rates = counts / counts.sum(axis=1, keepdims=True)  # rows without images stay blank (NaN)
-    names = [class_names[i] for i in shown]
+    keep = most_confused(counts, limit=max_classes)
+    counts, rates = counts[np.ix_(keep, keep)], rates[np.ix_(keep, keep)]
+    names = [class_names[i] for i in occurring[keep]]
     side = max(4.0, 0.28 * len(names) + 2)
     fig, axes = plt.subplots(1, 2, figsize=(2 * side + 1, side))
     small = len(names) <= 40
@@ -44,8 +50,23 @@ def plot_confusion_matrices(labels, predictions, *, class_names: Sequence[str]):
                 ax.text(j, i, format(value, fmt),
                         ha="center", va="center", fontsize=5.5,
                         color="white" if value > 0.6 * top else "black")
+    if len(keep) < len(occurring):
+        fig.suptitle(f"the {len(keep)} most-confused of {len(occurring)} classes "
+                     "(most images of other classes predicted as them, or of them as others)")
     fig.tight_layout()
     return fig
+
+
+def most_confused(counts: np.ndarray, *, limit: int) -> np.ndarray:
+    """Positions (ascending) of the ``limit`` classes with the most mistakes in a confusion matrix.
+
+    A class's mistakes are its images predicted as another class plus other images predicted as
+    it; ties go to the class with more images, then the earlier one.
+    """
+    counts = np.asarray(counts)
+    wrong = counts.sum(axis=0) + counts.sum(axis=1) - 2 * np.diag(counts)
+    order = np.lexsort((np.arange(len(counts)), -counts.sum(axis=1), -wrong))
+    return np.sort(order[:limit])
 
 
 def plot_reliability(tables: Mapping[str, pd.DataFrame], *, eces: Mapping[str, float] | None = None):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ast
 import contextlib
+import json
 import os
 import time
 from dataclasses import dataclass, field
@@ -217,7 +218,7 @@ def run(*, profile: str | None = None, overrides: dict[str, Any] | None = None,
                           reports_dir=settings.get("reports_dir", ""))
     if "dataset" in settings:
         check_dataset(planned, where.dataset_dir)
-    done = []
+    done, started = [], time.time()
     with exclusive(where.reports_dir):
         for index, item in enumerate(planned, start=1):
             echo(f"[{index}/{len(planned)}] {item.path.name} ...")
@@ -225,7 +226,16 @@ def run(*, profile: str | None = None, overrides: dict[str, Any] | None = None,
             done.append(execute(item, where.reports_dir / "notebooks", progress_bar=progress_bar))
             echo(f"[{index}/{len(planned)}] {item.path.name} done in {time.perf_counter() - start:.1f} s "
                  f"-> {done[-1].relative_to(where.reports_dir)}")
+    for warning in data_warnings(where.metrics_json, since=started):
+        echo(f"WARNING: {warning}")
     return done
+
+
+def data_warnings(metrics_json: Path, *, since: float) -> list[str]:
+    """The data warnings (e.g. leakage) of a metrics.json written after ``since`` (a time.time())."""
+    if not metrics_json.is_file() or metrics_json.stat().st_mtime < since:
+        return []
+    return json.loads(metrics_json.read_text(encoding="utf-8")).get("data_warnings", [])
 
 
 def check_dataset(planned: list[PlannedNotebook], dataset_dir: Path) -> None:

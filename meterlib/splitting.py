@@ -10,17 +10,20 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
+import numbers
 import os
 import shutil
 import zlib
-from typing import Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Sequence
 
 import numpy as np
 import pandas as pd
 
 from meterlib import atomic
-from meterlib.audit import SPLITS, UNUSABLE_FLAGS, Audit
+from meterlib.audit import SPLITS, UNUSABLE_FLAGS, Audit, files_with_flag, printable_name
 
 # Manifest columns in order; the first nine are the contract that training relies on.
 MANIFEST_COLUMNS = ["path", "class", "split", "sha256", "phash", "width", "height", "flags", "group",
@@ -33,6 +36,18 @@ HOLDOUT = "holdout"
 # and a group whose members carry different labels cannot be trusted as ground truth.
 EXCLUDING_FLAGS = (*UNUSABLE_FLAGS, "duplicate", "label_conflict")
 TREE_MARKER = ".meterlib-split.json"
+# How to repair a manifest that cannot be read.
+_REWRITE = "re-run notebook 01 to write it afresh"
+RESPLIT_HINT = "Set resplit=True in notebook 01 (-p resplit=true) to split the photos afresh."
+# Problems of an existing split that distort the measured accuracy, in words.
+_LEAK_SENTENCES = {
+    "leakage": "Leakage: {photos} with a (near-)copy in another split ({groups}), e.g. {example}: "
+               "the model is tested on pictures it has trained on, so the test accuracy is too high.",
+    "duplicate": "Copies: {photos} identical to another photo and used anyway, e.g. {example}: "
+                 "they add weight but no information.",
+    "label_conflict": "Label conflicts: {photos} with a (near-)copy filed under another class and "
+                      "used anyway, e.g. {example}: a photo with two labels is no ground truth.",
+}
 
 
 class SplitError(RuntimeError):
@@ -57,14 +72,10 @@ def assign_splits(files: pd.DataFrame, *, seed: int = 0, min_images_test: int = 
                   min_images_val: int = 50, test_fraction: float = 0.2,
                   val_fraction: float = 0.15) -> pd.Series:
     """Split per class by the adaptive rule, whole duplicate groups at a time; unusable -> 'excluded'."""
-    if not 0 < min_images_test <= min_images_val:
-        raise SplitError(f"need 0 < min_images_test ({min_images_test}) <= min_images_val "
-                         f"({min_images_val})")
-    if not (0 < test_fraction < 1 and 0 <= val_fraction < 1 and test_fraction + val_fraction < 1):
-        raise SplitError(f"test_fraction ({test_fraction}) and val_fraction ({val_fraction}) must "
-                         "lie in [0, 1) and leave a share for training")
+    check_rule(seed=seed, min_images_test=min_images_test, min_images_val=min_images_val,
+               test_fraction=test_fraction, val_fraction=val_fraction)
     split = pd.Series(EXCLUDED, index=files.index, dtype=object)
-    usable = ~files["flags"].fillna("").map(is_excluded)
+    usable = ~files["flags"].fillna("").map(is_excluded).astype(bool)  # bool even when empty
     for cls, rows in files[usable].groupby("class", sort=True):
         n = len(rows)
         tier = class_tier(n, min_images_test=min_images_test, min_images_val=min_images_val)
@@ -78,6 +89,24 @@ def assign_splits(files: pd.DataFrame, *, seed: int = 0, min_images_test: int = 
         chosen = _choose_groups(order, sizes.to_dict(), targets)
         split[rows.index] = rows["group"].map(lambda g: chosen.get(g, "train"))
     return split
+
+
+def check_rule(*, seed: int, min_images_test: int, min_images_val: int, test_fraction: float,
+               val_fraction: float) -> None:
+    """Raise SplitError naming the first split-rule parameter that cannot work."""
+    for name, value in (("seed", seed), ("min_images_test", min_images_test),
+                        ("min_images_val", min_images_val)):
+        if not isinstance(value, numbers.Integral) or isinstance(value, bool) or value < 0:
+            raise SplitError(f"{name} must be a whole number >= 0, got {value!r}")
+    for name, value in (("test_fraction", test_fraction), ("val_fraction", val_fraction)):
+        if not isinstance(value, numbers.Real) or isinstance(value, bool) or not math.isfinite(value):
+            raise SplitError(f"{name} must be a number between 0 and 1, got {value!r}")
+    if not 0 < min_images_test <= min_images_val:
+        raise SplitError(f"need 0 < min_images_test ({min_images_test}) <= min_images_val "
+                         f"({min_images_val})")
+    if not (0 < test_fraction < 1 and 0 <= val_fraction < 1 and test_fraction + val_fraction < 1):
+        raise SplitError(f"test_fraction ({test_fraction}) and val_fraction ({val_fraction}) must "
+                         "lie in [0, 1) and leave a share for training")
 
 
 def _choose_groups(order: list[str], sizes: dict[str, int], targets: dict[str, int]) -> dict[str, str]:
@@ -117,7 +146,7 @@ def build_manifest(audit: Audit, *, resplit: bool = False, holdout_classes: Sequ
     split = split.mask(files["class"].isin(holdout_classes) & (split != EXCLUDED), HOLDOUT)
     manifest = files.assign(split=split).reindex(columns=MANIFEST_COLUMNS)
     text = ["sha256", "phash", "flags", "group", "mode", "format", "error"]
-    manifest[text] = manifest[text].fillna("")
+    manifest[text] = manifest[text].astype(object).fillna("")  # all-empty columns are float
     # Rounded scores keep the CSV text identical from run to run and machine to machine.
     return manifest.round({"brightness": 4, "contrast": 4, "sharpness": 2})
 
@@ -138,14 +167,82 @@ def write_manifest(manifest: pd.DataFrame, path: str | os.PathLike) -> bool:
 
 
 def read_manifest(path: str | os.PathLike) -> pd.DataFrame:
-    """Load splits.csv: text stays text (a class named 'NaN' or 'None' survives), numbers are numbers."""
-    frame = pd.read_csv(path, dtype=str, keep_default_na=False)
-    for column in ("width", "height", "size_bytes"):
-        frame[column] = pd.to_numeric(frame[column].replace("", None)).astype("Int64")
-    for column in ("brightness", "contrast", "sharpness"):
-        frame[column] = pd.to_numeric(frame[column].replace("", None)).astype(float)
+    """Load splits.csv: text stays text (a class named 'NaN' or 'None' survives), numbers are numbers.
+
+    A missing, unreadable or foreign file raises an error that names it (FileNotFoundError, SplitError).
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no manifest here; run notebook 01 to write it")
+    try:
+        # utf-8-sig: a spreadsheet program may have added a byte-order mark.
+        frame = pd.read_csv(path, dtype=str, keep_default_na=False, encoding="utf-8-sig")
+    except (UnicodeDecodeError, pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
+        reason = str(exc).strip().splitlines()[0]
+        raise SplitError(f"{path}: not a readable CSV manifest ({reason}); {_REWRITE}") from None
+    missing = [column for column in MANIFEST_COLUMNS if column not in frame.columns]
+    if missing:
+        raise SplitError(f"{path}: not a meterlib manifest, missing columns: {', '.join(missing)}; "
+                         + _REWRITE)
+    for column, dtype in (("width", "Int64"), ("height", "Int64"), ("size_bytes", "Int64"),
+                          ("brightness", float), ("contrast", float), ("sharpness", float)):
+        frame[column] = _numbers(frame[column], path, dtype)
     frame["exif_rotated"] = frame["exif_rotated"].map({"True": True, "False": False})
     return frame
+
+
+def _numbers(column: pd.Series, path: Path, dtype) -> pd.Series:
+    values = pd.to_numeric(column.replace("", None), errors="coerce")
+    bad = values.isna() & column.ne("")
+    if dtype == "Int64":
+        bad |= values.notna() & (values % 1 != 0)
+    if bad.any():
+        line = int(np.flatnonzero(bad.to_numpy())[0]) + 2  # the header is line 1
+        kind = "a whole number" if dtype == "Int64" else "a number"
+        raise SplitError(f"{path}: line {line}, column '{column.name}': "
+                         f"{column[bad].iat[0]!r} is not {kind}; {_REWRITE}")
+    return values.astype(dtype)
+
+
+def require_trainable_classes(manifest: pd.DataFrame) -> None:
+    """Raise SplitError unless at least 2 classes have photos in the train split."""
+    trained = sorted(manifest.loc[manifest["split"] == "train", "class"].unique())
+    if len(trained) >= 2:
+        return
+    found = (f"only 1 class has training photos ({trained[0]})" if trained
+             else "no class has training photos")
+    raise SplitError(f"{found}: a classifier needs at least 2 classes to tell apart. Put the "
+                     "photos of each meter type in its own folder raw/<class>/ (splits.csv names "
+                     "every excluded file and why), or hold out fewer classes.")
+
+
+def leakage_warnings(manifest: pd.DataFrame) -> list[str]:
+    """Sentences on (near-)copies across splits and on copies or label conflicts in use ([] if none)."""
+    used = manifest[manifest["split"] != EXCLUDED]
+    found = {"leakage": _leaking(used), **{flag: files_with_flag(used, flag)
+                                           for flag in ("duplicate", "label_conflict")}}
+    return [_LEAK_SENTENCES[kind].format(photos=_count(len(rows), "photo"),
+                                         groups=_count(rows["group"].nunique(), "duplicate group"),
+                                         example=rows["path"].iat[0]) + " " + RESPLIT_HINT
+            for kind, rows in found.items() if len(rows)]
+
+
+def _leaking(used: pd.DataFrame) -> pd.DataFrame:
+    """The rows whose duplicate group spans several splits."""
+    spans = used.groupby("group")["split"].nunique()
+    return used[used["group"].isin(spans.index[spans > 1])]
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}" + ("" if n == 1 else "s")
+
+
+def table_preview(table: pd.DataFrame, *, max_rows: int = 40, what: str = "rows") -> str:
+    """The table as text; a long one as its first ``max_rows`` rows and a line on the rest."""
+    if len(table) <= max_rows:
+        return table.to_string()
+    return (table.head(max_rows).to_string()
+            + f"\n... {len(table) - max_rows} more {what} not shown ({len(table)} in all)")
 
 
 def split_table(manifest: pd.DataFrame, *, classes: list[str] | None = None,
@@ -177,10 +274,10 @@ def check_split(manifest: pd.DataFrame) -> list[str]:
     mixed = set(used.loc[used["split"] == HOLDOUT, "class"]) & set(used.loc[used["split"] != HOLDOUT, "class"])
     if mixed:
         problems.append("held-out classes also in train/val/test: " + ", ".join(sorted(mixed)))
-    spans = used.groupby("group")["split"].nunique()
-    if (spans > 1).any():
-        problems.append(f"{(spans > 1).sum()} duplicate groups span several splits: "
-                        + ", ".join(spans[spans > 1].index[:5]))
+    leaking = sorted(_leaking(used)["group"].unique())
+    if leaking:
+        problems.append(f"{len(leaking)} duplicate groups span several splits: "
+                        + ", ".join(leaking[:5]))
     in_train = set(used.loc[used["split"] == "train", "class"])
     held_out = set(used.loc[used["split"].isin(["val", "test"]), "class"])
     if held_out - in_train:
@@ -191,42 +288,118 @@ def check_split(manifest: pd.DataFrame) -> list[str]:
     return problems
 
 
+@dataclass
+class TreeUpdate:
+    """What materialise did in processed/, and what it found there that meterlib did not make."""
+
+    created: int = 0
+    removed: int = 0
+    kept: int = 0
+    foreign: list[str] = field(default_factory=list)  # not made by meterlib: never touched, not used
+    conflicts: list[str] = field(default_factory=list)  # foreign files where a link should go
+
+    def describe(self) -> list[str]:
+        """The counts, then a sentence on foreign files and on conflicts, if any."""
+        lines = [f"processed/: {self.created} created, {self.removed} removed, {self.kept} kept"]
+        if self.foreign:
+            lines.append(f"{_count(len(self.foreign), 'file')} in processed/ not made by meterlib "
+                         f"(e.g. processed/{self.foreign[0]}): not used for training, left as found. "
+                         "Photos belong in raw/<class>/; re-run notebook 01 to add them to the split.")
+        if self.conflicts:
+            lines.append(f"{_count(len(self.conflicts), 'file')} of these in the place of a link "
+                         f"meterlib would make (e.g. processed/{self.conflicts[0]}): those photos are "
+                         "missing from processed/; move the files away and re-run notebook 01.")
+        return lines
+
+
 def materialise(manifest: pd.DataFrame, dataset_dir: str | os.PathLike, *,
-                copy: bool = False) -> dict[str, int]:
-    """Build processed/{train,val,test}/<class>/ as links (or copies) to the photos; idempotent."""
+                copy: bool = False) -> TreeUpdate:
+    """Build processed/{train,val,test}/<class>/ as links (or copies) to the photos; idempotent.
+
+    Only entries that meterlib made are replaced or removed; anything else in the tree is
+    reported in ``foreign`` (and in ``conflicts`` where it takes a link's place), never touched.
+    """
     dataset_dir = Path(dataset_dir)
     root = dataset_dir / "processed"
-    marker = root / TREE_MARKER
-    if root.exists() and not marker.is_file() and any(root.iterdir()):
-        raise SplitError(f"{root} exists and was not made by meterlib; it is left alone "
-                         "(move it away, or use it as the input by removing raw/)")
+    made = _made_entries(root, dataset_dir)
     wanted = _tree_entries(manifest)
-    counts = {"created": 0, "removed": 0, "kept": 0}
+    update = TreeUpdate()
     for entry in sorted(_existing_entries(root)):
-        target = wanted.get(entry)
-        link = root / entry
-        if target is not None and _points_to(link, dataset_dir / target, copy=copy):
-            counts["kept"] += 1
-            continue
-        link.unlink()
-        counts["removed"] += 1
-    for entry, target in sorted(wanted.items()):
-        link = root / entry
-        if link.is_symlink() or link.exists():
-            continue
-        link.parent.mkdir(parents=True, exist_ok=True)
-        source = dataset_dir / target
-        if copy:
-            shutil.copy2(source, link)
+        if entry not in made:
+            update.foreign.append(entry)
+        elif entry in wanted and _points_to(root / entry, dataset_dir / wanted[entry], copy=copy):
+            update.kept += 1
         else:
-            link.symlink_to(os.path.relpath(source, link.parent))
-        counts["created"] += 1
-    _remove_empty_folders(root)
+            (root / entry).unlink()
+            made.discard(entry)
+            _remove_emptied(root / entry, root)
+            update.removed += 1
+    for entry, target in sorted(wanted.items()):
+        if os.path.lexists(root / entry):
+            if entry not in made:
+                update.conflicts.append(entry)
+            continue
+        _place(dataset_dir / target, root / entry, copy=copy)
+        made.add(entry)
+        update.created += 1
+    _write_marker(root / TREE_MARKER, manifest, copy=copy, entries=made)
+    return update
+
+
+def _made_entries(root: Path, dataset_dir: Path) -> set[str]:
+    """The entries of processed/ that meterlib made and that are still what it made."""
+    marker = root / TREE_MARKER
+    if not marker.is_file():
+        if os.path.lexists(root) and (not root.is_dir() or any(root.iterdir())):
+            raise SplitError(f"{root} exists and was not made by meterlib; it is left alone "
+                             "(move it away, or use it as the input by removing raw/)")
+        return set()
+    try:
+        record = json.loads(marker.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        record = {}  # unreadable: trust only what the link rule below recognises
+    if not isinstance(record, dict) or not isinstance(record.get("entries"), list):
+        # Markers before the entry list: a link is ours only if it is exactly what we would make.
+        return {e for e in _existing_entries(root) if _links_into_raw(root / e, dataset_dir)}
+    # A recorded entry the user has since replaced (by a file or a link of their own) is theirs.
+    made_copies = bool(record.get("copies"))
+    return {e for e in record["entries"] if isinstance(e, str)
+            and (_is_copy(root / e) if made_copies else _links_into_raw(root / e, dataset_dir))}
+
+
+def _links_into_raw(link: Path, dataset_dir: Path) -> bool:
+    """True for a link whose text is exactly the relative path from its folder to a file in raw/."""
+    if not link.is_symlink():
+        return False
+    text = os.readlink(link)
+    target = os.path.normpath(os.path.join(link.parent, text))
+    raw = os.path.normpath(dataset_dir / "raw")
+    return (not os.path.isabs(text) and target.startswith(raw + os.sep)
+            and os.path.relpath(target, link.parent) == text and not os.path.isdir(target))
+
+
+def _is_copy(path: Path) -> bool:
+    return path.is_file() and not path.is_symlink()
+
+
+def _place(source: Path, link: Path, *, copy: bool) -> None:
+    link.parent.mkdir(parents=True, exist_ok=True)
+    if copy:
+        shutil.copy2(source, link)
+    else:
+        link.symlink_to(os.path.relpath(source, link.parent))
+
+
+def _write_marker(marker: Path, manifest: pd.DataFrame, *, copy: bool, entries: set[str]) -> None:
     digest = hashlib.sha256(manifest_csv(manifest).encode()).hexdigest()
-    record = {"made_by": "meterlib", "manifest_sha256": digest, "copies": copy}
-    if not marker.is_file() or json.loads(marker.read_text(encoding="utf-8")) != record:
+    record = {"made_by": "meterlib", "manifest_sha256": digest, "copies": copy,
+              "entries": sorted(entries)}
+    try:
+        unchanged = json.loads(marker.read_text(encoding="utf-8")) == record
+    except (OSError, ValueError):
+        unchanged = False
+    if not unchanged:
         atomic.write_json(marker, record)
-    return counts
 
 
 def _tree_entries(manifest: pd.DataFrame) -> dict[str, str]:
@@ -242,27 +415,25 @@ def _tree_entries(manifest: pd.DataFrame) -> dict[str, str]:
 
 
 def _existing_entries(root: Path):
+    """Files and links under ``root`` (links to folders included, never followed), hidden ones aside."""
     if not root.is_dir():
         return
     for folder, dirnames, filenames in os.walk(root):
         for name in filenames + [d for d in dirnames if (Path(folder) / d).is_symlink()]:
-            entry = (Path(folder) / name).relative_to(root).as_posix()
-            if entry != TREE_MARKER:
-                yield entry
+            if not name.startswith("."):  # .DS_Store and our marker are nobody's photos
+                yield printable_name((Path(folder) / name).relative_to(root).as_posix())
 
 
 def _points_to(link: Path, source: Path, *, copy: bool) -> bool:
     if copy:
-        return (not link.is_symlink() and link.is_file()
-                and link.stat().st_size == source.stat().st_size
+        return (_is_copy(link) and link.stat().st_size == source.stat().st_size
                 and link.read_bytes() == source.read_bytes())
     return link.is_symlink() and os.readlink(link) == os.path.relpath(source, link.parent)
 
 
-def _remove_empty_folders(root: Path) -> None:
-    if not root.is_dir():
-        return
-    for folder, dirnames, filenames in os.walk(root, topdown=False):
-        here = Path(folder)
-        if here != root and not any(here.iterdir()):
-            here.rmdir()
+def _remove_emptied(path: Path, root: Path) -> None:
+    """Remove the folders above ``path`` that its removal left empty, up to ``root``."""
+    folder = path.parent
+    while folder != root and folder.is_dir() and not any(folder.iterdir()):
+        folder.rmdir()
+        folder = folder.parent

@@ -18,7 +18,7 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
-from meterlib import backbones, folding, inference, seeding, transforms
+from meterlib import backbones, folding, inference, seeding, splitting, transforms
 
 SPLIT_NAMES = ("train", "val", "test")
 PRECISIONS = ("auto", "float32", "bfloat16")
@@ -98,8 +98,7 @@ def training_table(manifest: pd.DataFrame, dataset_dir) -> pd.DataFrame:
         raise ValueError(f"splits manifest lacks column(s) {', '.join(sorted(missing))}")
     used = manifest[manifest["split"].isin(SPLIT_NAMES)].copy()
     used["file"] = [str(Path(dataset_dir) / rel) for rel in used["path"]]
-    if not (used["split"] == "train").any():
-        raise ValueError("splits manifest has no training photos")
+    splitting.require_trainable_classes(used)
     strays = sorted(set(used["class"]) - set(used.loc[used["split"] == "train", "class"]))
     if strays:
         raise ValueError(f"classes without training photos: {', '.join(strays[:5])}")

@@ -2,6 +2,7 @@
 
 import hashlib
 import io
+import json
 import os
 from pathlib import Path
 
@@ -281,8 +282,7 @@ def test_split_and_tree_are_idempotent_and_raw_is_untouched(planted):
     stamp = csv.stat().st_mtime_ns
     _, again = split_raw(planted)  # processed/ now exists beside raw/: raw/ stays the input
     assert splitting.write_manifest(again, csv) is False and csv.stat().st_mtime_ns == stamp
-    assert splitting.materialise(again, planted) == {"created": 0, "removed": 0,
-                                                     "kept": first["created"]}
+    assert splitting.materialise(again, planted) == splitting.TreeUpdate(kept=first.created)
     assert tree_digest(planted / "raw") == before
     used = manifest[manifest["split"] != "excluded"]
     for row in used.to_dict("records"):
@@ -299,7 +299,7 @@ def test_tree_follows_a_new_split(tmp_path):
     splitting.materialise(first, ds)
     _, second = split_raw(ds, seed=5)
     counts = splitting.materialise(second, ds)
-    assert counts["removed"] == counts["created"] > 0
+    assert counts.removed == counts.created > 0 and not counts.foreign
     linked = sorted(p.relative_to(ds / "processed").as_posix()
                     for p in (ds / "processed").rglob("*.jpg"))
     wanted = sorted(f"{s}/a/{Path(p).name}" for p, s in zip(second["path"], second["split"]))
@@ -312,7 +312,7 @@ def test_copies_instead_of_links(tmp_path):
     splitting.materialise(manifest, ds, copy=True)
     files = [p for p in (ds / "processed").rglob("*.jpg")]
     assert len(files) == 5 and not any(p.is_symlink() for p in files)
-    assert splitting.materialise(manifest, ds, copy=True)["created"] == 0
+    assert splitting.materialise(manifest, ds, copy=True).created == 0
 
 
 def test_a_foreign_processed_tree_is_never_clobbered(tmp_path):
@@ -392,3 +392,55 @@ def test_holdout_classes_leave_train_val_and_test(tmp_path):
     broken = manifest.copy()
     broken.loc[broken.index[0], "split"] = "holdout"
     assert any("held-out classes also in" in p for p in splitting.check_split(broken))
+
+
+# --- what meterlib owns in processed/, and the notes it prints ---------------------------------
+
+def test_marker_lists_the_links_meterlib_made_and_nothing_else(tmp_path):
+    ds = make_raw(tmp_path / "ds", {"a": 5, "b": 3})
+    _, manifest = split_raw(ds)
+    mine = save(photo(9), ds / "processed" / "train" / "a" / "mine.jpg")
+    (ds / "processed" / splitting.TREE_MARKER).write_text(
+        '{"made_by": "meterlib", "entries": []}')  # an (empty) tree meterlib made earlier
+    update = splitting.materialise(manifest, ds)
+    record = json.loads((ds / "processed" / splitting.TREE_MARKER).read_text())
+    assert len(record["entries"]) == update.created == 8
+    assert "train/a/mine.jpg" not in record["entries"] and update.foreign == ["train/a/mine.jpg"]
+    assert mine.read_bytes() == save(photo(9), tmp_path / "again.jpg").read_bytes()
+
+
+def test_tree_notes_say_foreign_files_are_unused_and_where_photos_belong():
+    update = splitting.TreeUpdate(created=2, foreign=["train/x/1.jpg", "val/a/2.jpg"],
+                                  conflicts=["val/a/2.jpg"])
+    counts, foreign, conflicts = update.describe()
+    assert counts == "processed/: 2 created, 0 removed, 0 kept"
+    assert foreign.startswith("2 files in processed/ not made by meterlib (e.g. processed/train/x/1.jpg)")
+    assert "not used for training" in foreign and "Photos belong in raw/<class>/" in foreign
+    assert conflicts.startswith("1 file of these in the place of a link")
+    assert "processed/val/a/2.jpg" in conflicts
+    assert splitting.TreeUpdate(kept=3).describe() == ["processed/: 0 created, 0 removed, 3 kept"]
+
+
+def test_pool_and_serial_audits_agree_on_files_they_cannot_read(tmp_path):
+    ds = make_raw(tmp_path / "ds", {"a": 40, "b": 30})
+    os.symlink("missing.jpg", ds / "raw" / "a" / "dangling.jpg")
+    with open(os.fsencode(ds / "raw" / "b") + b"/\xff.jpg", "wb") as out:
+        out.write(b"bytes")
+    pooled = audit.audit_dataset(ds, workers=2, progress=False).files
+    pd.testing.assert_frame_equal(pooled, audit.audit_dataset(ds, workers=1, progress=False).files)
+    assert flags_of(pooled, "dangling.jpg") == {"broken_link"}
+    assert flags_of(pooled, "b/\\xff.jpg") == {"bad_name"}
+
+
+def test_table_preview_keeps_short_tables_whole():
+    table = pd.DataFrame({"train": [3, 4]}, index=pd.Index(["a", "b"], name="class"))
+    assert splitting.table_preview(table, max_rows=2) == table.to_string()
+    assert splitting.table_preview(table, max_rows=1, what="classes").endswith(
+        "... 1 more classes not shown (2 in all)")
+
+
+def test_largest_classes_break_ties_by_name():
+    from meterlib import dataset_figures
+
+    counts = pd.Series({"b": 2, "a": 2, "c": 5, "d": 1})
+    assert dataset_figures.largest(counts, limit=3) == ["c", "a", "b"]

@@ -61,3 +61,25 @@ def test_accuracy_by_property_and_unknown_scores_panels():
     fig = evaluation_figures.plot_unknown_scores({"energy": (np.array([3.0, 4.0]), np.array([1.0]))},
                                                  aurocs={"energy": 1.0})
     assert fig.axes[0].get_title() == "energy: AUROC 1.000"
+
+
+def test_confusion_matrices_of_many_classes_show_the_most_confused():
+    rng = np.random.default_rng(0)
+    names = [f"type {i:04d}" for i in range(1000)]
+    labels = np.repeat(np.arange(1000), 3)
+    predictions = labels.copy()
+    confused = rng.choice(1000, size=60, replace=False)
+    predictions[confused * 3] = (confused + 1) % 1000  # one mistake in each of 60 classes
+    fig = evaluation_figures.plot_confusion_matrices(labels, predictions, class_names=names)
+    counts, rates = fig.axes[:2]
+    shown = [t.get_text() for t in counts.get_yticklabels()]
+    assert len(shown) == 40 and fig.get_size_inches().max() < 30
+    assert fig.get_suptitle().startswith("the 40 most-confused of 1000 classes")
+    assert set(shown) <= {names[i] for i in np.r_[confused, (confused + 1) % 1000]}
+    assert rates.images[0].get_array().max() <= 1.0
+
+
+def test_most_confused_counts_mistakes_both_ways_then_support():
+    counts = np.array([[5, 0, 0, 0], [0, 9, 0, 0], [2, 0, 1, 0], [0, 0, 0, 1]])
+    assert evaluation_figures.most_confused(counts, limit=2).tolist() == [0, 2]
+    assert evaluation_figures.most_confused(counts, limit=3).tolist() == [0, 1, 2]

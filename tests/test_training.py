@@ -165,8 +165,8 @@ def test_linear_probe_picks_C_on_val_and_scores_each_split():
 
 
 def test_training_table_names_missing_training_classes(tmp_path):
-    manifest = pd.DataFrame({"path": ["a.jpg", "b.jpg", "c.jpg"], "class": ["x", "y", "y"],
-                             "split": ["train", "test", "excluded"]})
+    manifest = pd.DataFrame({"path": ["a.jpg", "b.jpg", "c.jpg", "d.jpg"], "class": ["x", "y", "y", "z"],
+                             "split": ["train", "test", "excluded", "train"]})
     with pytest.raises(ValueError, match="without training photos: y"):
         training.training_table(manifest, tmp_path)
 

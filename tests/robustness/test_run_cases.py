@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import errno
 import fcntl
+import json
 import os
 from pathlib import Path
 
@@ -12,7 +13,7 @@ import pytest
 from PIL import Image
 
 from meterlib import __main__ as cli
-from meterlib import runner, synth, training
+from meterlib import runner, splitting, synth, training
 
 
 @pytest.fixture()
@@ -222,3 +223,35 @@ def test_failed_run_releases_the_lock(workspace, capsys, monkeypatch, robust):
     code, err = _cli(capsys, "-p", "dataset=mine", "--only", "01")
     assert code == 1 and _lock_is_free(workspace / "reports")
     robust.error(err, names=None, problem="cell 3 failed")
+
+
+def test_leakage_warnings_end_the_run(workspace, monkeypatch, robust):
+    robust.entry = "runner (leaky split)"
+    (workspace / "data" / "mine" / "processed" / "train").mkdir(parents=True)
+    leak = "12 photos in 3 duplicate groups sit in several splits."
+
+    def fake_03(item, out_dir, **_):
+        (out_dir.parent / "metrics.json").write_text(json.dumps({"data_warnings": [leak]}))
+        return out_dir / f"{item.name}.ipynb"
+
+    monkeypatch.setattr(runner, "execute", fake_03)
+    said = []
+    runner.run(overrides={"dataset": "mine"}, only=["03"], data_dir="data", reports_dir="reports",
+               echo=said.append)
+    assert said[-1] == f"WARNING: {leak}"
+    robust.ok("leakage repeated as the run's last line")
+
+
+def test_old_metrics_do_not_repeat_their_warnings(tmp_path):
+    old = tmp_path / "metrics.json"
+    old.write_text(json.dumps({"data_warnings": ["stale"]}))
+    assert runner.data_warnings(old, since=old.stat().st_mtime + 1) == []
+    assert runner.data_warnings(old, since=old.stat().st_mtime - 1) == ["stale"]
+    assert runner.data_warnings(tmp_path / "none.json", since=0) == []
+
+
+def test_one_class_is_refused_before_training(tmp_path, robust):
+    robust.entry = "02 training table"
+    with pytest.raises(splitting.SplitError) as err:
+        _tiny_table(tmp_path, n_classes=1)
+    robust.error(str(err.value), names="c0", problem="only 1 class has training photos.*at least 2")
