@@ -9,7 +9,8 @@ import argparse
 import os
 import time
 
-from meterlib import audit, imageio, paths
+from meterlib.data import audit, photos
+from meterlib.run import paths
 
 
 def _rate(label: str, n: int, seconds: float) -> float:
@@ -27,14 +28,14 @@ def main() -> None:
     files = [p.dataset_dir / rel for rel in listed["path"]]
     print(f"{len(files)} files, {os.cpu_count()} CPU cores")
 
-    sample = [f for f in files if imageio.is_image_name(f)][: args.sample]
+    sample = [f for f in files if photos.is_image_name(f)][: args.sample]
     timings = {}
     for label, side in (("decode at full size", None), (f"decode at <= {audit.QUALITY_SIDE} px", audit.QUALITY_SIDE)):
         start = time.perf_counter()
         for f in sample:
             try:
-                imageio.read_photo(f, max_side=side)
-            except imageio.ImageError:
+                photos.read_photo(f, max_side=side)
+            except photos.ImageError:
                 pass
         timings[label] = _rate(label, len(sample), time.perf_counter() - start)
     full, reduced = timings.values()

@@ -33,8 +33,11 @@ import numpy as np
 import torch
 from scipy import stats
 
-from meterlib import audit, backbones, imageio, inference, linear_probe, paths, runner, splitting, training
-from meterlib import transforms
+from meterlib.data import audit, photos, splitting
+from meterlib.model import backbones, inference
+from meterlib.run import paths, runner
+from meterlib.train import probe, training
+from meterlib.model import transforms
 
 METHODS = ("naive", "seed", "default", "probe")
 
@@ -77,7 +80,7 @@ class _PhotoFolder(torch.utils.data.Dataset):
         return len(self.files)
 
     def __getitem__(self, i):
-        return self.transform(imageio.load_rgb(self.files[i])), self.labels[i]
+        return self.transform(photos.load_rgb(self.files[i])), self.labels[i]
 
 
 def naive(table, *, backbone: str, cfg: training.TrainConfig, seed: int, workers: int) -> float:
@@ -164,7 +167,7 @@ def probe(table, *, backbone: str, image_size: int, seed: int) -> float:
     name, _ = backbones.choose(backbone)
     images = training.decode_splits(table, image_size=image_size)
     classes = {s: list(table.loc[table["split"] == s, "class"]) for s in training.SPLIT_NAMES}
-    return linear_probe.run(name, images, classes, image_size=image_size, seed=seed).test_accuracy
+    return probe.run(name, images, classes, image_size=image_size, seed=seed).test_accuracy
 
 
 def run_method(method: str, table, args, seed: int) -> tuple[float, float, float]:

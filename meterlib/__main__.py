@@ -6,7 +6,7 @@ import argparse
 import os
 import sys
 
-from meterlib import runner
+from meterlib.run import runner
 
 
 def _parser() -> argparse.ArgumentParser:

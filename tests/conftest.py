@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from meterlib import paths
+from meterlib.run import paths
 
 
 def pytest_configure(config):

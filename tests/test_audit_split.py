@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from meterlib import audit, imageio, splitting
+from meterlib.data import audit, photos, splitting
 
 RULE = dict(min_images_test=4, min_images_val=10, test_fraction=0.25, val_fraction=0.2)
 
@@ -66,7 +66,7 @@ def planted(tmp_path) -> Path:
     save(Image.fromarray(sixteen), raw / "beta" / "deep 16-bit.png")
     rotated = photo(102, size=(200, 120))
     exif = Image.Exif()
-    exif[imageio.EXIF_ORIENTATION] = 6
+    exif[photos.EXIF_ORIENTATION] = 6
     save(rotated, raw / "beta" / "nested" / "rotated.jpg", exif=exif)
     (raw / "alpha" / "zz copy.jpg").write_bytes(good)
     save(Image.open(raw / "beta" / "000.jpg").point(lambda v: min(255, v + 6)),
@@ -142,14 +142,14 @@ def test_load_rgb_handles_every_mode(tmp_path, mode):
     img = Image.fromarray(np.asarray(base.convert("L"), dtype=np.uint16) * 200) \
         if mode == "I;16" else base.convert(mode)
     path = save(img, tmp_path / ("x.tiff" if mode in ("I", "F", "CMYK") else "x.png"))
-    out = imageio.load_rgb(path)
+    out = photos.load_rgb(path)
     assert out.mode == "RGB" and out.size == (120, 200)
     assert np.asarray(out).max() > 0
 
 
 def test_read_photo_reduced_jpeg_keeps_full_size_facts(tmp_path):
     path = save(photo(1, size=(720, 1280)), tmp_path / "big.jpg")
-    facts = imageio.read_photo(path, max_side=256)
+    facts = photos.read_photo(path, max_side=256)
     assert (facts.width, facts.height, facts.format) == (720, 1280, "JPEG")
     assert max(facts.image.size) <= 256
 
@@ -157,17 +157,17 @@ def test_read_photo_reduced_jpeg_keeps_full_size_facts(tmp_path):
 @pytest.mark.parametrize("min_side, expected", [(224, (360, 640)), (400, (720, 1280)), (90, (90, 160))])
 def test_load_rgb_min_side_decodes_jpeg_smaller_but_never_below_it(tmp_path, min_side, expected):
     path = save(photo(1, size=(720, 1280)), tmp_path / "big.jpg")
-    assert imageio.load_rgb(path, min_side=min_side).size == expected
+    assert photos.load_rgb(path, min_side=min_side).size == expected
     png = save(photo(1, size=(720, 1280)), tmp_path / "big.png")
-    assert imageio.load_rgb(png, min_side=min_side).size == (720, 1280)  # only JPEG scales
+    assert photos.load_rgb(png, min_side=min_side).size == (720, 1280)  # only JPEG scales
 
 
 def test_load_rgb_applies_exif_orientation(tmp_path):
     exif = Image.Exif()
-    exif[imageio.EXIF_ORIENTATION] = 6
+    exif[photos.EXIF_ORIENTATION] = 6
     path = save(photo(3, size=(200, 120)), tmp_path / "r.jpg", exif=exif)
-    assert imageio.load_rgb(path).size == (120, 200)
-    assert imageio.read_photo(path).exif_rotated
+    assert photos.load_rgb(path).size == (120, 200)
+    assert photos.read_photo(path).exif_rotated
 
 
 # --- the split rule -------------------------------------------------------------------------
@@ -356,19 +356,19 @@ def test_figures_show_one_photo_per_class_and_the_flagged_files(planted):
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from meterlib import dataset_figures
+    from meterlib.data import figures
 
     result, manifest = split_raw(planted)
-    sheet = dataset_figures.plot_contact_sheet(manifest, planted)
+    sheet = figures.plot_contact_sheet(manifest, planted)
     shown = sorted(ax.get_title() for ax in sheet.axes if ax.images)
     assert shown == ["alpha", "beta"]  # gamma is empty: nothing to show
-    flagged = dataset_figures.plot_flagged(result.files, planted)
+    flagged = figures.plot_flagged(result.files, planted)
     labels = {t.get_text() for ax in flagged.axes for t in ax.texts}
     assert {"truncated", "zero_byte", "not_image", "duplicate", "label_conflict", "tiny"} <= labels
     assert "cmyk" not in labels  # a format fact, not a problem to look at
-    for fig in (sheet, flagged, dataset_figures.plot_class_counts(manifest, classes=result.classes),
-                dataset_figures.plot_class_samples(manifest, planted),
-                dataset_figures.plot_size_and_quality(result.files, result.settings)):
+    for fig in (sheet, flagged, figures.plot_class_counts(manifest, classes=result.classes),
+                figures.plot_class_samples(manifest, planted),
+                figures.plot_size_and_quality(result.files, result.settings)):
         plt.close(fig)
 
 
@@ -440,7 +440,7 @@ def test_table_preview_keeps_short_tables_whole():
 
 
 def test_largest_classes_break_ties_by_name():
-    from meterlib import dataset_figures
+    from meterlib.data import figures
 
     counts = pd.Series({"b": 2, "a": 2, "c": 5, "d": 1})
-    assert dataset_figures.largest(counts, limit=3) == ["c", "a", "b"]
+    assert figures.largest(counts, limit=3) == ["c", "a", "b"]

@@ -4,7 +4,7 @@ import pytest
 import torch
 from PIL import Image
 
-from meterlib import backbones, inference
+from meterlib.model import backbones, inference
 
 
 def _imagenet_top1(model, array) -> int:

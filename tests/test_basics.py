@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from meterlib import atomic, offline, paths, seeding
+from meterlib.run import atomic, offline, paths, seeding
 
 
 def test_resolve_uses_data_and_reports_folders(tmp_path):
@@ -73,7 +73,7 @@ def test_seed_everything_repeats_draws():
 
 
 def test_importing_meterlib_has_no_side_effects(tmp_path):
-    code = ("import os, meterlib, meterlib.paths, meterlib.runner, matplotlib as m; "
+    code = ("import os, meterlib, meterlib.run.paths, meterlib.run.runner, matplotlib as m; "
             "print(sorted(os.listdir('.')), m.rcParams['figure.dpi'] == m.rcParamsDefault['figure.dpi'])")
     out = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True,
                          check=True, env={**os.environ, "MPLBACKEND": "Agg"})

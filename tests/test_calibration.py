@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from meterlib import calibration
+from meterlib.confidence import calibration
 
 # Four images, three classes: confidences 0.9 (right), 0.8 (wrong), 0.6 (right), 0.4 (wrong).
 PROBS = np.array([[0.9, 0.05, 0.05],

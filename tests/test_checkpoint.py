@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from meterlib import backbones, checkpoint, inference
+from meterlib.model import backbones, checkpoint, inference
 
 CLASSES = ["brand_a", "brand_b", "brand_c"]
 

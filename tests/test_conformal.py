@@ -5,7 +5,7 @@ import math
 import numpy as np
 import pytest
 
-from meterlib import calibration, conformal
+from meterlib.confidence import calibration, conformal
 
 ALPHA = 0.1
 

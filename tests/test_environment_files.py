@@ -5,7 +5,7 @@ import tomllib
 
 import yaml
 
-from meterlib import paths
+from meterlib.run import paths
 
 CONDA_TO_PYPI = {"pytorch": "torch"}
 NOT_PACKAGES = {"python", "pip"}

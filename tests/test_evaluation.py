@@ -4,7 +4,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from meterlib import evaluation
+from meterlib.evaluate import scoring
 
 CLASSES = ["ALPHA", "BETA", "GAMMA", "DELTA"]  # DELTA has no images in this split
 PROBS = np.array([[0.7, 0.2, 0.1, 0.0],
@@ -16,19 +16,19 @@ LABELS = np.array([0, 1, 1, 2, 2])  # image 1 (BETA) -> ALPHA, image 3 (GAMMA) -
 
 
 def test_classification_metrics_by_hand():
-    m = evaluation.classification_metrics(PROBS, LABELS)
+    m = scoring.classification_metrics(PROBS, LABELS)
     assert m["accuracy"] == pytest.approx(3 / 5)
     assert m["balanced_accuracy"] == pytest.approx((1 + 0.5 + 0.5) / 3)
     # F1: ALPHA p=1/2 r=1 -> 2/3; BETA p=1/2 r=1/2 -> 1/2; GAMMA p=1 r=1/2 -> 2/3.
     assert m["macro_f1"] == pytest.approx((2 / 3 + 1 / 2 + 2 / 3) / 3)
     assert m["top3_accuracy"] == 1.0
-    assert evaluation.top_k_accuracy(PROBS, LABELS, k=1) == pytest.approx(3 / 5)
-    assert evaluation.top_k_accuracy(PROBS, LABELS, k=2) == pytest.approx(4 / 5)
+    assert scoring.top_k_accuracy(PROBS, LABELS, k=1) == pytest.approx(3 / 5)
+    assert scoring.top_k_accuracy(PROBS, LABELS, k=2) == pytest.approx(4 / 5)
     assert m["classes_present"] == 3 and m["images"] == 5
 
 
 def test_per_class_report_marks_classes_without_images():
-    report = evaluation.per_class_report(LABELS, PROBS.argmax(axis=1), class_names=CLASSES)
+    report = scoring.per_class_report(LABELS, PROBS.argmax(axis=1), class_names=CLASSES)
     assert report["class"].tolist() == CLASSES
     assert report["support"].tolist() == [1, 2, 2, 0]
     assert report["predicted"].tolist() == [2, 2, 1, 0]
@@ -40,7 +40,7 @@ def test_per_class_report_marks_classes_without_images():
 def test_most_confused_pairs():
     labels = [0, 0, 0, 1, 1, 2]
     preds = [1, 1, 0, 0, 1, 1]
-    pairs = evaluation.most_confused_pairs(labels, preds, class_names=CLASSES[:3], top=2)
+    pairs = scoring.most_confused_pairs(labels, preds, class_names=CLASSES[:3], top=2)
     assert pairs[["true_class", "predicted_class", "count"]].values.tolist() == [
         ["ALPHA", "BETA", 2], ["GAMMA", "BETA", 1]]  # GAMMA->BETA: 1 of 1 beats BETA->ALPHA: 1 of 2
     assert pairs["share_of_true_class"].tolist() == pytest.approx([2 / 3, 1.0])
@@ -53,16 +53,16 @@ def _table(**overrides):
                   class_names=CLASSES, probs=PROBS, calibrated_probs=calibrated,
                   unknown_threshold=0.5, prediction_sets=sets)
     kwargs.update(overrides)
-    return evaluation.results_table(**kwargs)
+    return scoring.results_table(**kwargs)
 
 
 def test_results_table_starts_with_the_seed_columns(tmp_path):
     table = _table()
     assert table.columns.tolist()[:5] == ["image", "true_class", "predicted_class", "confidence", "correct"]
-    assert table.columns.tolist() == evaluation.RESULTS_COLUMNS
+    assert table.columns.tolist() == scoring.RESULTS_COLUMNS
     path = tmp_path / "results.csv"
     table.to_csv(path, index=False)
-    assert pd.read_csv(path).columns.tolist() == evaluation.RESULTS_COLUMNS
+    assert pd.read_csv(path).columns.tolist() == scoring.RESULTS_COLUMNS
 
 
 def test_results_table_values():
@@ -77,7 +77,7 @@ def test_results_table_values():
 
 def test_results_table_with_two_classes_leaves_top3_empty():
     probs = np.array([[0.4, 0.6]])
-    table = evaluation.results_table(images=["a.jpg"], true_classes=["B"], class_names=["A", "B"],
+    table = scoring.results_table(images=["a.jpg"], true_classes=["B"], class_names=["A", "B"],
                                      probs=probs, calibrated_probs=probs, unknown_threshold=0.5,
                                      prediction_sets=np.array([[False, True]]))
     assert table.loc[0, "top3_class"] is None and np.isnan(table.loc[0, "top3_confidence"])
@@ -92,21 +92,21 @@ def test_results_table_rejects_mismatched_inputs():
 def test_accuracy_by_bins():
     values = [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8]
     correct = [True, True, True, True, True, False, False, False]
-    table = evaluation.accuracy_by_bins(values, correct, bins=2, name="blur")
+    table = scoring.accuracy_by_bins(values, correct, bins=2, name="blur")
     assert table["images"].tolist() == [4, 4] and table["accuracy"].tolist() == [1.0, 0.25]
-    few = evaluation.accuracy_by_bins([0, 0, 1, 1], [True, False, True, True], bins=4, name="occluded")
+    few = scoring.accuracy_by_bins([0, 0, 1, 1], [True, False, True, True], bins=4, name="occluded")
     assert few["occluded"].tolist() == [0, 1] and few["accuracy"].tolist() == [0.5, 1.0]
 
 
 def test_accuracy_by_properties_skips_constant_and_missing_columns():
     frame = pd.DataFrame({"blur": [0.1, 0.9, 0.2, 0.8], "jpeg": [90] * 4, "correct": [True, False, True, True]})
-    tables = evaluation.accuracy_by_properties(frame, ["blur", "jpeg", "absent"], bins=2)
+    tables = scoring.accuracy_by_properties(frame, ["blur", "jpeg", "absent"], bins=2)
     assert list(tables) == ["blur"] and tables["blur"]["accuracy"].tolist() == [1.0, 0.5]
 
 
 def test_metrics_do_not_warn_when_a_class_without_images_is_predicted(recwarn):
     probs = np.array([[0.1, 0.9], [0.8, 0.2]])
-    m = evaluation.classification_metrics(probs, np.array([0, 0]))  # class 1 predicted, never true
+    m = scoring.classification_metrics(probs, np.array([0, 0]))  # class 1 predicted, never true
     assert m["balanced_accuracy"] == 0.5 and m["macro_f1"] == pytest.approx(2 / 3)
     assert not [w for w in recwarn if "y_pred contains classes" in str(w.message)]
 
@@ -114,6 +114,6 @@ def test_metrics_do_not_warn_when_a_class_without_images_is_predicted(recwarn):
 def test_a_common_value_gets_its_own_bin_before_the_quantiles():
     blur = [0.0] * 6 + [1.0, 2.0, 3.0, 4.0]  # most photos not blurred at all
     correct = [True] * 6 + [True, True, False, False]
-    table = evaluation.accuracy_by_bins(blur, correct, bins=3, name="blur")
+    table = scoring.accuracy_by_bins(blur, correct, bins=3, name="blur")
     assert [str(v) for v in table["blur"]][0] == "0"
     assert table["images"].tolist() == [6, 2, 2] and table["accuracy"].tolist() == [1.0, 1.0, 0.0]

@@ -8,7 +8,7 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from meterlib import nbcheck, runner
+from meterlib.run import nbcheck, runner
 
 SANITIZE = Path(__file__).with_name("nbval_sanitize.cfg")
 

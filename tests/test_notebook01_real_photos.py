@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from meterlib import imageio, paths, runner, splitting
+from meterlib.data import photos, splitting
+from meterlib.run import paths, runner
 
 
 def _digest(folder: Path) -> dict[str, str]:
@@ -39,7 +40,7 @@ def _plant_problems(raw: Path) -> dict[str, str]:
     deep = np.asarray(picture("7").convert("L"), dtype=np.uint16) * 257
     Image.fromarray(deep).save(plant("7/sixteen bit.png", "16bit"))
     exif = Image.Exif()
-    exif[imageio.EXIF_ORIENTATION] = 8
+    exif[photos.EXIF_ORIENTATION] = 8
     picture("8").transpose(Image.Transpose.ROTATE_270).save(plant("8/phone/rotated.jpg", "exif_rotated"),
                                                        exif=exif, quality=95)
     plant("3/zz repeated upload.jpg", "duplicate").write_bytes(data)

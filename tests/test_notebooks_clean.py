@@ -5,7 +5,7 @@ import re
 import nbformat
 import pytest
 
-from meterlib import nbcheck, runner
+from meterlib.run import nbcheck, runner
 
 NOTEBOOKS = runner.discover_notebooks()
 PARAMETER_LINE = re.compile(r"^[a-z_][a-z0-9_]*: [\w\[\], |]+ = .+  # \S.*$")

@@ -4,7 +4,7 @@ import math
 
 import pytest
 
-from meterlib import parameters, runner
+from meterlib.run import parameters, runner
 
 
 @pytest.fixture(scope="module")

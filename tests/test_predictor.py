@@ -7,8 +7,9 @@ import pytest
 import torch
 from PIL import Image
 
-from meterlib import backbones, calibration, checkpoint, inference
-from meterlib.predictor import UNKNOWN, Predictor
+from meterlib.confidence import calibration
+from meterlib.model import backbones, checkpoint, inference
+from meterlib.serve.predictor import UNKNOWN, Predictor
 
 CLASSES = ["zeta", "alpha", "mu"]  # deliberately not alphabetical: order comes from the checkpoint
 

@@ -7,7 +7,7 @@ import nbformat
 import pytest
 from nbformat.v4 import new_code_cell, new_notebook
 
-from meterlib import runner
+from meterlib.run import runner
 
 
 def _notebook(folder, name, body, params='x: int = 1  # a number'):

@@ -4,7 +4,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from meterlib import selective
+from meterlib.confidence import selective
 
 CONF = np.array([0.95, 0.9, 0.9, 0.7, 0.6, 0.4])
 CORRECT = np.array([True, True, False, True, False, True])

@@ -6,7 +6,8 @@ import pytest
 import torch
 from PIL import Image
 
-from meterlib import backbones, checkpoint, folding, linear_probe, training, transforms
+from meterlib.model import backbones, checkpoint, folding, transforms
+from meterlib.train import probe, training
 
 SIZE = 32
 MEAN, STD = (0.5, 0.5, 0.5), (0.25, 0.25, 0.25)
@@ -158,10 +159,10 @@ def test_linear_probe_picks_C_on_val_and_scores_each_split():
         y = np.repeat(np.arange(3), n)
         return centres[y] + rng.normal(0, 1, (3 * n, 5)), [f"k{i}" for i in y]
     (tx, ty), (vx, vy) = draw(20), draw(5)
-    clf, C = linear_probe.fit(tx, ty, val_x=vx, val_y=vy)
+    clf, C = probe.fit(tx, ty, val_x=vx, val_y=vy)
     assert C in (0.01, 0.1, 1.0, 10.0)
     assert clf.score(vx, vy) >= 0.9
-    assert linear_probe.fit(tx, ty)[1] == 1.0
+    assert probe.fit(tx, ty)[1] == 1.0
 
 
 def test_training_table_names_missing_training_classes(tmp_path):

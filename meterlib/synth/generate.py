@@ -19,7 +19,7 @@ from pathlib import Path
 import pandas as pd
 from tqdm.auto import tqdm
 
-from meterlib import atomic
+from meterlib.run import atomic
 from meterlib.synth.catalog import BY_NAME, CATALOG
 from meterlib.synth.counts import resolve_class_counts
 from meterlib.synth.photo import image_rng, render_photo

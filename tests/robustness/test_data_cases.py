@@ -30,8 +30,8 @@ import pandas as pd  # noqa: E402
 import pytest  # noqa: E402
 from PIL import Image  # noqa: E402
 
-from meterlib import audit, dataset_figures, splitting  # noqa: E402
-from meterlib.splitting import SplitError  # noqa: E402
+from meterlib.data import audit, figures, splitting
+from meterlib.data.splitting import SplitError  # noqa: E402
 
 RULE = dict(min_images_test=4, min_images_val=10, test_fraction=0.25, val_fraction=0.2)
 # A regression that blocks on a FIFO fails here instead of hanging the suite.
@@ -563,15 +563,15 @@ def pixels(fig, dpi: int) -> tuple[int, int]:
 
 SHOWN = "the 40 largest of 1000 classes shown"
 FIGURE_CASES = [  # (name, draw, dpi as in notebook 01, a text the figure must hold)
-    ("contact sheet", lambda ds, result, manifest: dataset_figures.plot_contact_sheet(result.files, ds),
+    ("contact sheet", lambda ds, result, manifest: figures.plot_contact_sheet(result.files, ds),
      70, SHOWN),
-    ("class samples", lambda ds, result, manifest: dataset_figures.plot_class_samples(result.files, ds),
+    ("class samples", lambda ds, result, manifest: figures.plot_class_samples(result.files, ds),
      70, SHOWN),
-    ("class counts", lambda ds, result, manifest: dataset_figures.plot_class_counts(
+    ("class counts", lambda ds, result, manifest: figures.plot_class_counts(
         manifest, classes=result.classes), 90, SHOWN),
-    ("flagged files", lambda ds, result, manifest: dataset_figures.plot_flagged(result.files, ds),
+    ("flagged files", lambda ds, result, manifest: figures.plot_flagged(result.files, ds),
      80, "tiny"),
-    ("size and quality", lambda ds, result, manifest: dataset_figures.plot_size_and_quality(
+    ("size and quality", lambda ds, result, manifest: figures.plot_size_and_quality(
         result.files, result.settings), 90, "sharpness"),
 ]
 

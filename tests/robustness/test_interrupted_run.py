@@ -11,7 +11,8 @@ import time
 
 import pytest
 
-from meterlib import checkpoint, paths
+from meterlib.model import checkpoint
+from meterlib.run import paths
 
 pytestmark = pytest.mark.slow
 

@@ -13,8 +13,8 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 from PIL import Image
 
-from meterlib import imageio
-from meterlib.imageio import ImageError
+from meterlib.data import photos
+from meterlib.data.photos import ImageError
 
 # Modes each format writes and reads back (see Pillow's format notes).
 MODES = {
@@ -65,7 +65,7 @@ def damaged_files(draw) -> bytes:
 def outcome(source) -> tuple[str, bytes]:
     """('ok', pixels) or ('error', the message without the name of the source)."""
     try:
-        image = imageio.load_rgb(source, min_side=4)
+        image = photos.load_rgb(source, min_side=4)
     except ImageError as exc:
         return "error", str(exc).split(": ", 1)[1].encode()
     assert image.mode == "RGB" and min(image.size) >= 1
@@ -90,7 +90,7 @@ def test_saved_images_read_back_upright_rgb(fmt, data, width, height, seed, orie
     mode = data.draw(st.sampled_from(MODES[fmt]), label="mode")
     exif = Image.Exif()
     if fmt != "BMP":  # BMP has no EXIF
-        exif[imageio.EXIF_ORIENTATION] = orientation
+        exif[photos.EXIF_ORIENTATION] = orientation
     else:
         orientation = 1
     file_bytes = encoded(sample(mode, width, height, seed), fmt, exif=exif)
@@ -98,9 +98,9 @@ def test_saved_images_read_back_upright_rgb(fmt, data, width, height, seed, orie
     with tempfile.TemporaryDirectory() as folder:
         path = Path(folder) / f"photo.{fmt.lower()}"
         path.write_bytes(file_bytes)
-        photo = imageio.read_photo(path)
+        photo = photos.read_photo(path)
     assert (photo.image.mode, photo.image.size, (photo.width, photo.height)) == ("RGB", upright, upright)
-    assert imageio.load_rgb(file_bytes).tobytes() == photo.image.tobytes()
+    assert photos.load_rgb(file_bytes).tobytes() == photo.image.tobytes()
 
 
 ARRAY_DTYPES = st.sampled_from([np.uint8, np.uint16, np.bool_, np.float32, np.float64, np.int64, np.int8])
@@ -110,7 +110,7 @@ ARRAY_DTYPES = st.sampled_from([np.uint8, np.uint16, np.bool_, np.float32, np.fl
 @given(hnp.arrays(ARRAY_DTYPES, hnp.array_shapes(min_dims=1, max_dims=4, min_side=0, max_side=6)))
 def test_arrays_become_rgb_of_their_size_or_raise_image_error(array):
     try:
-        image = imageio.load_rgb(array)
+        image = photos.load_rgb(array)
     except ImageError as exc:
         assert str(array.shape) in str(exc) and str(array.dtype) in str(exc)
         return

@@ -13,7 +13,10 @@ import pytest
 from PIL import Image
 
 from meterlib import __main__ as cli
-from meterlib import runner, splitting, synth, training
+from meterlib import synth
+from meterlib.data import splitting
+from meterlib.run import runner
+from meterlib.train import training
 
 
 @pytest.fixture()

@@ -22,10 +22,11 @@ import pytest
 import torch
 from PIL import Image
 
-from meterlib import backbones, checkpoint, imageio
-from meterlib.checkpoint import CheckpointError
-from meterlib.imageio import ImageError
-from meterlib.predictor import Prediction, Predictor
+from meterlib.data import photos
+from meterlib.model import backbones, checkpoint
+from meterlib.model.checkpoint import CheckpointError
+from meterlib.data.photos import ImageError
+from meterlib.serve.predictor import Prediction, Predictor
 
 CLASSES = ["zeta", "alpha", "mu"]
 SIZE = 32
@@ -275,12 +276,12 @@ def test_path_bytes_pil_and_array_of_one_photo_predict_the_same(fmt, predictor, 
 
 
 def test_jpeg_draft_is_the_same_for_a_path_and_its_bytes(predictor, folder, robust):
-    robust.entry = "imageio.load_rgb"
+    robust.entry = "photos.load_rgb"
     path = folder / "big.jpg"
     picture((400, 300)).save(path, quality=90)
     with robust.untouched(folder):
-        from_path = imageio.load_rgb(path, min_side=SIZE)
-        from_bytes = imageio.load_rgb(path.read_bytes(), min_side=SIZE)
+        from_path = photos.load_rgb(path, min_side=SIZE)
+        from_bytes = photos.load_rgb(path.read_bytes(), min_side=SIZE)
         assert from_path.size == from_bytes.size == (50, 38)  # decoded at 1/8 scale
         assert from_path.tobytes() == from_bytes.tobytes()
         np.testing.assert_array_equal(predictor.probabilities(path), predictor.probabilities(path.read_bytes()))
@@ -290,12 +291,12 @@ def test_jpeg_draft_is_the_same_for_a_path_and_its_bytes(predictor, folder, robu
 def test_exif_rotated_photo_as_pil_image_predicts_like_its_file(predictor, folder, robust):
     robust.entry = "Predictor.probabilities"
     exif = Image.Exif()
-    exif[imageio.EXIF_ORIENTATION] = 6  # the phone was held upright: turn 90 degrees clockwise
+    exif[photos.EXIF_ORIENTATION] = 6  # the phone was held upright: turn 90 degrees clockwise
     path = folder / "phone.jpg"
     picture((60, 30)).save(path, exif=exif)
     upload = Image.open(path)
     with robust.untouched(folder):
-        assert imageio.load_rgb(upload).size == (30, 60)
+        assert photos.load_rgb(upload).size == (30, 60)
         np.testing.assert_allclose(predictor.probabilities(upload), predictor.probabilities(path),
                                    rtol=0, atol=1e-6)
         np.testing.assert_allclose(predictor.probabilities(path.read_bytes()), predictor.probabilities(path),

@@ -6,8 +6,8 @@ import pandas as pd
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from meterlib import splitting
-from meterlib.audit import Audit
+from meterlib.data import splitting
+from meterlib.data.audit import Audit
 
 RULE = dict(min_images_test=4, min_images_val=10, test_fraction=0.25, val_fraction=0.2)
 SPLITS = {"train", "val", "test"}

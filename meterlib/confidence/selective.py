@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 from sklearn.metrics import roc_auc_score
 
-from meterlib.calibration import softmax
+from meterlib.confidence.calibration import softmax
 
 
 def _as_confidence_and_correct(confidence, correct) -> tuple[np.ndarray, np.ndarray]:

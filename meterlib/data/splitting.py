@@ -22,8 +22,8 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
-from meterlib import atomic
-from meterlib.audit import SPLITS, UNUSABLE_FLAGS, Audit, files_with_flag, printable_name
+from meterlib.run import atomic
+from meterlib.data.audit import SPLITS, UNUSABLE_FLAGS, Audit, files_with_flag, printable_name
 
 # Manifest columns in order; the first nine are the contract that training relies on.
 MANIFEST_COLUMNS = ["path", "class", "split", "sha256", "phash", "width", "height", "flags", "group",

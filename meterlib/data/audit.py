@@ -14,7 +14,7 @@ import imagehash
 import numpy as np
 import pandas as pd
 
-from meterlib.imageio import ImageError, read_photo
+from meterlib.data.photos import ImageError, read_photo
 
 SPLITS = ("train", "val", "test")
 # A file with one of these flags cannot be used at all; it is named in the manifest and skipped.

@@ -34,7 +34,8 @@ from collections import Counter
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-from meterlib import atomic, backbones
+from meterlib.model import backbones
+from meterlib.run import atomic
 
 FORMAT = "meterlib-checkpoint"
 FORMAT_VERSION = 1

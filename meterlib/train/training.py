@@ -18,7 +18,9 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
-from meterlib import backbones, folding, inference, seeding, splitting, transforms
+from meterlib.data import splitting
+from meterlib.model import backbones, folding, inference, transforms
+from meterlib.run import seeding
 
 SPLIT_NAMES = ("train", "val", "test")
 PRECISIONS = ("auto", "float32", "bfloat16")

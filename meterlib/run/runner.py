@@ -13,11 +13,11 @@ from typing import Any, Callable, Iterable, Iterator
 
 import yaml
 
-from meterlib import atomic, paths
-from meterlib import parameters as parameters_module
+from meterlib.run import atomic, paths
+from meterlib.run import parameters as parameters_module
 
 NOTEBOOK_GLOB = "[0-9][0-9]_*.ipynb"
-PROFILES_DIR = paths.PACKAGE_DIR / "profiles"
+PROFILES_DIR = Path(__file__).resolve().parent / "profiles"
 # Parameters that name a file or folder (``dataset`` too, when it is written as a path).
 PATH_PARAMETERS = ("data_dir", "reports_dir", "weights_path")
 LOCK_NAME = ".meterlib-run.lock"
@@ -277,7 +277,7 @@ def snapshot(*, only: Iterable[str] = (), echo: Callable[[str], None] = print) -
     """Run the smoke profile in a scratch folder and store its checked outputs in notebooks/."""
     import tempfile
 
-    from meterlib import nbcheck
+    from meterlib.run import nbcheck
 
     # The reference must come from the environment the tests run in.
     os.environ["METERLIB_OFFLINE"] = "1"

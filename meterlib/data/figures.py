@@ -10,8 +10,8 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
-from meterlib.audit import SPLITS, UNUSABLE_FLAGS, files_with_flag
-from meterlib.imageio import ImageError, load_thumbnail
+from meterlib.data.audit import SPLITS, UNUSABLE_FLAGS, files_with_flag
+from meterlib.data.photos import ImageError, load_thumbnail
 
 SPLIT_COLOURS = {"train": "#4c72b0", "val": "#dd8452", "test": "#55a868", "excluded": "#c44e52"}
 # Informational flags describe a file's format; the gallery shows only the quality problems.

@@ -7,7 +7,8 @@ import os
 from concurrent.futures import ThreadPoolExecutor
 from typing import Sequence
 
-from meterlib import imageio, transforms
+from meterlib.data import photos
+from meterlib.model import transforms
 
 
 def default_device():
@@ -29,7 +30,7 @@ def positive_int(name: str, value) -> int:
     return int(value)
 
 
-def load_resized(images: Sequence[imageio.PhotoSource], *, image_size: int, progress: bool = False) -> list:
+def load_resized(images: Sequence[photos.PhotoSource], *, image_size: int, progress: bool = False) -> list:
     """Decode photos once (files, bytes, PIL images or arrays; EXIF-upright RGB), squashed to squares."""
     from tqdm.auto import tqdm
 
@@ -37,12 +38,12 @@ def load_resized(images: Sequence[imageio.PhotoSource], *, image_size: int, prog
 
     def decode(index: int):
         try:
-            return squash(imageio.load_rgb(images[index], min_side=image_size))
-        except imageio.ImageError as exc:
+            return squash(photos.load_rgb(images[index], min_side=image_size))
+        except photos.ImageError as exc:
             if len(images) == 1:
                 raise
             # Among many uploads, "image data (812 bytes)" alone would not say which one failed.
-            raise imageio.ImageError(f"image {index + 1} of {len(images)}: {exc}") from None
+            raise photos.ImageError(f"image {index + 1} of {len(images)}: {exc}") from None
 
     with ThreadPoolExecutor(decode_threads()) as pool:
         jobs = pool.map(decode, range(len(images)))
@@ -73,7 +74,7 @@ def logits_for_images(model, images: Sequence, *, image_size: int, mean: Sequenc
 def predict_logits(model, image_paths: Sequence[str | os.PathLike], *, image_size: int,
                    mean: Sequence[float], std: Sequence[float], batch_size: int = 32,
                    device=None, progress: bool = False):
-    """Logits (N x classes) for photo files, decoded with ``imageio.load_rgb``."""
+    """Logits (N x classes) for photo files, decoded with ``photos.load_rgb``."""
     images = load_resized(image_paths, image_size=image_size, progress=progress)
     return logits_for_images(model, images, image_size=image_size, mean=mean, std=std,
                              batch_size=batch_size, device=device)
@@ -82,7 +83,7 @@ def predict_logits(model, image_paths: Sequence[str | os.PathLike], *, image_siz
 def checkpoint_logits(content: dict, image_paths: Sequence[str | os.PathLike], *, batch_size: int = 32,
                       device=None, progress: bool = False):
     """Logits of a loaded checkpoint's model on photo files, preprocessed as the checkpoint says."""
-    from meterlib import checkpoint
+    from meterlib.model import checkpoint
 
     model = checkpoint.build_model(content, device=device)
     return predict_logits(model, image_paths, image_size=content["image_size"], mean=content["mean"],

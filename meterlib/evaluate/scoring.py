@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 from sklearn.metrics import confusion_matrix, f1_score, precision_recall_fscore_support, recall_score
 
-from meterlib.calibration import as_probs_and_labels
+from meterlib.confidence.calibration import as_probs_and_labels
 
 # The seed's audit CSV starts with these columns; keep them first and in this order.
 SEED_COLUMNS = ["image", "true_class", "predicted_class", "confidence", "correct"]

@@ -14,11 +14,13 @@ from typing import Any, Union
 
 import numpy as np
 
-from meterlib import calibration, checkpoint, conformal, imageio, inference
+from meterlib.confidence import calibration, conformal
+from meterlib.data import photos
+from meterlib.model import checkpoint, inference
 
 UNKNOWN = "UNKNOWN"
-# One photo source (see imageio.load_rgb) or an iterable of them.
-Photos = Union[imageio.PhotoSource, Iterable[imageio.PhotoSource]]
+# One photo source (see photos.load_rgb) or an iterable of them.
+Photos = Union[photos.PhotoSource, Iterable[photos.PhotoSource]]
 
 
 @dataclass(frozen=True)
@@ -91,7 +93,7 @@ class Predictor:
                 prediction_set=[names[i] for i in order if members[i]]))
         return predictions
 
-    def predict(self, image: imageio.PhotoSource, *, top_k: int = 3) -> Prediction:
+    def predict(self, image: photos.PhotoSource, *, top_k: int = 3) -> Prediction:
         """The prediction for one photo: a path, its bytes, a PIL image or an array."""
         return self.predict_many([image], top_k=top_k)[0]
 
@@ -99,6 +101,6 @@ class Predictor:
 def _as_list(images: Photos) -> list:
     """One photo source or an iterable of them, as a list."""
     # A dict is one (wrong) source, e.g. an ipywidgets upload entry, not a list of its keys.
-    if isinstance(images, (*imageio.PHOTO_TYPES, Mapping)) or not isinstance(images, Iterable):
+    if isinstance(images, (*photos.PHOTO_TYPES, Mapping)) or not isinstance(images, Iterable):
         return [images]
     return list(images)

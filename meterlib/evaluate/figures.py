@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 from sklearn.metrics import confusion_matrix
 
-from meterlib.imageio import ImageError, load_thumbnail
+from meterlib.data.photos import ImageError, load_thumbnail
 
 RIGHT, WRONG = "#55a868", "#c44e52"
 

@@ -7,7 +7,7 @@ from typing import Sequence
 
 import numpy as np
 
-from meterlib import backbones, inference, transforms
+from meterlib.model import backbones, inference, transforms
 
 
 @dataclass
@@ -25,7 +25,7 @@ def frozen_features(model, images: Sequence, *, image_size: int, mean, std, devi
     """Pooled features of the (not fine-tuned) backbone for PIL images, no augmentation."""
     import torch
 
-    from meterlib.training import stem_activations
+    from meterlib.train.training import stem_activations
 
     device = torch.device(device) if device is not None else inference.default_device()
     if not len(images):

@@ -18,7 +18,7 @@ import warnings
 
 import numpy as np
 
-from meterlib.calibration import CalibrationWarning, as_probs_and_labels
+from meterlib.confidence.calibration import CalibrationWarning, as_probs_and_labels
 
 
 def _tie_breaks(n: int, randomized: bool, rng: np.random.Generator | None) -> np.ndarray:
