@@ -34,10 +34,9 @@ import torch
 from scipy import stats
 
 from meterlib.data import audit, photos, splitting
-from meterlib.model import backbones, inference
+from meterlib.model import backbones, inference, transforms
 from meterlib.run import paths, runner
 from meterlib.train import probe, training
-from meterlib.model import transforms
 
 METHODS = ("naive", "seed", "default", "probe")
 

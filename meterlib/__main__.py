@@ -6,6 +6,7 @@ import argparse
 import os
 import sys
 
+from meterlib.errors import MeterlibError
 from meterlib.run import runner
 
 
@@ -42,7 +43,7 @@ def main(argv: list[str] | None = None) -> int:
         runner.run(profile=args.profile, overrides=overrides, only=args.only,
                    data_dir=args.data_dir, reports_dir=args.reports_dir,
                    progress_bar=args.progress)
-    except runner.RunError as exc:
+    except MeterlibError as exc:
         print(f"meterlib {args.command}: {exc}", file=sys.stderr)
         return 1
     except OSError as exc:  # a full or read-only disk mid-run: one line, earlier results are intact

@@ -1,8 +1,8 @@
 """pyproject.toml and environment.yml must declare the same dependencies."""
 
 import re
-import tomllib
 
+import tomllib
 import yaml
 
 from meterlib.run import paths

@@ -13,6 +13,8 @@ from typing import Union
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from meterlib.errors import MeterlibError
+
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp", ".gif", ".tif", ".tiff"})
 EXIF_ORIENTATION = 0x0112
 # EXIF orientations 5-8 turn the picture by 90 degrees, so width and height swap.
@@ -23,7 +25,7 @@ PHOTO_TYPES = (str, os.PathLike, *_BYTES, Image.Image, np.ndarray)
 PhotoSource = Union[str, os.PathLike, bytes, bytearray, memoryview, Image.Image, np.ndarray]
 
 
-class ImageError(ValueError):
+class ImageError(MeterlibError, ValueError):
     """A file that cannot be used as a photo; the message names the file and the problem."""
 
 

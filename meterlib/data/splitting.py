@@ -22,8 +22,9 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
-from meterlib.run import atomic
 from meterlib.data.audit import SPLITS, UNUSABLE_FLAGS, Audit, files_with_flag, printable_name
+from meterlib.errors import MeterlibError
+from meterlib.run import atomic
 
 # Manifest columns in order; the first nine are the contract that training relies on.
 MANIFEST_COLUMNS = ["path", "class", "split", "sha256", "phash", "width", "height", "flags", "group",
@@ -50,7 +51,7 @@ _LEAK_SENTENCES = {
 }
 
 
-class SplitError(RuntimeError):
+class SplitError(MeterlibError, RuntimeError):
     """A split that cannot be made or written safely; the message says why."""
 
 

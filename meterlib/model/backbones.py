@@ -12,6 +12,7 @@ from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
 
+from meterlib.errors import MeterlibError
 from meterlib.run import offline
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -20,7 +21,7 @@ RESNET18_URL = "https://download.pytorch.org/models/resnet18-f37072fd.pth"
 RESNET18_ENV = "METERLIB_RESNET18_WEIGHTS"  # optional path to a local copy of the weights file
 
 
-class WeightsUnavailableError(RuntimeError):
+class WeightsUnavailableError(MeterlibError, RuntimeError):
     """The pretrained weights asked for cannot be found locally nor downloaded."""
 
 

@@ -34,6 +34,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
+from meterlib.errors import MeterlibError
 from meterlib.model import backbones
 from meterlib.run import atomic
 
@@ -44,7 +45,7 @@ IMAGE_SIZES = range(32, 2049)  # sides a backbone can use; outside it a field wa
 BACKBONES = (*backbones.SPECS, "random")  # what build_model can rebuild ("auto" is resolved before saving)
 
 
-class CheckpointError(ValueError):
+class CheckpointError(MeterlibError, ValueError):
     """A checkpoint file that is missing, unreadable, malformed or does not fit the data."""
 
 

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import os
 
+from meterlib.errors import MeterlibError
+
 _TRUE = {"1", "true", "yes", "on"}
 
 
-class OfflineError(RuntimeError):
+class OfflineError(MeterlibError, RuntimeError):
     """Raised when something would need the network while METERLIB_OFFLINE is set."""
 
 

@@ -10,10 +10,12 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
+from meterlib.errors import MeterlibError
+
 INF = math.inf
 
 
-class ParameterError(ValueError):
+class ParameterError(MeterlibError, ValueError):
     """A parameter value of the wrong type or outside its range; the message names it."""
 
 

@@ -13,6 +13,7 @@ from typing import Any, Callable, Iterable, Iterator
 
 import yaml
 
+from meterlib.errors import MeterlibError
 from meterlib.run import atomic, paths
 from meterlib.run import parameters as parameters_module
 
@@ -23,7 +24,7 @@ PATH_PARAMETERS = ("data_dir", "reports_dir", "weights_path")
 LOCK_NAME = ".meterlib-run.lock"
 
 
-class RunError(RuntimeError):
+class RunError(MeterlibError, RuntimeError):
     """A run that cannot start or that stopped on a failing notebook."""
 
 

@@ -23,9 +23,9 @@ import torch
 from PIL import Image
 
 from meterlib.data import photos
+from meterlib.data.photos import ImageError
 from meterlib.model import backbones, checkpoint
 from meterlib.model.checkpoint import CheckpointError
-from meterlib.data.photos import ImageError
 from meterlib.serve.predictor import Prediction, Predictor
 
 CLASSES = ["zeta", "alpha", "mu"]
