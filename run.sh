@@ -19,7 +19,7 @@ ensure_env() {
     echo "Setting up $VENV (first run takes a few minutes) ..."
     [ -x "$PY" ] || python3 -m venv "$VENV"
     "$PY" -m pip install --quiet --upgrade pip
-    "$PY" -m pip install --quiet -e ".[test]"
+    "$PY" -m pip install --quiet -e ".[analysis,test]"
     echo "$want" > "$STAMP"
 }
 

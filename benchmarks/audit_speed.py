@@ -9,7 +9,7 @@ import argparse
 import os
 import time
 
-from meterlib.data import audit, photos
+from meterlib.data import audit, listing, measuring, photos
 from meterlib.run import paths
 
 
@@ -24,13 +24,13 @@ def main() -> None:
     parser.add_argument("--sample", type=int, default=200, help="files for the decode comparison")
     args = parser.parse_args()
     p = paths.resolve(dataset=args.dataset)
-    listed, _ = audit.list_files(p.dataset_dir, layout=audit.detect_layout(p.dataset_dir))
+    listed, _ = listing.list_files(p.dataset_dir, layout=listing.detect_layout(p.dataset_dir))
     files = [p.dataset_dir / rel for rel in listed["path"]]
     print(f"{len(files)} files, {os.cpu_count()} CPU cores")
 
     sample = [f for f in files if photos.is_image_name(f)][: args.sample]
     timings = {}
-    for label, side in (("decode at full size", None), (f"decode at <= {audit.QUALITY_SIDE} px", audit.QUALITY_SIDE)):
+    for label, side in (("decode at full size", None), (f"decode at <= {measuring.QUALITY_SIDE} px", measuring.QUALITY_SIDE)):
         start = time.perf_counter()
         for f in sample:
             try:

@@ -14,7 +14,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from meterlib.synth import generate_dataset
+from meterlib.synth import DatasetSpec, generate_dataset
 from meterlib.synth.generate import _check_workers
 
 
@@ -25,7 +25,8 @@ def _cpu_seconds() -> float:
 
 def _rate(label: str, folder: Path, *, n: int, width: int, height: int, workers: int) -> float:
     start, cpu = time.perf_counter(), _cpu_seconds()
-    generate_dataset(folder, n_images=n, n_classes=38, width=width, height=height, workers=workers, progress=False)
+    generate_dataset(folder, DatasetSpec(n_images=n, n_classes=38, width=width, height=height), workers=workers,
+                     progress=False)
     seconds, cpu = time.perf_counter() - start, _cpu_seconds() - cpu
     print(f"{label:<22} {n} images in {seconds:6.2f} s = {n / seconds:6.1f} images/s "
           f"({1000 * cpu / n:5.1f} ms CPU per image: {workers * n / cpu:5.1f} images/s if the "

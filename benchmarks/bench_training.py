@@ -1,19 +1,19 @@
 """Training speed and accuracy, side by side in one run: the naive loop vs meterlib's presets vs a probe.
 
-    python benchmarks/bench_training.py                       # demo data at seed scale, 224 px
+    python benchmarks/bench_training.py                       # demo data at the original scale, 224 px
     python benchmarks/bench_training.py --dataset jomjol      # ../shared/datasets/jomjol_digit11
-    python benchmarks/bench_training.py --methods seed default --image-size 96
-    python benchmarks/bench_training.py --methods naive seed --seed 0 1 2 3 4   # paired, same split
+    python benchmarks/bench_training.py --methods original default --image-size 96
+    python benchmarks/bench_training.py --methods naive original --seed 0 1 2 3 4   # paired, same split
 
-- naive: the seed recipe as plain PyTorch would write it: every epoch decodes every photo and
+- naive: the original recipe as plain PyTorch would write it: every epoch decodes every photo and
   runs the whole backbone (frozen part in eval mode, as "frozen" means), then evaluates val.
   Epochs are chosen as meterlib chooses them: best val accuracy, ties by lower val loss, and
   phase 2 starts from phase 1's best head.
-- seed: meterlib's ``seed`` preset (same recipe; cached decoding and frozen-part activations).
+- original: meterlib's ``original`` preset (same recipe; cached decoding and frozen-part activations).
 - default: meterlib's ``default`` preset.
 - probe: logistic regression on the pretrained backbone's features (no augmentation).
 
-Targets: seed >= 4x faster than naive with test accuracy within 1 point; default beats naive and
+Targets: original >= 4x faster than naive with test accuracy within 1 point; default beats naive and
 probe; default training <= 10 minutes on 2 CPU cores. One run's accuracy moves by a few points
 with the training seed, so several seeds on the same split give the paired difference to naive
 with its 95 % interval.
@@ -33,12 +33,13 @@ import numpy as np
 import torch
 from scipy import stats
 
-from meterlib.data import audit, photos, splitting
+from meterlib import train
+from meterlib.data import audit, photos, splits_file, splitting
 from meterlib.model import backbones, inference, transforms
 from meterlib.run import paths, runner
-from meterlib.train import probe, training
+from meterlib.train import probe
 
-METHODS = ("naive", "seed", "default", "probe")
+METHODS = ("naive", "original", "default", "probe")
 
 
 def dataset_table(name: str, *, data_dir: str, seed: int):
@@ -57,16 +58,16 @@ def dataset_table(name: str, *, data_dir: str, seed: int):
         if name == "demo" and not dataset_dir.exists():
             from meterlib import synth
 
-            synth.ensure_dataset(dataset_dir, seed=seed)
+            synth.ensure_dataset(dataset_dir, synth.DatasetSpec(seed=seed))
     splits_csv = dataset_dir / "splits.csv"
     if splits_csv.is_file():
-        manifest = splitting.read_manifest(splits_csv)
+        manifest = splits_file.read_manifest(splits_csv)
     else:
         # As the main job splits it: the demo profile's unseen classes stay out of training.
         holdout = runner.load_profile("demo")["holdout_classes"].split(",") if name == "demo" else ()
         manifest = splitting.build_manifest(audit.audit_dataset(dataset_dir), seed=seed,
                                             holdout_classes=holdout)
-    return training.training_table(manifest, dataset_dir)
+    return train.training_table(manifest, dataset_dir)
 
 
 class _PhotoFolder(torch.utils.data.Dataset):
@@ -82,8 +83,8 @@ class _PhotoFolder(torch.utils.data.Dataset):
         return self.transform(photos.load_rgb(self.files[i])), self.labels[i]
 
 
-def naive(table, *, backbone: str, cfg: training.TrainConfig, seed: int, workers: int) -> float:
-    """The seed recipe in plain PyTorch; returns test accuracy of the best-val epoch."""
+def naive(table, *, backbone: str, cfg: train.TrainConfig, seed: int, workers: int) -> float:
+    """The original recipe in plain PyTorch; returns test accuracy of the best-val epoch."""
     torch.manual_seed(seed)
     device = inference.default_device()
     class_names = sorted(table.loc[table["split"] == "train", "class"].unique())
@@ -101,12 +102,12 @@ def naive(table, *, backbone: str, cfg: training.TrainConfig, seed: int, workers
         return torch.utils.data.DataLoader(data, batch_size=cfg.batch_size, shuffle=shuffle,
                                            num_workers=workers)
 
-    train_loader = loader("train", transforms.train_transform(image_size=cfg.image_size, mean=mean,
-                                                              std=std, **cfg.augment), True)
+    train_loader = loader("train", transforms.train_transform(cfg.augment, image_size=cfg.image_size,
+                                                              mean=mean, std=std), True)
     eval_tf = transforms.eval_transform(image_size=cfg.image_size, mean=mean, std=std)
     val_loader, test_loader = loader("val", eval_tf, False), loader("test", eval_tf, False)
     labels = torch.tensor([index[c] for c in table.loc[table["split"] == "train", "class"]])
-    weights = training.class_weights(labels.numpy(), len(class_names), power=cfg.class_weight_power)
+    weights = train.class_weights(labels.numpy(), len(class_names), power=cfg.class_weight_power)
     loss_fn = torch.nn.CrossEntropyLoss(weight=weights.to(device))
 
     def scores(data):
@@ -150,22 +151,23 @@ def naive(table, *, backbone: str, cfg: training.TrainConfig, seed: int, workers
 def meterlib_preset(table, *, preset: str, backbone: str, image_size: int, seed: int,
                     workers: int) -> tuple[float, str]:
     """Train a meterlib preset (decoding included); returns test accuracy and the backbone used."""
-    cfg = training.config(preset, image_size=image_size)
-    result = training.train(table, cfg=cfg, backbone=backbone, seed=seed, progress=False, workers=workers)
+    cfg = train.config(preset, image_size=image_size)
+    result = train.train(table, cfg=cfg, backbone=backbone, progress=False,
+                         options=train.RunOptions(seed=seed, workers=workers))
     test = table[table["split"] == "test"]
     images = inference.load_resized(list(test["file"]), image_size=image_size)
     print(f"  {preset}: {result.backbone}, kept epoch {result.best_epoch}/{len(result.history)}, "
           + ", ".join(f"{k} {v:.0f}s" for k, v in result.timings.items()))
     print("    val accuracy per epoch: " + " ".join(f"{v:.2f}" for v in result.history["val_acc"]))
-    return training.accuracy(result.model, images, result.class_names, list(test["class"]),
+    return train.accuracy(result.model, images, result.class_names, list(test["class"]),
                              image_size=image_size, mean=result.mean, std=result.std), result.backbone
 
 
-def probe(table, *, backbone: str, image_size: int, seed: int) -> float:
+def linear_probe(table, *, backbone: str, image_size: int, seed: int) -> float:
     """Linear probe on decoded photos of every split."""
     name, _ = backbones.choose(backbone)
-    images = training.decode_splits(table, image_size=image_size)
-    classes = {s: list(table.loc[table["split"] == s, "class"]) for s in training.SPLIT_NAMES}
+    images = train.decode_splits(table, image_size=image_size)
+    classes = {s: list(table.loc[table["split"] == s, "class"]) for s in splitting.SPLITS}
     return probe.run(name, images, classes, image_size=image_size, seed=seed).test_accuracy
 
 
@@ -173,10 +175,10 @@ def run_method(method: str, table, args, seed: int) -> tuple[float, float, float
     """Train one method with one training seed; returns (wall s, test accuracy, CPU s)."""
     start, cpu_start = time.perf_counter(), time.process_time()
     if method == "naive":
-        cfg = training.config("seed", image_size=args.image_size)
+        cfg = train.config("original", image_size=args.image_size)
         acc = naive(table, backbone=args.backbone, cfg=cfg, seed=seed, workers=args.workers)
     elif method == "probe":
-        acc = probe(table, backbone=args.backbone, image_size=args.image_size, seed=seed)
+        acc = linear_probe(table, backbone=args.backbone, image_size=args.image_size, seed=seed)
     else:
         acc, _ = meterlib_preset(table, preset=method, backbone=args.backbone,
                                  image_size=args.image_size, seed=seed, workers=args.workers)
@@ -190,11 +192,11 @@ def print_summary(results: dict) -> None:
         ratio = (f"   {results['naive'][0] / seconds:5.2f}x faster than naive (CPU time: "
                  f"{results['naive'][2] / cpu:5.2f}x)" if "naive" in results and method != "naive" else "")
         print(f"{method:>8}: {seconds:7.1f} s wall, {cpu:7.1f} s CPU   test accuracy {100 * acc:6.2f} %{ratio}")
-    if {"naive", "seed"} <= set(results):
-        gap = 100 * (results["seed"][1] - results["naive"][1])
-        print(f"seed - naive test accuracy: {gap:+.2f} points (target: within 1)")
+    if {"naive", "original"} <= set(results):
+        gap = 100 * (results["original"][1] - results["naive"][1])
+        print(f"original - naive test accuracy: {gap:+.2f} points (target: within 1)")
     if "default" in results:
-        others = {m: a for m, (_, a, _) in results.items() if m in ("naive", "probe", "seed")}
+        others = {m: a for m, (_, a, _) in results.items() if m in ("naive", "probe", "original")}
         print("default beats " + ", ".join(f"{m}: {results['default'][1] >= a}" for m, a in others.items()))
 
 
@@ -233,7 +235,7 @@ def main() -> None:
     counts = table["split"].value_counts()
     name, reason = backbones.choose(args.backbone)
     print(f"dataset {args.dataset}: {table['class'].nunique()} classes, "
-          + ", ".join(f"{s} {counts.get(s, 0)}" for s in training.SPLIT_NAMES)
+          + ", ".join(f"{s} {counts.get(s, 0)}" for s in splitting.SPLITS)
           + f"; {args.image_size} px; backbone {name} ({reason}); device {inference.default_device()}; "
           f"torch threads {torch.get_num_threads()}; workers {args.workers}")
     by_seed = {}

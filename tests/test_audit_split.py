@@ -1,7 +1,6 @@
 """Data audit flags on planted files, the adaptive group-aware split, the manifest and the tree."""
 
 import hashlib
-import io
 import json
 import os
 from pathlib import Path
@@ -11,7 +10,15 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from meterlib.data import audit, photos, splitting
+from meterlib.data import (
+    audit,
+    flags,
+    photos,
+    processed_tree,
+    split_rule,
+    splits_file,
+    splitting,
+)
 
 RULE = dict(min_images_test=4, min_images_val=10, test_fraction=0.25, val_fraction=0.2)
 
@@ -48,7 +55,7 @@ def tree_digest(folder: Path) -> dict[str, str]:
 def flags_of(files: pd.DataFrame, name: str) -> set[str]:
     row = files[files["path"].str.endswith(name)]
     assert len(row) == 1, name
-    return set(row["flags"].iat[0].split(";")) - {""}
+    return flags.parse_flags(row["flags"].iat[0])
 
 
 @pytest.fixture()
@@ -170,6 +177,25 @@ def test_load_rgb_applies_exif_orientation(tmp_path):
     assert photos.read_photo(path).exif_rotated
 
 
+def test_image_error_keeps_the_file_and_the_problem_apart(tmp_path):
+    path = tmp_path / "meter: front.jpg"  # ': ' in the name, where the message joins the two
+    path.write_bytes(b"field notes")
+    with pytest.raises(photos.ImageError) as err:
+        photos.read_photo(path)
+    assert (err.value.path, err.value.problem) == (str(path), "not an image file (format not recognised)")
+    assert str(err.value) == f"{path}: not an image file (format not recognised)"
+
+
+def test_flags_are_joined_parsed_and_matched_in_one_place():
+    assert flags.join_flags(["dark", "blurry"]) == "dark;blurry" and flags.join_flags([]) == ""
+    assert flags.parse_flags("dark;blurry") == {"dark", "blurry"}
+    assert flags.parse_flags("") == flags.parse_flags(None) == flags.parse_flags(float("nan")) == set()
+    files = pd.DataFrame({"flags": ["", "dark;tiny", "truncated", None]})
+    assert flags.has_flag(files, "tiny", "truncated").tolist() == [False, True, True, False]
+    assert flags.is_unusable(files).tolist() == [False, False, True, False]
+    assert flags.has_flag(files.iloc[:0], "dark").dtype == bool
+
+
 # --- the split rule -------------------------------------------------------------------------
 
 def frame(groups_per_class: dict[str, list[int]]) -> pd.DataFrame:
@@ -185,33 +211,33 @@ def frame(groups_per_class: dict[str, list[int]]) -> pd.DataFrame:
 @pytest.mark.parametrize("n, tier", [(1, "train"), (3, "train"), (4, "train+test"),
                                      (9, "train+test"), (10, "train+val+test")])
 def test_class_tier_thresholds(n, tier):
-    assert splitting.class_tier(n, min_images_test=4, min_images_val=10) == tier
+    assert split_rule.class_tier(n, min_images_test=4, min_images_val=10) == tier
 
 
 def test_a_class_of_one_image_is_train_only():
     files = frame({"one": [1], "big": [1] * 20})
-    split = splitting.assign_splits(files, **RULE)
+    split = split_rule.assign_splits(files, **RULE)
     assert split[files["class"] == "one"].tolist() == ["train"]
     assert set(split[files["class"] == "big"]) == {"train", "val", "test"}
 
 
 def test_all_classes_tiny_gives_train_only():
     files = frame({c: [1] * 3 for c in "abc"})
-    split = splitting.assign_splits(files, **RULE)
+    split = split_rule.assign_splits(files, **RULE)
     assert set(split) == {"train"}
     assert splitting.check_split(files.assign(split=split)) == []
 
 
 def test_medium_class_gets_train_and_test_in_proportion():
     files = frame({"m": [1] * 8})
-    split = splitting.assign_splits(files, **RULE)
+    split = split_rule.assign_splits(files, **RULE)
     assert split.value_counts().to_dict() == {"train": 6, "test": 2}
 
 
 def test_groups_never_span_splits_and_train_keeps_every_class():
     files = frame({"a": [5, 4, 3, 3, 2, 1, 1, 1, 1, 1], "b": [12, 1], "c": [9]})
     for seed in range(20):
-        manifest = files.assign(split=splitting.assign_splits(files, seed=seed, **RULE))
+        manifest = files.assign(split=split_rule.assign_splits(files, seed=seed, **RULE))
         assert splitting.check_split(manifest) == []
         assert manifest.loc[manifest["class"] == "c", "split"].eq("train").all()  # one group only
 
@@ -222,26 +248,26 @@ def test_excluded_files_stay_out_of_every_split():
     files.loc[1, "flags"] = "duplicate"
     files.loc[2, "flags"] = "label_conflict;near_duplicate"
     files.loc[3, "flags"] = "dark;blurry"
-    split = splitting.assign_splits(files, **RULE)
+    split = split_rule.assign_splits(files, **RULE)
     assert split[:3].tolist() == ["excluded"] * 3
     assert split[3] != "excluded"
 
 
 def test_split_is_seeded_and_classes_are_independent():
     files = frame({"a": [1] * 30, "b": [1] * 30})
-    first = splitting.assign_splits(files, seed=1, **RULE)
-    assert first.equals(splitting.assign_splits(files, seed=1, **RULE))
-    assert not first.equals(splitting.assign_splits(files, seed=2, **RULE))
+    first = split_rule.assign_splits(files, seed=1, **RULE)
+    assert first.equals(split_rule.assign_splits(files, seed=1, **RULE))
+    assert not first.equals(split_rule.assign_splits(files, seed=2, **RULE))
     more = frame({"a": [1] * 30, "b": [1] * 30, "aa": [1] * 7})
-    again = splitting.assign_splits(more, seed=1, **RULE)
+    again = split_rule.assign_splits(more, seed=1, **RULE)
     assert again[more["class"] != "aa"].tolist() == first.tolist()
 
 
 @pytest.mark.parametrize("bad", [dict(min_images_test=0), dict(min_images_test=20, min_images_val=10),
                                  dict(test_fraction=0.6, val_fraction=0.5)])
 def test_bad_rule_is_refused(bad):
-    with pytest.raises(splitting.SplitError):
-        splitting.assign_splits(frame({"a": [1]}), **{**RULE, **bad})
+    with pytest.raises(split_rule.SplitError):
+        split_rule.assign_splits(frame({"a": [1]}), **{**RULE, **bad})
 
 
 def test_check_split_reports_leaks():
@@ -277,28 +303,28 @@ def test_split_and_tree_are_idempotent_and_raw_is_untouched(planted):
     before = tree_digest(planted / "raw")
     _, manifest = split_raw(planted)
     csv = planted / "splits.csv"
-    assert splitting.write_manifest(manifest, csv) is True
-    first = splitting.materialise(manifest, planted)
+    assert splits_file.write_manifest(manifest, csv) is True
+    first = processed_tree.materialise(manifest, planted)
     stamp = csv.stat().st_mtime_ns
     _, again = split_raw(planted)  # processed/ now exists beside raw/: raw/ stays the input
-    assert splitting.write_manifest(again, csv) is False and csv.stat().st_mtime_ns == stamp
-    assert splitting.materialise(again, planted) == splitting.TreeUpdate(kept=first.created)
+    assert splits_file.write_manifest(again, csv) is False and csv.stat().st_mtime_ns == stamp
+    assert processed_tree.materialise(again, planted) == processed_tree.TreeUpdate(kept=first.created)
     assert tree_digest(planted / "raw") == before
     used = manifest[manifest["split"] != "excluded"]
     for row in used.to_dict("records"):
         name = "__".join(Path(row["path"]).parts[2:])
         link = planted / "processed" / row["split"] / row["class"] / name
         assert link.is_symlink() and link.read_bytes() == (planted / row["path"]).read_bytes()
-    pd.testing.assert_frame_equal(splitting.read_manifest(csv), manifest.reset_index(drop=True),
+    pd.testing.assert_frame_equal(splits_file.read_manifest(csv), manifest.reset_index(drop=True),
                                   check_dtype=False)
 
 
 def test_tree_follows_a_new_split(tmp_path):
     ds = make_raw(tmp_path / "ds", {"a": 30})
     _, first = split_raw(ds, seed=0)
-    splitting.materialise(first, ds)
+    processed_tree.materialise(first, ds)
     _, second = split_raw(ds, seed=5)
-    counts = splitting.materialise(second, ds)
+    counts = processed_tree.materialise(second, ds)
     assert counts.removed == counts.created > 0 and not counts.foreign
     linked = sorted(p.relative_to(ds / "processed").as_posix()
                     for p in (ds / "processed").rglob("*.jpg"))
@@ -309,18 +335,18 @@ def test_tree_follows_a_new_split(tmp_path):
 def test_copies_instead_of_links(tmp_path):
     ds = make_raw(tmp_path / "ds", {"a": 5})
     _, manifest = split_raw(ds)
-    splitting.materialise(manifest, ds, copy=True)
+    processed_tree.materialise(manifest, ds, copy=True)
     files = [p for p in (ds / "processed").rglob("*.jpg")]
     assert len(files) == 5 and not any(p.is_symlink() for p in files)
-    assert splitting.materialise(manifest, ds, copy=True).created == 0
+    assert processed_tree.materialise(manifest, ds, copy=True).created == 0
 
 
 def test_a_foreign_processed_tree_is_never_clobbered(tmp_path):
     ds = make_raw(tmp_path / "ds", {"a": 5})
     mine = save(photo(9), ds / "processed" / "train" / "a" / "mine.jpg")
     _, manifest = split_raw(ds)
-    with pytest.raises(splitting.SplitError, match="not made by meterlib"):
-        splitting.materialise(manifest, ds)
+    with pytest.raises(split_rule.SplitError, match="not made by meterlib"):
+        processed_tree.materialise(manifest, ds)
     assert mine.is_file() and not mine.is_symlink()
 
 
@@ -387,7 +413,7 @@ def test_holdout_classes_leave_train_val_and_test(tmp_path):
     assert splitting.check_split(manifest) == []
     table = splitting.split_table(manifest, min_images_test=4, min_images_val=10)
     assert table.loc["C", "holdout"] == 5 and table.loc["C", "tier"] == "holdout"
-    with pytest.raises(splitting.SplitError, match="not in the dataset: Z"):
+    with pytest.raises(split_rule.SplitError, match="not in the dataset: Z"):
         splitting.build_manifest(result, holdout_classes=["Z"])
     broken = manifest.copy()
     broken.loc[broken.index[0], "split"] = "holdout"
@@ -400,17 +426,17 @@ def test_marker_lists_the_links_meterlib_made_and_nothing_else(tmp_path):
     ds = make_raw(tmp_path / "ds", {"a": 5, "b": 3})
     _, manifest = split_raw(ds)
     mine = save(photo(9), ds / "processed" / "train" / "a" / "mine.jpg")
-    (ds / "processed" / splitting.TREE_MARKER).write_text(
+    (ds / "processed" / processed_tree.TREE_MARKER).write_text(
         '{"made_by": "meterlib", "entries": []}')  # an (empty) tree meterlib made earlier
-    update = splitting.materialise(manifest, ds)
-    record = json.loads((ds / "processed" / splitting.TREE_MARKER).read_text())
+    update = processed_tree.materialise(manifest, ds)
+    record = json.loads((ds / "processed" / processed_tree.TREE_MARKER).read_text())
     assert len(record["entries"]) == update.created == 8
     assert "train/a/mine.jpg" not in record["entries"] and update.foreign == ["train/a/mine.jpg"]
     assert mine.read_bytes() == save(photo(9), tmp_path / "again.jpg").read_bytes()
 
 
 def test_tree_notes_say_foreign_files_are_unused_and_where_photos_belong():
-    update = splitting.TreeUpdate(created=2, foreign=["train/x/1.jpg", "val/a/2.jpg"],
+    update = processed_tree.TreeUpdate(created=2, foreign=["train/x/1.jpg", "val/a/2.jpg"],
                                   conflicts=["val/a/2.jpg"])
     counts, foreign, conflicts = update.describe()
     assert counts == "processed/: 2 created, 0 removed, 0 kept"
@@ -418,7 +444,7 @@ def test_tree_notes_say_foreign_files_are_unused_and_where_photos_belong():
     assert "not used for training" in foreign and "Photos belong in raw/<class>/" in foreign
     assert conflicts.startswith("1 file of these in the place of a link")
     assert "processed/val/a/2.jpg" in conflicts
-    assert splitting.TreeUpdate(kept=3).describe() == ["processed/: 0 created, 0 removed, 3 kept"]
+    assert processed_tree.TreeUpdate(kept=3).describe() == ["processed/: 0 created, 0 removed, 3 kept"]
 
 
 def test_pool_and_serial_audits_agree_on_files_they_cannot_read(tmp_path):

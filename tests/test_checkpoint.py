@@ -1,11 +1,16 @@
 """Checkpoint files: round trip with weights_only=True, atomic writes, mismatch errors."""
 
+import dataclasses
+
 import pytest
 import torch
 
-from meterlib.model import backbones, checkpoint, inference
+from meterlib.confidence import selective
+from meterlib.model import backbones, checkpoint
 
 CLASSES = ["brand_a", "brand_b", "brand_c"]
+SPEC = checkpoint.ModelSpec(backbone="random", class_names=CLASSES, image_size=32,
+                            mean=(0.5, 0.5, 0.5), std=(0.25, 0.25, 0.25))
 
 
 @pytest.fixture()
@@ -17,8 +22,7 @@ def model():
 @pytest.fixture()
 def saved(tmp_path, model):
     path = tmp_path / "model" / "ckpt.pt"
-    checkpoint.save(path, model=model, backbone="random", class_names=CLASSES, image_size=32,
-                    mean=(0.5, 0.5, 0.5), std=(0.25, 0.25, 0.25),
+    checkpoint.save(path, model=model, spec=SPEC,
                     training={"preset": "seed", "lr_head": 1e-3, "strengths": (0.7, 10)},
                     splits_sha256="ab" * 32, metrics={"val_accuracy": 0.5})
     return path
@@ -27,7 +31,7 @@ def saved(tmp_path, model):
 def test_round_trip_loads_with_weights_only_and_reproduces_logits(saved, model):
     raw = torch.load(saved, weights_only=True)
     assert raw["class_names"] == CLASSES and raw["backbone"] == "random"
-    assert raw["temperature"] == 1.0 and raw["unknown_threshold"] == 0.5
+    assert raw["temperature"] == 1.0 and raw["unknown_threshold"] == selective.DEFAULT_UNKNOWN_THRESHOLD
     assert raw["training"]["strengths"] == [0.7, 10]
     assert set(raw["versions"]) >= {"torch", "timm", "meterlib"}
     rebuilt = checkpoint.build_model(checkpoint.load(saved))
@@ -36,16 +40,11 @@ def test_round_trip_loads_with_weights_only_and_reproduces_logits(saved, model):
         assert torch.equal(rebuilt(x), model(x))
 
 
-def test_checkpoint_logits_use_the_stored_preprocessing(saved, model, tmp_path):
-    from PIL import Image
-
-    photo = tmp_path / "meter.jpg"
-    Image.new("RGB", (40, 70), (200, 30, 90)).save(photo)
-    logits = inference.checkpoint_logits(checkpoint.load(saved), [photo], device="cpu")
-    expected = inference.predict_logits(model, [photo], image_size=32, mean=(0.5,) * 3,
-                                        std=(0.25,) * 3, device="cpu")
-    assert logits.shape == (1, 3)
-    assert torch.allclose(logits, expected)
+def test_the_model_spec_is_stored_as_plain_fields(saved):
+    raw = torch.load(saved, weights_only=True)
+    assert (raw["backbone"], raw["class_names"], raw["image_size"]) == ("random", CLASSES, 32)
+    assert raw["mean"] == [0.5] * 3 and raw["std"] == [0.25] * 3
+    assert all(isinstance(x, float) for x in raw["mean"] + raw["std"])
 
 
 def test_update_fields_adds_calibration_and_keeps_the_rest(saved):
@@ -74,8 +73,7 @@ def test_interrupted_write_leaves_the_old_file(saved, monkeypatch):
 
 def test_unstorable_values_are_rejected_with_their_location(tmp_path, model):
     with pytest.raises(checkpoint.CheckpointError, match=r"\['training'\]\['when'\]: cannot store"):
-        checkpoint.save(tmp_path / "x.pt", model=model, backbone="random", class_names=CLASSES,
-                        image_size=32, mean=(0,) * 3, std=(1,) * 3, training={"when": object()})
+        checkpoint.save(tmp_path / "x.pt", model=model, spec=SPEC, training={"when": object()})
 
 
 def test_mismatching_classes_or_backbone_give_clear_errors(saved):
@@ -104,6 +102,5 @@ def test_a_field_that_load_would_refuse_is_never_written(saved, tmp_path, model)
         checkpoint.update_fields(saved, temperature=-1.0)
     assert saved.read_bytes() == before
     with pytest.raises(checkpoint.CheckpointError, match=r"x\.pt: checkpoint field 'image_size' must be an int"):
-        checkpoint.save(tmp_path / "x.pt", model=model, backbone="random", class_names=CLASSES,
-                        image_size=8, mean=(0,) * 3, std=(1,) * 3)
+        checkpoint.save(tmp_path / "x.pt", model=model, spec=dataclasses.replace(SPEC, image_size=8))
     assert not (tmp_path / "x.pt").exists()

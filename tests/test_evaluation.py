@@ -1,10 +1,13 @@
 """Summary metrics, per-class report, confusions and the results table."""
 
+import math
+
 import numpy as np
 import pandas as pd
 import pytest
 
 from meterlib.evaluate import scoring
+from meterlib.serve import Predictor
 
 CLASSES = ["ALPHA", "BETA", "GAMMA", "DELTA"]  # DELTA has no images in this split
 PROBS = np.array([[0.7, 0.2, 0.1, 0.0],
@@ -46,14 +49,22 @@ def test_most_confused_pairs():
     assert pairs["share_of_true_class"].tolist() == pytest.approx([2 / 3, 1.0])
 
 
-def _table(**overrides):
-    calibrated = np.array([[0.5, 0.3, 0.2, 0.0]] * 5)
-    sets = calibrated > 0.25
-    kwargs = dict(images=[f"img{i}.jpg" for i in range(5)], true_classes=[CLASSES[i] for i in LABELS],
-                  class_names=CLASSES, probs=PROBS, calibrated_probs=calibrated,
-                  unknown_threshold=0.5, prediction_sets=sets)
+# The model's own probabilities for two photos (a true ALPHA and a true GAMMA) and their logits.
+RAW = np.array([[0.6, 0.25, 0.1, 0.05], [0.35, 0.4, 0.2, 0.05]])
+LOGITS = np.log(RAW)
+
+
+def _answers(logits=LOGITS, *, class_names=CLASSES, temperature=2.0, threshold=0.4, quantile=0.5):
+    predictor = Predictor(model=None, class_names=list(class_names), image_size=32, mean=[0.5] * 3,
+                          std=[0.25] * 3, temperature=temperature, unknown_threshold=threshold,
+                          conformal_quantile=quantile)
+    return predictor.predictions_from_logits(logits)
+
+
+def _table(predictions=None, **overrides):
+    kwargs = dict(images=["a.jpg", "b.jpg"], true_classes=["ALPHA", "GAMMA"], class_names=CLASSES, probs=RAW)
     kwargs.update(overrides)
-    return scoring.results_table(**kwargs)
+    return scoring.results_table(predictions or _answers(), **kwargs)
 
 
 def test_results_table_starts_with_the_seed_columns(tmp_path):
@@ -66,27 +77,52 @@ def test_results_table_starts_with_the_seed_columns(tmp_path):
 
 
 def test_results_table_values():
-    row = _table().iloc[3]  # GAMMA image predicted BETA 0.4, then ALPHA 0.35, GAMMA 0.25
-    assert (row["predicted_class"], row["confidence"], bool(row["correct"])) == ("BETA", 0.4, False)
-    assert (row["top2_class"], row["top2_confidence"]) == ("ALPHA", 0.35)
-    assert (row["top3_class"], row["top3_confidence"]) == ("GAMMA", 0.25)
-    assert row["calibrated_confidence"] == 0.3  # calibrated probability of the predicted class
-    assert bool(row["unknown"]) and row["prediction_set"] == "ALPHA|BETA" and row["set_size"] == 2
-    assert _table()["correct"].tolist() == [True, False, True, False, True]
+    row = _table().iloc[1]  # GAMMA photo predicted BETA 0.4, then ALPHA 0.35, GAMMA 0.2
+    assert (row["predicted_class"], bool(row["correct"])) == ("BETA", False)
+    assert row["confidence"] == pytest.approx(0.4)  # uncalibrated, as in the seed's CSV
+    assert (row["top2_class"], row["top3_class"]) == ("ALPHA", "GAMMA")
+    assert (row["top2_confidence"], row["top3_confidence"]) == pytest.approx((0.35, 0.2))
+    # T = 2: calibrated probabilities go with the square roots of the raw ones.
+    root = np.sqrt(RAW[1])
+    assert row["calibrated_confidence"] == pytest.approx(root[1] / root.sum())
+    assert bool(row["unknown"]) and row["prediction_set"] == "BETA|ALPHA" and row["set_size"] == 2
+    first = _table().iloc[0]  # calibrated 0.43 >= threshold 0.4: answered
+    assert not first["unknown"] and first["correct"] and first["prediction_set"] == "ALPHA|BETA"
+
+
+def test_results_table_follows_the_predictions():
+    answers = _answers()
+    table = _table(predictions=answers)
+    assert table["calibrated_confidence"].tolist() == [a.confidence for a in answers]
+    assert table["unknown"].tolist() == [a.unknown for a in answers]
+    assert table["prediction_set"].tolist() == ["|".join(a.prediction_set) for a in answers]
 
 
 def test_results_table_with_two_classes_leaves_top3_empty():
-    probs = np.array([[0.4, 0.6]])
-    table = scoring.results_table(images=["a.jpg"], true_classes=["B"], class_names=["A", "B"],
-                                     probs=probs, calibrated_probs=probs, unknown_threshold=0.5,
-                                     prediction_sets=np.array([[False, True]]))
+    raw = np.array([[0.4, 0.6]])
+    table = scoring.results_table(_answers(np.log(raw), class_names=["A", "B"], threshold=0.5),
+                                  images=["a.jpg"], true_classes=["B"], class_names=["A", "B"], probs=raw)
     assert table.loc[0, "top3_class"] is None and np.isnan(table.loc[0, "top3_confidence"])
     assert table.loc[0, "top2_class"] == "A" and not table.loc[0, "unknown"]
 
 
 def test_results_table_rejects_mismatched_inputs():
-    with pytest.raises(ValueError, match="4 images and 5 true classes"):
-        _table(images=["a"] * 4)
+    with pytest.raises(ValueError, match="1 images and 2 true classes"):
+        _table(images=["a"])
+    with pytest.raises(ValueError, match=r"probs \(1, 4\) do not fit 2 predictions"):
+        _table(probs=RAW[:1])
+
+
+def test_answer_summary_scores_the_served_answers():
+    summary = scoring.answer_summary(_answers(), ["ALPHA", "GAMMA"])
+    assert summary == {"accuracy": 0.5, "coverage": 0.5, "accuracy_answered": 1.0, "set_coverage": 0.5,
+                       "mean_set_size": 2.0, "single_class_sets": 0.0}
+    everything = scoring.answer_summary(_answers(threshold=1.0, quantile=math.inf), ["ALPHA", "GAMMA"])
+    assert everything["coverage"] == 0.0 and np.isnan(everything["accuracy_answered"])
+    assert everything["set_coverage"] == 1.0 and everything["mean_set_size"] == 4.0
+    assert all(np.isnan(v) for v in scoring.answer_summary([], []).values())
+    with pytest.raises(ValueError, match="1 true classes for 2 predictions"):
+        scoring.answer_summary(_answers(), ["ALPHA"])
 
 
 def test_accuracy_by_bins():

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from meterlib.data import photos, splitting
+from meterlib.data import flags, photos, splits_file, splitting
 from meterlib.run import paths, runner
 
 
@@ -64,9 +64,9 @@ def test_notebook01_names_planted_problems_on_real_photos(shared_dir, tmp_path):
     [item] = runner.plan([notebook], params)
     executed = runner.execute(item, tmp_path / "reports" / "notebooks")
 
-    manifest = splitting.read_manifest(dataset / "splits.csv").set_index("path")
+    manifest = splits_file.read_manifest(dataset / "splits.csv").set_index("path")
     for rel, flag in planted.items():
-        assert flag in manifest.loc[rel, "flags"].split(";"), (rel, manifest.loc[rel, "flags"])
+        assert flag in flags.parse_flags(manifest.loc[rel, "flags"]), (rel, manifest.loc[rel, "flags"])
     for rel in ("raw/3/corrupt half.jpg", "raw/5/zero bytes.jpg", "raw/5/readme.txt",
                 "raw/3/zz repeated upload.jpg", "raw/9/zz filed twice.jpg"):
         assert manifest.loc[rel, "split"] == "excluded", rel

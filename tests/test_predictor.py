@@ -7,9 +7,9 @@ import pytest
 import torch
 from PIL import Image
 
-from meterlib.confidence import calibration
+from meterlib.confidence import calibration, selective
 from meterlib.model import backbones, checkpoint, inference
-from meterlib.serve.predictor import UNKNOWN, Predictor
+from meterlib.serve import UNKNOWN, Predictor
 
 CLASSES = ["zeta", "alpha", "mu"]  # deliberately not alphabetical: order comes from the checkpoint
 
@@ -19,8 +19,9 @@ def saved(tmp_path):
     torch.manual_seed(0)
     model = backbones.build_classifier("random", len(CLASSES), pretrained=False).eval()
     path = tmp_path / "model" / "ckpt.pt"
-    checkpoint.save(path, model=model, backbone="random", class_names=CLASSES, image_size=32,
-                    mean=(0.5, 0.5, 0.5), std=(0.25, 0.25, 0.25))
+    spec = checkpoint.ModelSpec(backbone="random", class_names=CLASSES, image_size=32,
+                                mean=(0.5, 0.5, 0.5), std=(0.25, 0.25, 0.25))
+    checkpoint.save(path, model=model, spec=spec)
     return path
 
 
@@ -38,7 +39,9 @@ def test_predictions_use_the_checkpoint_temperature_and_class_order(saved, photo
     checkpoint.update_fields(saved, temperature=2.0, unknown_threshold=0.0, conformal_quantile=math.inf)
     predictor = Predictor.from_checkpoint(saved, device="cpu")
     assert predictor.class_names == CLASSES and predictor.temperature == 2.0
-    raw = inference.checkpoint_logits(checkpoint.load(saved), photos, device="cpu").numpy()
+    model = checkpoint.build_model(checkpoint.load(saved))
+    raw = inference.logits_for_images(model, inference.load_resized(photos, image_size=32), image_size=32,
+                                      mean=(0.5,) * 3, std=(0.25,) * 3, device="cpu").numpy()
     expected = calibration.softmax(raw, temperature=2.0)
     probs = predictor.probabilities(photos)
     np.testing.assert_allclose(probs, expected, rtol=1e-5)
@@ -63,3 +66,35 @@ def test_unknown_threshold_and_conformal_quantile_come_from_the_checkpoint(saved
 def test_a_missing_checkpoint_is_a_clear_error(tmp_path):
     with pytest.raises(checkpoint.CheckpointError, match="checkpoint not found"):
         Predictor.from_checkpoint(tmp_path / "nothing.pt")
+
+
+def test_a_fresh_checkpoint_answers_with_the_default_threshold(saved, photos):
+    predictor = Predictor.from_checkpoint(saved, device="cpu")
+    assert predictor.unknown_threshold == selective.DEFAULT_UNKNOWN_THRESHOLD
+    for answer in predictor.predict_many(photos):
+        assert answer.unknown == (answer.confidence < selective.DEFAULT_UNKNOWN_THRESHOLD)
+
+
+def test_with_calibration_changes_the_answers_not_the_model(saved, photos):
+    predictor = Predictor.from_checkpoint(saved, device="cpu")
+    logits = predictor.logits(photos)
+    calibrated = predictor.with_calibration(temperature=0.5, unknown_threshold=1.0, conformal_quantile=0.0)
+    assert calibrated.model is predictor.model and predictor.temperature == 1.0  # the original is unchanged
+    answers = calibrated.predictions_from_logits(logits)
+    expected = calibration.softmax(logits, temperature=0.5)
+    assert [a.confidence for a in answers] == pytest.approx(expected.max(axis=1).tolist())
+    assert all(a.unknown and a.label == UNKNOWN for a in answers)
+    assert all(a.prediction_set == a.top_classes[:1] for a in answers)
+
+
+def test_predict_many_is_predictions_from_logits_of_the_photos(saved, photos):
+    predictor = Predictor.from_checkpoint(saved, device="cpu").with_calibration(
+        temperature=1.5, unknown_threshold=0.4, conformal_quantile=0.5)
+    assert predictor.predict_many(photos, top_k=2) == predictor.predictions_from_logits(
+        predictor.logits(photos), top_k=2)
+
+
+def test_logits_of_another_class_count_are_refused(saved):
+    predictor = Predictor.from_checkpoint(saved, device="cpu")
+    with pytest.raises(ValueError, match=r"expected logits of shape \(n, 3\), got \(2, 4\)"):
+        predictor.predictions_from_logits(np.zeros((2, 4)))

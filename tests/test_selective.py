@@ -47,6 +47,13 @@ def test_threshold_table_counts():
     assert table.loc[1, "accuracy"] == pytest.approx(2 / 3)
 
 
+def test_unknown_means_below_the_threshold_and_the_table_agrees():
+    assert selective.is_unknown([0.49, 0.5, 0.51], 0.5).tolist() == [True, False, False]
+    assert bool(selective.is_unknown(0.3, selective.DEFAULT_UNKNOWN_THRESHOLD))
+    table = selective.threshold_table(CONF, CORRECT, thresholds=(0.7,))
+    assert table.loc[0, "unknown"] == selective.is_unknown(CONF, 0.7).sum() == 2
+
+
 def test_choose_threshold_maximises_coverage_at_target():
     choice = selective.choose_threshold(CONF, CORRECT, target_accuracy=0.75)
     assert choice == selective.ThresholdChoice(0.7, 4 / 6, 0.75, True)

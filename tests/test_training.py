@@ -1,13 +1,16 @@
 """The fast training path computes what the plain recipe computes, and train() behaves."""
 
+import warnings
+
 import numpy as np
 import pandas as pd
 import pytest
 import torch
 from PIL import Image
 
+from meterlib import train
 from meterlib.model import backbones, checkpoint, folding, transforms
-from meterlib.train import probe, training
+from meterlib.train import cache, phases, probe
 
 SIZE = 32
 MEAN, STD = (0.5, 0.5, 0.5), (0.25, 0.25, 0.25)
@@ -33,8 +36,8 @@ def test_cached_phase1_matches_full_forward_and_gradients(model):
     full_loss = torch.nn.functional.cross_entropy(full, labels)
     full_grad = torch.autograd.grad(full_loss, model.head.weight)[0]
 
-    acts = training.stem_activations(model.stem, images, eval_tf, batch_size=4, device="cpu")
-    features = training._batched(torch.nn.Sequential(model.last_block, model.pool), acts,
+    acts = train.frozen_activations(model.frozen_part, images, eval_tf, batch_size=4, device="cpu")
+    features = cache.batched(torch.nn.Sequential(model.last_block, model.pool), acts,
                                  batch_size=4, device="cpu")
     cached = model.head(features)
     cached_grad = torch.autograd.grad(torch.nn.functional.cross_entropy(cached, labels),
@@ -47,15 +50,15 @@ def test_cached_phase1_matches_full_forward_and_gradients(model):
 def test_folded_frozen_part_computes_the_same_and_leaves_the_model_alone(arch):
     torch.manual_seed(0)
     model = backbones.build_classifier(arch, 3, pretrained=False)
-    for norm in model.stem.modules():  # non-trivial statistics, so folding has work to do
+    for norm in model.frozen_part.modules():  # non-trivial statistics, so folding has work to do
         if isinstance(norm, torch.nn.BatchNorm2d):
             norm.running_mean.uniform_(-0.5, 0.5)
             norm.running_var.uniform_(0.5, 2.0)
     before = {k: v.clone() for k, v in model.state_dict().items()}
-    folded = folding.fold_batch_norms(model.stem)
+    folded = folding.fold_batch_norms(model.frozen_part)
     x = torch.randn(4, 3, 64, 64)
     with torch.no_grad():
-        expected, got = model.stem(x), folded(x)
+        expected, got = model.frozen_part(x), folded(x)
     assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in folded.modules())
     assert torch.allclose(got, expected, atol=1e-4, rtol=1e-4)
     assert all(torch.equal(v, before[k]) for k, v in model.state_dict().items())
@@ -66,14 +69,14 @@ def test_cached_phase2_matches_full_forward_and_gradients(model, bn):
     x = torch.randn(8, 3, SIZE, SIZE)
     labels = torch.tensor([0, 1, 2, 0, 1, 2, 0, 1])
     params = list(model.last_block.parameters()) + list(model.head.parameters())
-    training.set_finetune_mode(model, bn=bn)
+    train.set_finetune_mode(model, bn=bn)
     full_loss = torch.nn.functional.cross_entropy(model(x), labels)
     full_grads = torch.autograd.grad(full_loss, params)
 
     model.eval()
     with torch.no_grad():
-        acts = model.stem(x)  # what the cache holds: eval-mode frozen part
-    training.set_finetune_mode(model, bn=bn)
+        acts = model.frozen_part(x)  # what the cache holds: eval-mode frozen part
+    train.set_finetune_mode(model, bn=bn)
     tail = torch.nn.Sequential(model.last_block, model.pool, model.head)
     cached_grads = torch.autograd.grad(torch.nn.functional.cross_entropy(tail(acts), labels), params)
     for full, cached in zip(full_grads, cached_grads):
@@ -81,28 +84,53 @@ def test_cached_phase2_matches_full_forward_and_gradients(model, bn):
 
 
 def test_frozen_part_stays_frozen_in_finetune_mode(model):
-    training.set_finetune_mode(model, bn="frozen")
-    assert not model.stem.training
+    train.set_finetune_mode(model, bn="frozen")
+    assert not model.frozen_part.training
     assert model.last_block.training and model.head.training
     norms = [m for m in model.last_block.modules() if isinstance(m, torch.nn.BatchNorm2d)]
     assert norms and not any(m.training for m in norms)
 
 
 def test_class_weights_are_smoothed_inverse_frequency():
-    weights = training.class_weights(np.array([0] * 16 + [1] * 4), 3, power=0.5)
+    weights = train.class_weights(np.array([0] * 16 + [1] * 4), 3, power=0.5)
     assert weights[1] / weights[0] == pytest.approx(2.0)  # sqrt(16 / 4)
     assert weights[2] == 0
     assert (weights[0] * 16 + weights[1] * 4) / 20 == pytest.approx(1.0)
 
 
 def test_config_rejects_unknown_names_and_keeps_augmentation_defaults():
-    cfg = training.config("seed", augment={"rotation_deg": 5.0})
-    assert cfg.augment["rotation_deg"] == 5.0 and cfg.augment["blur_p"] == 0.3
+    cfg = train.config("original", augment={"rotation_deg": 5.0})
+    assert cfg.augment.rotation_deg == 5.0 and cfg.augment.blur_p == 0.3
     assert (cfg.epochs_head, cfg.epochs_finetune, cfg.lr_head, cfg.lr_finetune) == (6, 8, 1e-3, 1e-4)
     with pytest.raises(ValueError, match="epoch_head"):
-        training.config("seed", epoch_head=3)
+        train.config("original", epoch_head=3)
+    with pytest.raises(ValueError, match=r"augmentation parameter\(s\): rotation$"):
+        train.config("original", augment={"rotation": 5.0})
     with pytest.raises(ValueError, match="unknown preset"):
-        training.config("fastest")
+        train.config("fastest")
+
+
+@pytest.mark.parametrize("preset", ["original", "default"])
+def test_none_means_the_presets_value(preset):
+    """What notebook 02 passes when a parameter is left at None: the preset decides."""
+    recipe = dict.fromkeys(["image_size", "epochs_head", "views", "lr_finetune", "finetune_bn"])
+    augment = dict.fromkeys(["crop_scale_min", "rotation_deg", "hue", "blur_sigma_max"])
+    cfg = train.config(preset, augment=augment, **recipe)
+    assert cfg == train.PRESETS[preset]
+    assert cfg.augment == train.PRESETS[preset].augment
+    partly = train.config(preset, augment={**augment, "hue": 0.0}, **{**recipe, "views": 2})
+    assert (partly.views, partly.augment.hue) == (2, 0.0)
+    assert partly.augment.rotation_deg == train.PRESETS[preset].augment.rotation_deg
+
+
+def test_old_preset_name_still_works_with_a_warning():
+    with pytest.warns(FutureWarning, match="use 'original'"):
+        old = train.config("seed", views=2)
+    assert old == train.config("original", views=2)
+    assert "seed" not in train.PRESETS
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        train.config("original")
 
 
 def _colour_table(tmp_path, *, with_val: bool):
@@ -117,39 +145,101 @@ def _colour_table(tmp_path, *, with_val: bool):
             Image.fromarray(pixels).save(file)
             split = "train" if i < 8 else ("val" if i < 11 and with_val else "test")
             rows.append({"path": f"c{c}/{i}.jpg", "class": f"c{c}", "split": split})
-    return training.training_table(pd.DataFrame(rows), tmp_path)
+    return train.training_table(pd.DataFrame(rows), tmp_path)
 
 
 def test_train_learns_easy_classes_and_keeps_the_best_val_epoch(tmp_path):
     table = _colour_table(tmp_path, with_val=True)
-    cfg = training.config("default", image_size=SIZE, epochs_head=3, epochs_finetune=2, views=2,
-                          batch_size=8, min_val_images=5, patience=0)
-    result = training.train(table, cfg=cfg, backbone="random", progress=False)
+    cfg = train.config("default", image_size=SIZE, epochs_head=3, epochs_finetune=2, views=2,
+                       batch_size=8, min_val_images=5, patience=0)
+    result = train.train(table, cfg=cfg, backbone="random", progress=False)
     history = result.history
     assert list(history["phase"]) == [1, 1, 1, 2, 2]
     best = history.loc[history["val_acc"].idxmax(), "epoch"]
     assert history.set_index("epoch").loc[result.best_epoch, "val_acc"] == history["val_acc"].max()
     assert result.best_epoch <= best or history["val_acc"].eq(history["val_acc"].max()).sum() > 1
     test = table[table["split"] == "test"]
-    acc = training.accuracy(result.model, [Image.open(f) for f in test["file"]], result.class_names,
+    acc = train.accuracy(result.model, [Image.open(f) for f in test["file"]], result.class_names,
                             list(test["class"]), image_size=SIZE, mean=result.mean, std=result.std)
     assert acc >= 0.9
 
 
 def test_train_without_val_keeps_the_last_epoch_and_saves_a_loadable_checkpoint(tmp_path):
     table = _colour_table(tmp_path, with_val=False)
-    cfg = training.config("seed", image_size=SIZE, epochs_head=2, epochs_finetune=1, views=1, batch_size=8)
-    result = training.train(table, cfg=cfg, backbone="random", progress=False, deterministic=True)
+    cfg = train.config("original", image_size=SIZE, epochs_head=2, epochs_finetune=1, views=1, batch_size=8)
+    result = train.train(table, cfg=cfg, backbone="random", progress=False,
+                         options=train.RunOptions(deterministic=True))
     assert result.best_epoch == 3 and result.selection.startswith("last epoch")
-    path = checkpoint.save(tmp_path / "m.pt", model=result.model, backbone=result.backbone,
-                           class_names=result.class_names, image_size=SIZE, mean=result.mean,
-                           std=result.std, training=cfg.as_dict())
+    spec = checkpoint.ModelSpec(backbone=result.backbone, class_names=result.class_names, image_size=SIZE,
+                                mean=result.mean, std=result.std)
+    path = checkpoint.save(tmp_path / "m.pt", model=result.model, spec=spec, training=cfg.as_dict())
     loaded = checkpoint.load(path)
     assert loaded["training"]["augment"]["rotation_deg"] == 10.0
     x = torch.randn(2, 3, SIZE, SIZE)
     with torch.no_grad():
         rebuilt = checkpoint.build_model(loaded, device="cpu")
         assert torch.allclose(rebuilt(x), result.model.cpu()(x), atol=1e-5)
+
+
+def _fit(model, *, lr: float, patience: int, epochs=(3, 2)):
+    """A run's shared state on random frozen-part activations: 2 views of 12 photos, 6 val photos."""
+    import dataclasses
+
+    torch.manual_seed(1)
+    model.eval()
+    with torch.no_grad():
+        views = [model.frozen_part(torch.randn(12, 3, SIZE, SIZE)) for _ in range(2)]
+        val = model.frozen_part(torch.randn(6, 3, SIZE, SIZE))
+    cfg = dataclasses.replace(train.config("default", epochs_head=epochs[0], epochs_finetune=epochs[1]),
+                              lr_head=lr, lr_finetune=lr, patience=patience, batch_size=4)
+    return phases.Fit(model=model, cfg=cfg, train_views=views, train_labels=torch.arange(12) % 3,
+                      val_acts=val, val_labels=torch.arange(6) % 3,
+                      loss_fn=torch.nn.CrossEntropyLoss(), device=torch.device("cpu"),
+                      tracker=phases.Tracker(use_val=True), seed=0)
+
+
+def test_one_phase_loop_runs_both_phases_and_numbers_their_rows_in_order(model):
+    fit = _fit(model, lr=1e-3, patience=0)
+    phases.run_phase(fit, phases.head_phase)
+    head_after_phase1 = model.head.weight.detach().clone()
+    layer_after_phase1 = next(model.last_block.parameters()).detach().clone()
+    phases.run_phase(fit, phases.finetune_phase)
+    rows = pd.DataFrame(fit.tracker.rows)
+    assert list(rows["epoch"]) == [1, 2, 3, 4, 5] and list(rows["phase"]) == [1, 1, 1, 2, 2]
+    assert list(rows.columns) == ["epoch", "phase", "train_loss", "train_acc", "val_loss", "val_acc", "lr"]
+    assert rows[["train_loss", "val_loss"]].notna().all().all()
+    # Phase 1 leaves the last block alone; phase 2 trains it.
+    assert not torch.equal(next(model.last_block.parameters()), layer_after_phase1)
+    assert not torch.equal(model.head.weight, head_after_phase1)
+
+
+def test_early_stopping_counts_per_phase(model):
+    # Learning rate 0: no epoch is ever better than the first, so each phase stops after
+    # ``patience`` epochs without gain, and phase 2 still runs after phase 1 stopped.
+    fit = _fit(model, lr=0.0, patience=2, epochs=(5, 5))
+    phases.run_phase(fit, phases.head_phase)
+    phases.run_phase(fit, phases.finetune_phase)
+    assert [row["phase"] for row in fit.tracker.rows] == [1, 1, 1, 2, 2]
+    assert fit.tracker.best_epoch == 1
+
+
+def test_tracker_keeps_the_best_epoch_and_a_new_phase_starts_from_it(model):
+    tracker = phases.Tracker(use_val=True)
+    for epoch, (acc, loss) in enumerate([(0.5, 1.0), (0.8, 0.9), (0.8, 0.7), (0.6, 0.5)], start=1):
+        with torch.no_grad():
+            model.head.bias.fill_(epoch)
+        tracker.record(model, dict(epoch=epoch, val_acc=acc, val_loss=loss))
+    assert tracker.best_epoch == 3 and tracker.should_stop(1) and not tracker.should_stop(2)
+    tracker.start_phase(model)
+    assert torch.equal(model.head.bias, torch.full((3,), 3.0)) and not tracker.should_stop(1)
+
+
+def test_epochs_head_zero_skips_phase_one(tmp_path):
+    table = _colour_table(tmp_path, with_val=True)
+    cfg = train.config("original", image_size=SIZE, epochs_head=0, epochs_finetune=2, views=1, batch_size=8)
+    result = train.train(table, cfg=cfg, backbone="random", progress=False)
+    assert list(result.history["phase"]) == [2, 2] and list(result.history["epoch"]) == [1, 2]
+    assert set(result.timings) == {"decode", "frozen_part", "phase1", "phase2"}
 
 
 def test_linear_probe_picks_C_on_val_and_scores_each_split():
@@ -169,7 +259,7 @@ def test_training_table_names_missing_training_classes(tmp_path):
     manifest = pd.DataFrame({"path": ["a.jpg", "b.jpg", "c.jpg", "d.jpg"], "class": ["x", "y", "y", "z"],
                              "split": ["train", "test", "excluded", "train"]})
     with pytest.raises(ValueError, match="without training photos: y"):
-        training.training_table(manifest, tmp_path)
+        train.training_table(manifest, tmp_path)
 
 
 def test_folding_that_would_change_outputs_is_refused():
@@ -195,8 +285,8 @@ def test_bfloat16_frozen_part_rounds_but_keeps_float32_activations():
     model = backbones.build_classifier("random", 3, pretrained=False)
     images = _photos(4)
     eval_tf = transforms.eval_transform(image_size=SIZE, mean=MEAN, std=STD)
-    exact = training.stem_activations(model.stem, images, eval_tf, batch_size=4, device="cpu")
-    rounded = training.stem_activations(model.stem, images, eval_tf, batch_size=4, device="cpu",
+    exact = train.frozen_activations(model.frozen_part, images, eval_tf, batch_size=4, device="cpu")
+    rounded = train.frozen_activations(model.frozen_part, images, eval_tf, batch_size=4, device="cpu",
                                         precision="bfloat16")
     assert rounded.dtype == exact.dtype == torch.float32
     assert not torch.equal(rounded, exact)
@@ -204,8 +294,8 @@ def test_bfloat16_frozen_part_rounds_but_keeps_float32_activations():
 
 
 def test_frozen_precision_choice():
-    assert training.uses_bfloat16("bfloat16", "cpu") and not training.uses_bfloat16("float32", "cpu")
-    assert not training.uses_bfloat16("auto", "cuda")  # GPUs are fast enough in float32
-    assert training.uses_bfloat16("auto", "cpu") == torch.ops.mkldnn._is_mkldnn_bf16_supported()
+    assert train.uses_bfloat16("bfloat16", "cpu") and not train.uses_bfloat16("float32", "cpu")
+    assert not train.uses_bfloat16("auto", "cuda")  # GPUs are fast enough in float32
+    assert train.uses_bfloat16("auto", "cpu") == torch.ops.mkldnn._is_mkldnn_bf16_supported()
     with pytest.raises(ValueError, match="frozen_precision"):
-        training.config("seed", frozen_precision="float16")
+        train.config("original", frozen_precision="float16")

@@ -2,7 +2,7 @@
 
 ``confidence`` is each image's top-class probability and ``correct`` whether the top class was
 right. An image is answered when its confidence is at or above the threshold, otherwise the
-prediction is reported as UNKNOWN.
+prediction is reported as UNKNOWN (``is_unknown``: the one place that rule lives).
 """
 
 from __future__ import annotations
@@ -15,6 +15,14 @@ import pandas as pd
 from sklearn.metrics import roc_auc_score
 
 from meterlib.confidence.calibration import softmax
+
+# The seed flagged predictions below 50% confidence; kept wherever no threshold was chosen.
+DEFAULT_UNKNOWN_THRESHOLD = 0.5
+
+
+def is_unknown(confidence, threshold: float) -> np.ndarray | np.bool_:
+    """Whether to answer UNKNOWN: the (calibrated) top-class probability is below ``threshold``."""
+    return np.asarray(confidence) < threshold
 
 
 def _as_confidence_and_correct(confidence, correct) -> tuple[np.ndarray, np.ndarray]:
@@ -61,7 +69,7 @@ def threshold_table(confidence, correct, *, thresholds=(0.0, 0.3, 0.5, 0.7, 0.8,
     confidence, correct = _as_confidence_and_correct(confidence, correct)
     rows = []
     for t in thresholds:
-        answered = confidence >= t
+        answered = ~is_unknown(confidence, t)
         n_answered = int(answered.sum())
         rows.append({
             "threshold": float(t), "answered": n_answered, "unknown": int((~answered).sum()),

@@ -10,7 +10,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
-from meterlib.data.audit import SPLITS, UNUSABLE_FLAGS, files_with_flag
+from meterlib.data.flags import has_flag, is_unusable, parse_flags
 from meterlib.data.photos import ImageError, load_thumbnail
 
 SPLIT_COLOURS = {"train": "#4c72b0", "val": "#dd8452", "test": "#55a868", "excluded": "#c44e52"}
@@ -54,8 +54,7 @@ def plot_class_counts(manifest: pd.DataFrame, *, classes: list[str] | None = Non
 
 
 def _usable(manifest: pd.DataFrame, *, max_classes: int | None = None) -> pd.DataFrame:
-    unusable = manifest["flags"].fillna("").map(lambda f: bool(set(f.split(";")) & set(UNUSABLE_FLAGS)))
-    usable = manifest[~unusable]
+    usable = manifest[~is_unusable(manifest)]
     if max_classes is None:
         return usable
     return usable[usable["class"].isin(largest(usable["class"].value_counts(), limit=max_classes))]
@@ -69,7 +68,7 @@ def _show_thumbnail(ax, path: Path, *, title: str, max_side: int, error: str = "
         try:
             ax.imshow(load_thumbnail(path, max_side=max_side))
         except ImageError as exc:
-            error = str(exc).split(": ", 1)[-1]
+            error = exc.problem
     if error:
         ax.text(0.5, 0.5, error[:40], ha="center", va="center", fontsize=6, wrap=True,
                 transform=ax.transAxes)
@@ -152,8 +151,7 @@ def plot_size_and_quality(files: pd.DataFrame, settings: dict):
 def plot_flagged(files: pd.DataFrame, dataset_dir: str | os.PathLike, *, per_flag: int = 6,
                  max_side: int = 128):
     """A row of example files for every problem flag (unreadable files show their error)."""
-    present = sorted({f for flags in files["flags"].fillna("") for f in flags.split(";") if f}
-                     - set(GALLERY_SKIPS))
+    present = sorted(set().union(*files["flags"].map(parse_flags)) - set(GALLERY_SKIPS))
     if not present:
         fig, ax = plt.subplots(figsize=(4, 1))
         ax.set_axis_off()
@@ -162,7 +160,7 @@ def plot_flagged(files: pd.DataFrame, dataset_dir: str | os.PathLike, *, per_fla
     fig, axes = plt.subplots(len(present), per_flag, figsize=(1.3 * per_flag, 1.8 * len(present)),
                              squeeze=False)
     for r, flag in enumerate(present):
-        rows = files_with_flag(files, flag).head(per_flag)
+        rows = files[has_flag(files, flag)].head(per_flag)
         for c in range(per_flag):
             ax = axes[r, c]
             ax.set_axis_off()

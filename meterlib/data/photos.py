@@ -26,7 +26,15 @@ PhotoSource = Union[str, os.PathLike, bytes, bytearray, memoryview, Image.Image,
 
 
 class ImageError(MeterlibError, ValueError):
-    """A file that cannot be used as a photo; the message names the file and the problem."""
+    """A photo that cannot be used: ``path`` names the file (or the photo in memory), ``problem`` says why.
+
+    The message is ``"<path>: <problem>"``, or the problem alone when ``path`` is None.
+    """
+
+    def __init__(self, problem: str, *, path: str | os.PathLike | None = None) -> None:
+        super().__init__(problem if path is None else f"{path}: {problem}")
+        self.path = None if path is None else str(path)
+        self.problem = problem
 
 
 @dataclass(frozen=True)
@@ -82,7 +90,7 @@ def read_photo(source: str | os.PathLike | bytes | bytearray | memoryview, *, ma
     else:
         name, data = str(source), _file_bytes(Path(source))
     if not data:
-        raise ImageError(f"{name}: empty (0 bytes)")
+        raise ImageError("empty (0 bytes)", path=name)
     # A file is decoded from its bytes too, so both take the same path through Pillow: from a
     # file name it memory-maps raw TIFFs, and (Pillow 13) turns EXIF-oriented ones out of shape.
     return _decode(io.BytesIO(data), name, max_side=max_side, min_side=min_side)
@@ -95,11 +103,11 @@ def _file_bytes(path: Path) -> bytes:
         if stat.S_ISREG(mode):
             return path.read_bytes()
     except FileNotFoundError:
-        raise ImageError(f"{path}: file not found") from None
+        raise ImageError("file not found", path=path) from None
     except (OSError, ValueError) as exc:  # ValueError: a NUL in the name
-        raise ImageError(f"{path}: cannot read the file ({exc})") from None
+        raise ImageError(f"cannot read the file ({exc})", path=path) from None
     kind = "a directory" if stat.S_ISDIR(mode) else "a FIFO, socket or device"
-    raise ImageError(f"{path}: not a regular file ({kind})")
+    raise ImageError(f"not a regular file ({kind})", path=path)
 
 
 def _decode(file: io.BytesIO, name: str, *, max_side: int | None, min_side: int | None) -> Photo:
@@ -119,11 +127,12 @@ def _decode(file: io.BytesIO, name: str, *, max_side: int | None, min_side: int 
             orientation = img.getexif().get(EXIF_ORIENTATION, 1)
             upright = to_rgb(ImageOps.exif_transpose(img))
     except UnidentifiedImageError:
-        raise ImageError(f"{name}: not an image file (format not recognised)") from None
+        raise ImageError("not an image file (format not recognised)", path=name) from None
     except Image.DecompressionBombError as exc:
-        raise ImageError(f"{name}: too large to decode safely ({exc})") from None
+        raise ImageError(f"too large to decode safely ({exc})", path=name) from None
     except Exception as exc:  # damaged data makes Pillow raise many types (EOFError, struct.error, ...)
-        raise ImageError(f"{name}: unreadable or truncated image ({exc or type(exc).__name__})") from None
+        problem = f"unreadable or truncated image ({exc or type(exc).__name__})"
+        raise ImageError(problem, path=name) from None
     if max_side and max(upright.size) > max_side:
         upright.thumbnail((max_side, max_side), Image.Resampling.BILINEAR)
     width, height = full_size[::-1] if orientation in _QUARTER_TURNS else full_size
@@ -134,22 +143,22 @@ def _from_pil(img: Image.Image) -> Image.Image:
     """A PIL image converted as a file of its mode would be, EXIF orientation applied."""
     name = getattr(img, "filename", "") or f"PIL image (mode {img.mode}, {img.width}x{img.height})"
     if img.width == 0 or img.height == 0:
-        raise ImageError(f"{name}: empty image (no pixels)")
+        raise ImageError("empty image (no pixels)", path=name)
     try:
         return to_rgb(ImageOps.exif_transpose(img))
     except Exception as exc:  # a lazily opened file decodes here, with the same failures as _decode
-        raise ImageError(f"{name}: cannot be converted to RGB ({exc or type(exc).__name__})") from None
+        raise ImageError(f"cannot be converted to RGB ({exc or type(exc).__name__})", path=name) from None
 
 
 def _from_array(arr: np.ndarray) -> Image.Image:
     """An H x W (x 1, 3 or 4) array as RGB, converted as the file saved from it would be."""
     name = f"array of shape {arr.shape} and dtype {arr.dtype}"
     if arr.size == 0:
-        raise ImageError(f"{name}: empty array (no pixels)")
+        raise ImageError("empty array (no pixels)", path=name)
     if arr.ndim == 3 and arr.shape[2] == 1:
         arr = arr[:, :, 0]
     if arr.ndim != 2 and not (arr.ndim == 3 and arr.shape[2] in (3, 4)):
-        raise ImageError(f"{name}: expected H x W, H x W x 1, H x W x 3 (RGB) or H x W x 4 (RGBA) pixels")
+        raise ImageError("expected H x W, H x W x 1, H x W x 3 (RGB) or H x W x 4 (RGBA) pixels", path=name)
     return to_rgb(Image.fromarray(np.ascontiguousarray(_array_pixels(arr, name))))
 
 
@@ -164,13 +173,13 @@ def _array_pixels(arr: np.ndarray, name: str) -> np.ndarray:
         # A 16-bit RGB(A) file decodes to its high bytes; PIL has no 16-bit colour mode.
         return arr if arr.ndim == 2 else (arr >> 8).astype(np.uint8)
     if kind != "f":
-        raise ImageError(f"{name}: unsupported dtype (give uint8, uint16, bool or float in [0, 1])")
+        raise ImageError("unsupported dtype (give uint8, uint16, bool or float in [0, 1])", path=name)
     values = arr.astype(np.float64)
     if not np.isfinite(values).all():
-        raise ImageError(f"{name}: contains NaN or infinite values")
+        raise ImageError("contains NaN or infinite values", path=name)
     if values.min() < 0 or values.max() > 1:
-        raise ImageError(f"{name}: float pixels must lie in [0, 1], "
-                         f"found {values.min():g} to {values.max():g}")
+        raise ImageError(f"float pixels must lie in [0, 1], found {values.min():g} to {values.max():g}",
+                         path=name)
     return np.round(values * 255).astype(np.uint8)
 
 

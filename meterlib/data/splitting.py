@@ -1,44 +1,31 @@
-"""The adaptive, group-aware train/val/test split, its manifest (splits.csv) and the processed/ tree.
+"""The split of an audited dataset (the rows of splits.csv) and the checks on a split.
 
-The rule follows the seed system: a class with very few photos is used for training only, a
-medium class also gets a test share, and a large class gets train, val and test shares.
-Files that share a duplicate group (same content or near-identical perceptual hash) always land
-in the same split, so no near-copy of a test photo is trained on.
+Which photo goes where is decided by the rule in ``split_rule``; the file itself is ``splits_file``,
+the processed/ tree ``processed_tree``.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
-import math
-import numbers
-import os
-import shutil
-import zlib
-from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Sequence
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
-import numpy as np
 import pandas as pd
 
-from meterlib.data.audit import SPLITS, UNUSABLE_FLAGS, Audit, files_with_flag, printable_name
-from meterlib.errors import MeterlibError
-from meterlib.run import atomic
+from meterlib.data.flags import has_flag, is_unusable
+from meterlib.data.split_rule import (
+    EXCLUDED,
+    HOLDOUT,
+    SPLITS,
+    SplitError,
+    assign_splits,
+    class_tier,
+    is_excluded,
+)
+from meterlib.data.splits_file import MANIFEST_COLUMNS
 
-# Manifest columns in order; the first nine are the contract that training relies on.
-MANIFEST_COLUMNS = ["path", "class", "split", "sha256", "phash", "width", "height", "flags", "group",
-                    "mode", "format", "exif_rotated", "brightness", "contrast", "sharpness",
-                    "size_bytes", "error"]
-EXCLUDED = "excluded"
-# Whole classes kept out of training, to test how the model treats meter types it never saw.
-HOLDOUT = "holdout"
-# Besides unusable files: every copy of an image after the first adds weight but no information,
-# and a group whose members carry different labels cannot be trusted as ground truth.
-EXCLUDING_FLAGS = (*UNUSABLE_FLAGS, "duplicate", "label_conflict")
-TREE_MARKER = ".meterlib-split.json"
-# How to repair a manifest that cannot be read.
-_REWRITE = "re-run notebook 01 to write it afresh"
+if TYPE_CHECKING:  # only a type here: importing the audit would pull in its image hashing
+    from meterlib.data.audit import Audit
+
 RESPLIT_HINT = "Set resplit=True in notebook 01 (-p resplit=true) to split the photos afresh."
 # Problems of an existing split that distort the measured accuracy, in words.
 _LEAK_SENTENCES = {
@@ -49,84 +36,6 @@ _LEAK_SENTENCES = {
     "label_conflict": "Label conflicts: {photos} with a (near-)copy filed under another class and "
                       "used anyway, e.g. {example}: a photo with two labels is no ground truth.",
 }
-
-
-class SplitError(MeterlibError, RuntimeError):
-    """A split that cannot be made or written safely; the message says why."""
-
-
-def class_tier(n_images: int, *, min_images_test: int, min_images_val: int) -> str:
-    """Which splits a class of ``n_images`` usable photos takes part in."""
-    if n_images >= min_images_val:
-        return "train+val+test"
-    if n_images >= min_images_test:
-        return "train+test"
-    return "train"
-
-
-def is_excluded(flags: str) -> bool:
-    """True when a manifest 'flags' value holds a flag that keeps the file out of every split."""
-    return bool(set(flags.split(";")) & set(EXCLUDING_FLAGS))
-
-
-def assign_splits(files: pd.DataFrame, *, seed: int = 0, min_images_test: int = 28,
-                  min_images_val: int = 50, test_fraction: float = 0.2,
-                  val_fraction: float = 0.15) -> pd.Series:
-    """Split per class by the adaptive rule, whole duplicate groups at a time; unusable -> 'excluded'."""
-    check_rule(seed=seed, min_images_test=min_images_test, min_images_val=min_images_val,
-               test_fraction=test_fraction, val_fraction=val_fraction)
-    split = pd.Series(EXCLUDED, index=files.index, dtype=object)
-    usable = ~files["flags"].fillna("").map(is_excluded).astype(bool)  # bool even when empty
-    for cls, rows in files[usable].groupby("class", sort=True):
-        n = len(rows)
-        tier = class_tier(n, min_images_test=min_images_test, min_images_val=min_images_val)
-        targets = {"test": max(1, round(n * test_fraction))} if tier != "train" else {}
-        if tier == "train+val+test" and val_fraction > 0:
-            targets["val"] = max(1, round(n * val_fraction))
-        sizes = rows.groupby("group").size()
-        # The class name seeds its own generator: adding a class leaves the others' splits alone.
-        rng = np.random.default_rng([seed, zlib.crc32(str(cls).encode())])
-        order = list(sizes.index[rng.permutation(len(sizes))])
-        chosen = _choose_groups(order, sizes.to_dict(), targets)
-        split[rows.index] = rows["group"].map(lambda g: chosen.get(g, "train"))
-    return split
-
-
-def check_rule(*, seed: int, min_images_test: int, min_images_val: int, test_fraction: float,
-               val_fraction: float) -> None:
-    """Raise SplitError naming the first split-rule parameter that cannot work."""
-    for name, value in (("seed", seed), ("min_images_test", min_images_test),
-                        ("min_images_val", min_images_val)):
-        if not isinstance(value, numbers.Integral) or isinstance(value, bool) or value < 0:
-            raise SplitError(f"{name} must be a whole number >= 0, got {value!r}")
-    for name, value in (("test_fraction", test_fraction), ("val_fraction", val_fraction)):
-        if not isinstance(value, numbers.Real) or isinstance(value, bool) or not math.isfinite(value):
-            raise SplitError(f"{name} must be a number between 0 and 1, got {value!r}")
-    if not 0 < min_images_test <= min_images_val:
-        raise SplitError(f"need 0 < min_images_test ({min_images_test}) <= min_images_val "
-                         f"({min_images_val})")
-    if not (0 < test_fraction < 1 and 0 <= val_fraction < 1 and test_fraction + val_fraction < 1):
-        raise SplitError(f"test_fraction ({test_fraction}) and val_fraction ({val_fraction}) must "
-                         "lie in [0, 1) and leave a share for training")
-
-
-def _choose_groups(order: list[str], sizes: dict[str, int], targets: dict[str, int]) -> dict[str, str]:
-    chosen: dict[str, str] = {}
-    for name, target in targets.items():
-        taken = 0
-        for group in list(order):
-            if len(order) <= 1 or taken >= target:
-                break  # training always keeps at least one group of every class
-            if taken + sizes[group] <= target:
-                chosen[group] = name
-                order.remove(group)
-                taken += sizes[group]
-        if taken == 0 and len(order) > 1:
-            # Every group is larger than the share: hold out the smallest rather than none.
-            group = min(order, key=lambda g: sizes[g])
-            chosen[group] = name
-            order.remove(group)
-    return chosen
 
 
 def build_manifest(audit: Audit, *, resplit: bool = False, holdout_classes: Sequence[str] = (),
@@ -140,8 +49,7 @@ def build_manifest(audit: Audit, *, resplit: bool = False, holdout_classes: Sequ
     if unknown:
         raise SplitError(f"holdout class(es) not in the dataset: {', '.join(unknown)}")
     if audit.layout == "processed" and not resplit:
-        usable = ~files["flags"].fillna("").map(lambda f: bool(set(f.split(";")) & set(UNUSABLE_FLAGS)))
-        split = files["found_split"].where(usable, EXCLUDED)
+        split = files["found_split"].where(~is_unusable(files), EXCLUDED)
     else:
         split = assign_splits(files, **rule)
     split = split.mask(files["class"].isin(holdout_classes) & (split != EXCLUDED), HOLDOUT)
@@ -150,59 +58,6 @@ def build_manifest(audit: Audit, *, resplit: bool = False, holdout_classes: Sequ
     manifest[text] = manifest[text].astype(object).fillna("")  # all-empty columns are float
     # Rounded scores keep the CSV text identical from run to run and machine to machine.
     return manifest.round({"brightness": 4, "contrast": 4, "sharpness": 2})
-
-
-def manifest_csv(manifest: pd.DataFrame) -> str:
-    """The manifest as CSV text (stable line endings, no index)."""
-    return manifest.to_csv(index=False, lineterminator="\n")
-
-
-def write_manifest(manifest: pd.DataFrame, path: str | os.PathLike) -> bool:
-    """Atomically write splits.csv; leave the file untouched (return False) when nothing changed."""
-    path = Path(path)
-    text = manifest_csv(manifest)
-    if path.is_file() and path.read_text(encoding="utf-8") == text:
-        return False
-    atomic.write_text(path, text)
-    return True
-
-
-def read_manifest(path: str | os.PathLike) -> pd.DataFrame:
-    """Load splits.csv: text stays text (a class named 'NaN' or 'None' survives), numbers are numbers.
-
-    A missing, unreadable or foreign file raises an error that names it (FileNotFoundError, SplitError).
-    """
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: no manifest here; run notebook 01 to write it")
-    try:
-        # utf-8-sig: a spreadsheet program may have added a byte-order mark.
-        frame = pd.read_csv(path, dtype=str, keep_default_na=False, encoding="utf-8-sig")
-    except (UnicodeDecodeError, pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
-        reason = str(exc).strip().splitlines()[0]
-        raise SplitError(f"{path}: not a readable CSV manifest ({reason}); {_REWRITE}") from None
-    missing = [column for column in MANIFEST_COLUMNS if column not in frame.columns]
-    if missing:
-        raise SplitError(f"{path}: not a meterlib manifest, missing columns: {', '.join(missing)}; "
-                         + _REWRITE)
-    for column, dtype in (("width", "Int64"), ("height", "Int64"), ("size_bytes", "Int64"),
-                          ("brightness", float), ("contrast", float), ("sharpness", float)):
-        frame[column] = _numbers(frame[column], path, dtype)
-    frame["exif_rotated"] = frame["exif_rotated"].map({"True": True, "False": False})
-    return frame
-
-
-def _numbers(column: pd.Series, path: Path, dtype) -> pd.Series:
-    values = pd.to_numeric(column.replace("", None), errors="coerce")
-    bad = values.isna() & column.ne("")
-    if dtype == "Int64":
-        bad |= values.notna() & (values % 1 != 0)
-    if bad.any():
-        line = int(np.flatnonzero(bad.to_numpy())[0]) + 2  # the header is line 1
-        kind = "a whole number" if dtype == "Int64" else "a number"
-        raise SplitError(f"{path}: line {line}, column '{column.name}': "
-                         f"{column[bad].iat[0]!r} is not {kind}; {_REWRITE}")
-    return values.astype(dtype)
 
 
 def require_trainable_classes(manifest: pd.DataFrame) -> None:
@@ -220,10 +75,10 @@ def require_trainable_classes(manifest: pd.DataFrame) -> None:
 def leakage_warnings(manifest: pd.DataFrame) -> list[str]:
     """Sentences on (near-)copies across splits and on copies or label conflicts in use ([] if none)."""
     used = manifest[manifest["split"] != EXCLUDED]
-    found = {"leakage": _leaking(used), **{flag: files_with_flag(used, flag)
+    found = {"leakage": _leaking(used), **{flag: used[has_flag(used, flag)]
                                            for flag in ("duplicate", "label_conflict")}}
-    return [_LEAK_SENTENCES[kind].format(photos=_count(len(rows), "photo"),
-                                         groups=_count(rows["group"].nunique(), "duplicate group"),
+    return [_LEAK_SENTENCES[kind].format(photos=counted(len(rows), "photo"),
+                                         groups=counted(rows["group"].nunique(), "duplicate group"),
                                          example=rows["path"].iat[0]) + " " + RESPLIT_HINT
             for kind, rows in found.items() if len(rows)]
 
@@ -234,7 +89,8 @@ def _leaking(used: pd.DataFrame) -> pd.DataFrame:
     return used[used["group"].isin(spans.index[spans > 1])]
 
 
-def _count(n: int, noun: str) -> str:
+def counted(n: int, noun: str) -> str:
+    """``n`` and the noun, plural unless ``n`` is 1 ('1 photo', '3 photos')."""
     return f"{n} {noun}" + ("" if n == 1 else "s")
 
 
@@ -283,158 +139,7 @@ def check_split(manifest: pd.DataFrame) -> list[str]:
     held_out = set(used.loc[used["split"].isin(["val", "test"]), "class"])
     if held_out - in_train:
         problems.append("classes in val/test but not in train: " + ", ".join(sorted(held_out - in_train)))
-    bad = manifest[(manifest["split"] != EXCLUDED) & manifest["flags"].map(is_excluded)]
+    bad = manifest[(manifest["split"] != EXCLUDED) & is_excluded(manifest)]
     if len(bad):
         problems.append(f"{len(bad)} files that should be excluded are in a split, e.g. {bad['path'].iat[0]}")
     return problems
-
-
-@dataclass
-class TreeUpdate:
-    """What materialise did in processed/, and what it found there that meterlib did not make."""
-
-    created: int = 0
-    removed: int = 0
-    kept: int = 0
-    foreign: list[str] = field(default_factory=list)  # not made by meterlib: never touched, not used
-    conflicts: list[str] = field(default_factory=list)  # foreign files where a link should go
-
-    def describe(self) -> list[str]:
-        """The counts, then a sentence on foreign files and on conflicts, if any."""
-        lines = [f"processed/: {self.created} created, {self.removed} removed, {self.kept} kept"]
-        if self.foreign:
-            lines.append(f"{_count(len(self.foreign), 'file')} in processed/ not made by meterlib "
-                         f"(e.g. processed/{self.foreign[0]}): not used for training, left as found. "
-                         "Photos belong in raw/<class>/; re-run notebook 01 to add them to the split.")
-        if self.conflicts:
-            lines.append(f"{_count(len(self.conflicts), 'file')} of these in the place of a link "
-                         f"meterlib would make (e.g. processed/{self.conflicts[0]}): those photos are "
-                         "missing from processed/; move the files away and re-run notebook 01.")
-        return lines
-
-
-def materialise(manifest: pd.DataFrame, dataset_dir: str | os.PathLike, *,
-                copy: bool = False) -> TreeUpdate:
-    """Build processed/{train,val,test}/<class>/ as links (or copies) to the photos; idempotent.
-
-    Only entries that meterlib made are replaced or removed; anything else in the tree is
-    reported in ``foreign`` (and in ``conflicts`` where it takes a link's place), never touched.
-    """
-    dataset_dir = Path(dataset_dir)
-    root = dataset_dir / "processed"
-    made = _made_entries(root, dataset_dir)
-    wanted = _tree_entries(manifest)
-    update = TreeUpdate()
-    for entry in sorted(_existing_entries(root)):
-        if entry not in made:
-            update.foreign.append(entry)
-        elif entry in wanted and _points_to(root / entry, dataset_dir / wanted[entry], copy=copy):
-            update.kept += 1
-        else:
-            (root / entry).unlink()
-            made.discard(entry)
-            _remove_emptied(root / entry, root)
-            update.removed += 1
-    for entry, target in sorted(wanted.items()):
-        if os.path.lexists(root / entry):
-            if entry not in made:
-                update.conflicts.append(entry)
-            continue
-        _place(dataset_dir / target, root / entry, copy=copy)
-        made.add(entry)
-        update.created += 1
-    _write_marker(root / TREE_MARKER, manifest, copy=copy, entries=made)
-    return update
-
-
-def _made_entries(root: Path, dataset_dir: Path) -> set[str]:
-    """The entries of processed/ that meterlib made and that are still what it made."""
-    marker = root / TREE_MARKER
-    if not marker.is_file():
-        if os.path.lexists(root) and (not root.is_dir() or any(root.iterdir())):
-            raise SplitError(f"{root} exists and was not made by meterlib; it is left alone "
-                             "(move it away, or use it as the input by removing raw/)")
-        return set()
-    try:
-        record = json.loads(marker.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        record = {}  # unreadable: trust only what the link rule below recognises
-    if not isinstance(record, dict) or not isinstance(record.get("entries"), list):
-        # Markers before the entry list: a link is ours only if it is exactly what we would make.
-        return {e for e in _existing_entries(root) if _links_into_raw(root / e, dataset_dir)}
-    # A recorded entry the user has since replaced (by a file or a link of their own) is theirs.
-    made_copies = bool(record.get("copies"))
-    return {e for e in record["entries"] if isinstance(e, str)
-            and (_is_copy(root / e) if made_copies else _links_into_raw(root / e, dataset_dir))}
-
-
-def _links_into_raw(link: Path, dataset_dir: Path) -> bool:
-    """True for a link whose text is exactly the relative path from its folder to a file in raw/."""
-    if not link.is_symlink():
-        return False
-    text = os.readlink(link)
-    target = os.path.normpath(os.path.join(link.parent, text))
-    raw = os.path.normpath(dataset_dir / "raw")
-    return (not os.path.isabs(text) and target.startswith(raw + os.sep)
-            and os.path.relpath(target, link.parent) == text and not os.path.isdir(target))
-
-
-def _is_copy(path: Path) -> bool:
-    return path.is_file() and not path.is_symlink()
-
-
-def _place(source: Path, link: Path, *, copy: bool) -> None:
-    link.parent.mkdir(parents=True, exist_ok=True)
-    if copy:
-        shutil.copy2(source, link)
-    else:
-        link.symlink_to(os.path.relpath(source, link.parent))
-
-
-def _write_marker(marker: Path, manifest: pd.DataFrame, *, copy: bool, entries: set[str]) -> None:
-    digest = hashlib.sha256(manifest_csv(manifest).encode()).hexdigest()
-    record = {"made_by": "meterlib", "manifest_sha256": digest, "copies": copy,
-              "entries": sorted(entries)}
-    try:
-        unchanged = json.loads(marker.read_text(encoding="utf-8")) == record
-    except (OSError, ValueError):
-        unchanged = False
-    if not unchanged:
-        atomic.write_json(marker, record)
-
-
-def _tree_entries(manifest: pd.DataFrame) -> dict[str, str]:
-    # processed/<split>/<class>/<name>: nested raw folders fold into the file name.
-    entries: dict[str, str] = {}
-    for row in manifest[manifest["split"].isin(SPLITS)].to_dict("records"):
-        name = "__".join(Path(row["path"]).parts[2:])
-        entry = f"{row['split']}/{row['class']}/{name}"
-        if entry in entries:  # only possible when names already contain '__'
-            entry = f"{row['split']}/{row['class']}/{row['sha256'][:8]}__{name}"
-        entries[entry] = row["path"]
-    return entries
-
-
-def _existing_entries(root: Path):
-    """Files and links under ``root`` (links to folders included, never followed), hidden ones aside."""
-    if not root.is_dir():
-        return
-    for folder, dirnames, filenames in os.walk(root):
-        for name in filenames + [d for d in dirnames if (Path(folder) / d).is_symlink()]:
-            if not name.startswith("."):  # .DS_Store and our marker are nobody's photos
-                yield printable_name((Path(folder) / name).relative_to(root).as_posix())
-
-
-def _points_to(link: Path, source: Path, *, copy: bool) -> bool:
-    if copy:
-        return (_is_copy(link) and link.stat().st_size == source.stat().st_size
-                and link.read_bytes() == source.read_bytes())
-    return link.is_symlink() and os.readlink(link) == os.path.relpath(source, link.parent)
-
-
-def _remove_emptied(path: Path, root: Path) -> None:
-    """Remove the folders above ``path`` that its removal left empty, up to ``root``."""
-    folder = path.parent
-    while folder != root and folder.is_dir() and not any(folder.iterdir()):
-        folder.rmdir()
-        folder = folder.parent

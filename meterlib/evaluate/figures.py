@@ -10,6 +10,7 @@ from typing import Mapping, Sequence
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
+import seaborn as sns
 from sklearn.metrics import confusion_matrix
 
 from meterlib.data.photos import ImageError, load_thumbnail
@@ -35,21 +36,16 @@ def plot_confusion_matrices(labels, predictions, *, class_names: Sequence[str],
     small = len(names) <= 40
     for ax, matrix, title, fmt in ((axes[0], counts, "counts", "d"),
                                    (axes[1], rates, "row-normalised (recall on the diagonal)", ".2f")):
-        image = ax.imshow(np.ma.masked_invalid(matrix.astype(float)), cmap="Blues",
-                          vmin=0, vmax=None if fmt == "d" else 1)
-        fig.colorbar(image, ax=ax, fraction=0.046, pad=0.02)
-        ax.set_xticks(range(len(names)), names, rotation=90, fontsize=7)
-        ax.set_yticks(range(len(names)), names, fontsize=7)
+        # Only non-zero cells get a number: a grid of zeros would hide the mistakes.
+        annot = [[format(value, fmt) if value else "" for value in row] for row in matrix] if small else False
+        sns.heatmap(matrix.astype(float), mask=np.isnan(matrix.astype(float)), ax=ax, cmap="Blues",
+                    vmin=0, vmax=None if fmt == "d" else 1, square=True, xticklabels=names, yticklabels=names,
+                    annot=annot, fmt="", annot_kws={"fontsize": 5.5}, cbar_kws={"fraction": 0.046, "pad": 0.02})
+        ax.tick_params(axis="x", labelrotation=90, labelsize=7)
+        ax.tick_params(axis="y", labelrotation=0, labelsize=7)
         ax.set_xlabel("predicted class")
         ax.set_ylabel("true class")
         ax.set_title(title)
-        if small:
-            top = np.nanmax(matrix) if matrix.size else 0
-            for i, j in zip(*np.nonzero(np.nan_to_num(matrix))):
-                value = matrix[i, j]
-                ax.text(j, i, format(value, fmt),
-                        ha="center", va="center", fontsize=5.5,
-                        color="white" if value > 0.6 * top else "black")
     if len(keep) < len(occurring):
         fig.suptitle(f"the {len(keep)} most-confused of {len(occurring)} classes "
                      "(most images of other classes predicted as them, or of them as others)")
@@ -96,15 +92,11 @@ def plot_confidence_by_correctness(confidence, correct, *, bins: int = 20, title
     confidence = np.asarray(confidence, dtype=float)
     correct = np.asarray(correct, dtype=bool)
     fig, ax = plt.subplots(figsize=(6, 3.6))
-    edges = np.linspace(0, 1, bins + 1)
-    for mask, colour, label in ((correct, RIGHT, "right"), (~correct, WRONG, "wrong")):
-        if mask.any():
-            weights = np.full(mask.sum(), 1.0 / mask.sum())
-            ax.hist(confidence[mask], bins=edges, weights=weights, color=colour, alpha=0.55,
-                    label=f"{label} (n={mask.sum()}, median {np.median(confidence[mask]):.2f})")
+    groups = {f"{label} (n={mask.sum()}, median {np.median(confidence[mask]):.2f})": (confidence[mask], colour)
+              for mask, colour, label in ((correct, RIGHT, "right"), (~correct, WRONG, "wrong")) if mask.any()}
+    _share_histograms(ax, groups, bins=np.linspace(0, 1, bins + 1), fontsize=8)
     ax.set_xlabel(title)
     ax.set_ylabel("share of predictions")
-    ax.legend(frameon=False, fontsize=8)
     fig.tight_layout()
     return fig
 
@@ -149,7 +141,7 @@ def plot_image_gallery(rows: pd.DataFrame, dataset_dir: str | os.PathLike, *, ma
         try:
             ax.imshow(load_thumbnail(Path(dataset_dir) / row["image"], max_side=max_side))
         except ImageError as exc:
-            ax.text(0.5, 0.5, str(exc).split(": ", 1)[-1][:40], ha="center", va="center",
+            ax.text(0.5, 0.5, exc.problem[:40], ha="center", va="center",
                     fontsize=6, transform=ax.transAxes)
         ax.set_title(f"true {row['true_class']}\npred {row['predicted_class']} "
                      f"{row['confidence']:.2f}", fontsize=7, color=WRONG if not row["correct"] else "black")
@@ -184,13 +176,24 @@ def plot_unknown_scores(scores: Mapping[str, tuple[np.ndarray, np.ndarray]], *,
     for ax, (name, (known, unknown)) in zip(axes.flat, scores.items()):
         both = np.r_[known, unknown]
         edges = np.linspace(both.min(), both.max(), bins + 1) if both.size else bins
-        for values, colour, label in ((known, RIGHT, "known classes"), (unknown, WRONG, "unseen classes")):
-            if len(values):
-                ax.hist(values, bins=edges, weights=np.full(len(values), 1 / len(values)),
-                        color=colour, alpha=0.55, label=f"{label} (n={len(values)})")
+        groups = {f"{label} (n={len(values)})": (np.asarray(values), colour) for values, colour, label in
+                  ((known, RIGHT, "known classes"), (unknown, WRONG, "unseen classes")) if len(values)}
+        _share_histograms(ax, groups, bins=edges, fontsize=7)
         auroc = (aurocs or {}).get(name)
         ax.set_title(name if auroc is None else f"{name}: AUROC {auroc:.3f}", fontsize=9)
+        ax.set_xlabel("score")
         ax.set_ylabel("share of images")
-        ax.legend(frameon=False, fontsize=7)
     fig.tight_layout()
     return fig
+
+
+def _share_histograms(ax, groups: Mapping[str, tuple[np.ndarray, str]], *, bins, fontsize: float) -> None:
+    """Overlaid histograms of {label: (values, colour)}, each summing to 1 so unequal groups compare."""
+    frame = pd.DataFrame({"value": np.concatenate([values for values, _ in groups.values()] or [[]]),
+                          "group": [label for label, (values, _) in groups.items() for _ in values]})
+    if frame.empty:
+        return
+    sns.histplot(frame, x="value", hue="group", hue_order=list(groups), bins=bins, stat="probability",
+                 common_norm=False, palette={label: colour for label, (_, colour) in groups.items()},
+                 alpha=0.55, ax=ax)
+    sns.move_legend(ax, "best", title=None, frameon=False, fontsize=fontsize)

@@ -9,6 +9,7 @@ import pandas as pd
 from sklearn.metrics import confusion_matrix, f1_score, precision_recall_fscore_support, recall_score
 
 from meterlib.confidence.calibration import as_probs_and_labels
+from meterlib.serve.predictor import Prediction
 
 # The seed's audit CSV starts with these columns; keep them first and in this order.
 SEED_COLUMNS = ["image", "true_class", "predicted_class", "confidence", "correct"]
@@ -83,50 +84,63 @@ def most_confused_pairs(labels, predictions, *, class_names: Sequence[str], top:
             .head(top).reset_index(drop=True))
 
 
-def results_table(*, images: Sequence[str], true_classes: Sequence[str], class_names: Sequence[str],
-                  probs, calibrated_probs, unknown_threshold: float, prediction_sets) -> pd.DataFrame:
-    """The image-wise audit table: the seed's five columns, then top-2/3, calibration, UNKNOWN and sets.
+def results_table(predictions: Sequence[Prediction], *, images: Sequence[str], true_classes: Sequence[str],
+                  class_names: Sequence[str], probs) -> pd.DataFrame:
+    """The image-wise audit table of the Predictor's answers: the seed's five columns, then the rest.
 
-    ``confidence`` and the top-2/3 probabilities are the model's own softmax (comparable with the
-    seed); ``calibrated_confidence`` uses the fitted temperature and decides ``unknown``.
+    ``predictions`` come from ``Predictor.predictions_from_logits`` (top 3). ``confidence`` and the
+    top-2/3 probabilities are the model's own softmax ``probs`` (comparable with the seed);
+    ``calibrated_confidence``, ``unknown`` and the prediction set are the Predictor's answer.
     """
     probs = np.asarray(probs, dtype=np.float64)
-    calibrated = np.asarray(calibrated_probs, dtype=np.float64)
-    sets = np.asarray(prediction_sets, dtype=bool)
-    n, k = probs.shape
-    if calibrated.shape != probs.shape or sets.shape != probs.shape or len(class_names) != k:
-        raise ValueError("probs, calibrated_probs, prediction_sets and class_names disagree in shape")
+    n = len(predictions)
+    if probs.shape != (n, len(class_names)):
+        raise ValueError(f"probs {probs.shape} do not fit {n} predictions over {len(class_names)} classes")
     if len(images) != n or len(true_classes) != n:
         raise ValueError(f"{len(images)} images and {len(true_classes)} true classes for {n} rows")
-    names = np.asarray(class_names, dtype=object)
-    order = np.argsort(-probs, axis=1, kind="stable")
-    ranked = np.take_along_axis(probs, order, axis=1)
+    column = {name: j for j, name in enumerate(class_names)}
 
-    def ranked_class(rank: int):
-        return names[order[:, rank]] if rank < k else np.full(n, None, dtype=object)
+    def ranked(rank: int) -> tuple[list, list]:
+        classes = [p.top_classes[rank] if rank < len(p.top_classes) else None for p in predictions]
+        return classes, [np.nan if c is None else probs[i, column[c]] for i, c in enumerate(classes)]
 
-    def ranked_prob(rank: int):
-        return ranked[:, rank] if rank < k else np.full(n, np.nan)
-
-    predicted = ranked_class(0)
-    top_calibrated = calibrated[np.arange(n), order[:, 0]] if n else np.empty(0)
-    set_order = np.argsort(-calibrated, axis=1, kind="stable")
-    members = [SET_SEPARATOR.join(names[j] for j in row if sets[i, j]) for i, row in enumerate(set_order)]
+    (first, confidence), (second, second_confidence), (third, third_confidence) = map(ranked, range(3))
     table = pd.DataFrame({
         "image": list(images),
         "true_class": list(true_classes),
-        "predicted_class": predicted,
-        "confidence": ranked_prob(0),
-        "correct": predicted == np.asarray(true_classes, dtype=object),
-        "top2_class": ranked_class(1), "top2_confidence": ranked_prob(1),
-        "top3_class": ranked_class(2), "top3_confidence": ranked_prob(2),
-        "calibrated_confidence": top_calibrated,
-        "unknown": top_calibrated < unknown_threshold,
-        "prediction_set": members,
-        "set_size": sets.sum(axis=1),
+        "predicted_class": first,
+        "confidence": confidence,
+        "correct": [c == t for c, t in zip(first, true_classes)],
+        "top2_class": second, "top2_confidence": second_confidence,
+        "top3_class": third, "top3_confidence": third_confidence,
+        "calibrated_confidence": [p.confidence for p in predictions],
+        "unknown": [p.unknown for p in predictions],
+        "prediction_set": [SET_SEPARATOR.join(p.prediction_set) for p in predictions],
+        "set_size": [len(p.prediction_set) for p in predictions],
     }, columns=RESULTS_COLUMNS)
     table["correct"] = table["correct"].astype(bool)
     return table
+
+
+def answer_summary(predictions: Sequence[Prediction], true_classes: Sequence[str]) -> dict[str, float]:
+    """What the Predictor's answers achieve: accuracy, share answered (not UNKNOWN), set coverage and size."""
+    true_classes = list(true_classes)
+    if len(true_classes) != len(predictions):
+        raise ValueError(f"{len(true_classes)} true classes for {len(predictions)} predictions")
+    if not predictions:
+        return dict.fromkeys(["accuracy", "coverage", "accuracy_answered", "set_coverage", "mean_set_size",
+                              "single_class_sets"], float("nan"))
+    correct = np.array([p.top_classes[0] == t for p, t in zip(predictions, true_classes)])
+    answered = ~np.array([p.unknown for p in predictions])
+    sizes = np.array([len(p.prediction_set) for p in predictions])
+    return {
+        "accuracy": float(correct.mean()),
+        "coverage": float(answered.mean()),
+        "accuracy_answered": float(correct[answered].mean()) if answered.any() else float("nan"),
+        "set_coverage": float(np.mean([t in p.prediction_set for p, t in zip(predictions, true_classes)])),
+        "mean_set_size": float(sizes.mean()),
+        "single_class_sets": float(np.mean(sizes == 1)),
+    }
 
 
 def _quantile_bins(values: pd.Series, bins: int) -> pd.Series:

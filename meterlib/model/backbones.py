@@ -1,8 +1,8 @@
 """Pretrained backbones split into a frozen part and a last block, with offline-safe weights.
 
-Every classifier meterlib builds is ``nn.Sequential(stem, last_block, pool, head)``: ``stem`` is
-what stays frozen in both training phases, ``last_block`` is what phase 2 unfreezes, ``pool``
-turns its output into a feature vector and ``head`` is the new linear classifier.
+Every classifier meterlib builds is ``nn.Sequential(frozen_part, last_block, pool, head)``:
+``frozen_part`` is what stays frozen in both training phases, ``last_block`` is what phase 2
+unfreezes, ``pool`` turns its output into a feature vector and ``head`` is the new linear classifier.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 RESNET18_URL = "https://download.pytorch.org/models/resnet18-f37072fd.pth"
 RESNET18_ENV = "METERLIB_RESNET18_WEIGHTS"  # optional path to a local copy of the weights file
+OLD_FROZEN_PART_PREFIX = "stem."  # the frozen part's name in checkpoints written before it was renamed
 
 
 class WeightsUnavailableError(MeterlibError, RuntimeError):
@@ -142,7 +143,7 @@ def imagenet_model(name: str, *, pretrained: bool = True, weights_path: str | os
 
 def build_classifier(name: str, n_classes: int, *, pretrained: bool = True,
                      weights_path: str | os.PathLike | None = None):
-    """``nn.Sequential(stem, last_block, pool, head)`` on a backbone, with a fresh ``n_classes`` head.
+    """``nn.Sequential(frozen_part, last_block, pool, head)`` on a backbone, with a fresh ``n_classes`` head.
 
     ``name='random'`` is ResNet-18 with random weights (tests); ``pretrained=False`` builds the
     architecture only (a checkpoint's weights are loaded on top).
@@ -152,14 +153,23 @@ def build_classifier(name: str, n_classes: int, *, pretrained: bool = True,
     arch = "resnet18" if name == "random" else name
     net = imagenet_model(arch, pretrained=pretrained and name != "random", weights_path=weights_path)
     if arch == "resnet18":
-        stem = nn.Sequential(net.conv1, net.bn1, net.relu, net.maxpool, net.layer1, net.layer2, net.layer3)
+        frozen = nn.Sequential(net.conv1, net.bn1, net.relu, net.maxpool, net.layer1, net.layer2, net.layer3)
         last = net.layer4
     else:
-        stem = nn.Sequential(net.conv_stem, net.bn1, *net.blocks[:-1])
+        frozen = nn.Sequential(net.conv_stem, net.bn1, *net.blocks[:-1])
         last = nn.Sequential(net.blocks[-1], net.conv_head, net.bn2)
     pool = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten())
     head = nn.Linear(spec(arch).feature_dim, n_classes)
-    return nn.Sequential(OrderedDict(stem=stem, last_block=last, pool=pool, head=head))
+    model = nn.Sequential(OrderedDict(frozen_part=frozen, last_block=last, pool=pool, head=head))
+    model.register_load_state_dict_pre_hook(_rename_old_frozen_part_keys)
+    return model
+
+
+def _rename_old_frozen_part_keys(module, state_dict, prefix, *_) -> None:
+    """Load-time hook: older checkpoints keep the frozen part under ``stem.``; rename it in place."""
+    old = prefix + OLD_FROZEN_PART_PREFIX
+    for key in [k for k in state_dict if k.startswith(old)]:
+        state_dict[prefix + "frozen_part." + key[len(old):]] = state_dict.pop(key)
 
 
 def create(choice: str, n_classes: int, *, weights_path: str | os.PathLike | None = None):

@@ -5,14 +5,12 @@ weights_only=True)`` reads it without running any pickled code. Keys:
 
 - ``format`` / ``format_version``: ``"meterlib-checkpoint"`` / 1
 - ``state_dict``: weights of ``backbones.build_classifier(backbone, len(class_names))``
-- ``backbone``: ``"resnet18"``, ``"efficientnet_lite0"`` or ``"random"``
-- ``class_names``: list of class names in output order
-- ``image_size``, ``mean``, ``std``: eval preprocessing (squash-resize to a square, normalise)
+- ``backbone`` (``"resnet18"``, ``"efficientnet_lite0"`` or ``"random"``), ``class_names`` (in output
+  order), ``image_size``, ``mean``, ``std`` (eval preprocessing): a ``ModelSpec``
 - ``training``: every training parameter (preset, epochs, learning rates, augmentation, seed, ...)
 - ``splits_sha256``: SHA-256 of the splits.csv the model was trained on
-- ``versions``: python, torch, torchvision, timm, numpy, meterlib
-- ``metrics``: e.g. best epoch, val/test accuracy
-- ``temperature`` (1.0) and ``unknown_threshold`` (0.5): filled in by 03's calibration
+- ``versions`` (python, torch, torchvision, timm, numpy, meterlib); ``metrics`` (best epoch, accuracies)
+- ``temperature`` (1.0), ``unknown_threshold`` (``DEFAULT_UNKNOWN_THRESHOLD``): set by 03's calibration
 - any further field added later with ``update_fields`` (e.g. a conformal quantile)
 
 ``load`` and ``write`` check every known field's type and range (see ``check_fields``).
@@ -30,10 +28,11 @@ import reprlib
 import textwrap
 import warnings
 import zipfile
-from collections import Counter
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
+from meterlib.confidence.selective import DEFAULT_UNKNOWN_THRESHOLD
 from meterlib.errors import MeterlibError
 from meterlib.model import backbones
 from meterlib.run import atomic
@@ -107,18 +106,28 @@ def write(path: str | os.PathLike, content: dict) -> Path:
     return Path(path)
 
 
-def save(path: str | os.PathLike, *, model, backbone: str, class_names: Sequence[str], image_size: int,
-         mean: Sequence[float], std: Sequence[float], training: dict | None = None,
+@dataclass(frozen=True)
+class ModelSpec:
+    """What a classifier takes and gives: its backbone, class names in output order, eval preprocessing."""
+
+    backbone: str
+    class_names: Sequence[str]
+    image_size: int
+    mean: Sequence[float]
+    std: Sequence[float]
+
+
+def save(path: str | os.PathLike, *, model, spec: ModelSpec, training: dict | None = None,
          splits_sha256: str = "", metrics: dict | None = None, **extra) -> Path:
     """Write a model and everything needed to use it again as one checkpoint file."""
     state = {name: tensor.detach().cpu().clone() for name, tensor in model.state_dict().items()}
     content = {
         "format": FORMAT, "format_version": FORMAT_VERSION,
-        "state_dict": state, "backbone": backbone, "class_names": list(class_names),
-        "image_size": int(image_size), "mean": [float(x) for x in mean], "std": [float(x) for x in std],
+        "state_dict": state, "backbone": spec.backbone, "class_names": list(spec.class_names),
+        "image_size": int(spec.image_size), "mean": list(map(float, spec.mean)), "std": list(map(float, spec.std)),
         "training": dict(training or {}), "splits_sha256": splits_sha256,
         "versions": library_versions(), "metrics": dict(metrics or {}),
-        "temperature": 1.0, "unknown_threshold": 0.5,
+        "temperature": 1.0, "unknown_threshold": DEFAULT_UNKNOWN_THRESHOLD,
         "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
     }
     content.update(extra)
@@ -239,13 +248,7 @@ _FIELD_RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
 
 def update_fields(path: str | os.PathLike, **fields) -> dict:
     """Set or replace top-level fields (e.g. ``temperature=1.3``) of a checkpoint file, atomically."""
-    protected = sorted(set(fields) & {"format", "format_version", "state_dict"})
-    if protected:
-        raise CheckpointError(f"{path}: update_fields cannot change {', '.join(protected)}")
-    content = load(path)
-    content.update(fields)
-    write(path, content)
-    return content
+    return release(path, path, **fields)
 
 
 def release(source: str | os.PathLike, target: str | os.PathLike, **fields) -> dict:
@@ -253,6 +256,9 @@ def release(source: str | os.PathLike, target: str | os.PathLike, **fields) -> d
 
     The replacement of ``target`` is atomic; ``source`` may be ``target`` itself (re-calibration).
     """
+    protected = sorted(set(fields) & {"format", "format_version", "state_dict"})
+    if protected:
+        raise CheckpointError(f"{source}: the fields {', '.join(protected)} cannot be changed")
     content = load(source)
     content.update(fields)
     write(target, content)

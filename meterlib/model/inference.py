@@ -69,22 +69,3 @@ def logits_for_images(model, images: Sequence, *, image_size: int, mean: Sequenc
     if not outputs:
         return torch.empty(0, model.head.out_features)
     return torch.cat(outputs)
-
-
-def predict_logits(model, image_paths: Sequence[str | os.PathLike], *, image_size: int,
-                   mean: Sequence[float], std: Sequence[float], batch_size: int = 32,
-                   device=None, progress: bool = False):
-    """Logits (N x classes) for photo files, decoded with ``photos.load_rgb``."""
-    images = load_resized(image_paths, image_size=image_size, progress=progress)
-    return logits_for_images(model, images, image_size=image_size, mean=mean, std=std,
-                             batch_size=batch_size, device=device)
-
-
-def checkpoint_logits(content: dict, image_paths: Sequence[str | os.PathLike], *, batch_size: int = 32,
-                      device=None, progress: bool = False):
-    """Logits of a loaded checkpoint's model on photo files, preprocessed as the checkpoint says."""
-    from meterlib.model import checkpoint
-
-    model = checkpoint.build_model(content, device=device)
-    return predict_logits(model, image_paths, image_size=content["image_size"], mean=content["mean"],
-                          std=content["std"], batch_size=batch_size, device=device, progress=progress)

@@ -7,6 +7,7 @@ horizontal flips, because mirrored digits and brand names do not occur in real p
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Sequence
 
 
@@ -31,30 +32,44 @@ def eval_transform(*, image_size: int, mean: Sequence[float], std: Sequence[floa
     return T.Compose([resize(image_size), to_tensor(mean, std)])
 
 
-def augmentation(*, image_size: int, crop_scale_min: float = 0.7, rotation_deg: float = 10.0,
-                 perspective: float = 0.2, perspective_p: float = 0.5, brightness: float = 0.3,
-                 contrast: float = 0.3, saturation: float = 0.3, hue: float = 0.02,
-                 blur_p: float = 0.3, blur_sigma_max: float = 1.5):
+@dataclass(frozen=True)
+class Augment:
+    """Strengths of the training augmentation; the training recipe holds their values."""
+
+    crop_scale_min: float  # zoom: smallest crop area kept, as a share of the photo
+    rotation_deg: float  # angle: largest rotation either way, degrees
+    perspective: float  # angle: perspective distortion strength (0 to 1)
+    perspective_p: float  # share of photos distorted in perspective
+    brightness: float  # lighting: colour jitter strengths
+    contrast: float
+    saturation: float
+    hue: float
+    blur_p: float  # focus: share of photos blurred
+    blur_sigma_max: float  # focus: strongest Gaussian blur, pixels
+
+
+def augmentation(strengths: Augment, *, image_size: int):
     """Random zoom, angle, perspective, lighting and blur on a square PIL image (no flips)."""
     from torchvision import transforms as T
 
-    steps = [T.RandomResizedCrop(image_size, scale=(crop_scale_min, 1.0), antialias=True)]
-    if rotation_deg > 0:
-        steps.append(T.RandomRotation(rotation_deg, interpolation=T.InterpolationMode.BILINEAR))
-    if perspective > 0 and perspective_p > 0:
-        steps.append(T.RandomPerspective(perspective, p=perspective_p))
-    if max(brightness, contrast, saturation, hue) > 0:
-        steps.append(T.ColorJitter(brightness, contrast, saturation, hue))
-    if blur_p > 0 and blur_sigma_max > 0:
+    s = strengths
+    steps = [T.RandomResizedCrop(image_size, scale=(s.crop_scale_min, 1.0), antialias=True)]
+    if s.rotation_deg > 0:
+        steps.append(T.RandomRotation(s.rotation_deg, interpolation=T.InterpolationMode.BILINEAR))
+    if s.perspective > 0 and s.perspective_p > 0:
+        steps.append(T.RandomPerspective(s.perspective, p=s.perspective_p))
+    if max(s.brightness, s.contrast, s.saturation, s.hue) > 0:
+        steps.append(T.ColorJitter(s.brightness, s.contrast, s.saturation, s.hue))
+    if s.blur_p > 0 and s.blur_sigma_max > 0:
         # Kernel about 2*3 sigma wide, odd, as GaussianBlur requires.
-        kernel = 2 * max(1, round(3 * blur_sigma_max)) + 1
-        steps.append(T.RandomApply([T.GaussianBlur(kernel, sigma=(0.1, blur_sigma_max))], p=blur_p))
+        kernel = 2 * max(1, round(3 * s.blur_sigma_max)) + 1
+        steps.append(T.RandomApply([T.GaussianBlur(kernel, sigma=(0.1, s.blur_sigma_max))], p=s.blur_p))
     return T.Compose(steps)
 
 
-def train_transform(*, image_size: int, mean: Sequence[float], std: Sequence[float], **strengths):
-    """Full training pipeline: squash-resize, augment (``strengths`` as in :func:`augmentation`), normalise."""
+def train_transform(strengths: Augment, *, image_size: int, mean: Sequence[float], std: Sequence[float]):
+    """Full training pipeline: squash-resize, augment, normalise."""
     from torchvision import transforms as T
 
-    return T.Compose([resize(image_size), augmentation(image_size=image_size, **strengths),
+    return T.Compose([resize(image_size), augmentation(strengths, image_size=image_size),
                       to_tensor(mean, std)])

@@ -7,6 +7,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 PACKAGE_DIR = Path(__file__).resolve().parents[1]
+# Dataset names that stand for the embedded synthetic data: only these are generated unasked.
+EMBEDDED_DATASETS = ("demo", "smoke")
+# The file the synthetic-data generator leaves in every folder it made.
+SYNTH_MARKER = ".meterlib-synth.json"
 
 
 def project_root() -> Path:
@@ -83,3 +87,19 @@ def resolve(*, dataset: str = "demo", data_dir: str | os.PathLike = "",
     candidate = Path(dataset).expanduser()
     dataset_path = candidate if candidate.is_absolute() or os.sep in dataset else data_root / dataset
     return ProjectPaths(dataset_dir=dataset_path.resolve(), reports_dir=reports.resolve())
+
+
+def needs_generation(dataset: str, dataset_dir: str | os.PathLike, *, generate: bool = False) -> bool:
+    """True when synthetic photos belong at ``dataset_dir`` (missing, or made by the generator).
+
+    A missing folder is generated only for the embedded datasets or when ``generate`` asks for it;
+    any other missing dataset is an error, so a typo never trains on invented photos.
+    """
+    target = Path(dataset_dir)
+    if target.exists():
+        return (target / SYNTH_MARKER).is_file()
+    if generate or dataset in EMBEDDED_DATASETS:
+        return True
+    raise FileNotFoundError(f"dataset not found: {target} (a dataset is a folder holding raw/ or "
+                            f"processed/; a bare name means a folder under the data folder; "
+                            f"only {' and '.join(EMBEDDED_DATASETS)} are generated when missing)")

@@ -241,12 +241,10 @@ def data_warnings(metrics_json: Path, *, since: float) -> list[str]:
 
 def check_dataset(planned: list[PlannedNotebook], dataset_dir: Path) -> None:
     """Refuse a dataset that does not exist, unless the run generates it (embedded or asked for)."""
-    from meterlib import synth
-
     creator = next((item for item in planned if "generate" in item.settings), None)
     try:
         if creator is not None:
-            synth.needs_generation(creator.settings["dataset"], dataset_dir,
+            paths.needs_generation(creator.settings["dataset"], dataset_dir,
                                    generate=creator.settings["generate"])
         elif not dataset_dir.is_dir():
             raise FileNotFoundError(f"dataset not found: {dataset_dir}")

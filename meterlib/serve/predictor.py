@@ -2,10 +2,13 @@
 
 Everything comes from the checkpoint file (weights, class names in order, preprocessing,
 temperature, UNKNOWN threshold, conformal quantile); nothing is read from folder listings.
+Notebook 03 evaluates this same code: it fits a calibration, applies it with
+``with_calibration`` and scores the answers of ``predictions_from_logits``.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import os
 from collections.abc import Iterable, Mapping
@@ -14,7 +17,7 @@ from typing import Any, Union
 
 import numpy as np
 
-from meterlib.confidence import calibration, conformal
+from meterlib.confidence import calibration, conformal, selective
 from meterlib.data import photos
 from meterlib.model import checkpoint, inference
 
@@ -45,7 +48,7 @@ class Predictor:
     mean: list[float]
     std: list[float]
     temperature: float = 1.0
-    unknown_threshold: float = 0.5
+    unknown_threshold: float = selective.DEFAULT_UNKNOWN_THRESHOLD
     conformal_quantile: float = math.inf  # inf: every class is in every set (not calibrated)
     device: Any = None
 
@@ -58,14 +61,21 @@ class Predictor:
                    class_names=list(content["class_names"]), image_size=int(content["image_size"]),
                    mean=list(content["mean"]), std=list(content["std"]),
                    temperature=float(content.get("temperature", 1.0)),
-                   unknown_threshold=float(content.get("unknown_threshold", 0.5)),
+                   unknown_threshold=float(content.get("unknown_threshold",
+                                                       selective.DEFAULT_UNKNOWN_THRESHOLD)),
                    conformal_quantile=math.inf if quantile is None else float(quantile),
                    device=device)
 
-    def logits(self, images: Photos, *, batch_size: int = 32) -> np.ndarray:
+    def with_calibration(self, *, temperature: float, unknown_threshold: float,
+                         conformal_quantile: float) -> "Predictor":
+        """The same model (shared, not copied) answering with another calibration."""
+        return dataclasses.replace(self, temperature=temperature, unknown_threshold=unknown_threshold,
+                                   conformal_quantile=conformal_quantile)
+
+    def logits(self, images: Photos, *, batch_size: int = 32, progress: bool = False) -> np.ndarray:
         """Raw logits (n, classes) for one photo or many (paths, bytes, PIL images, arrays)."""
         batch_size = inference.positive_int("batch_size", batch_size)
-        pictures = inference.load_resized(_as_list(images), image_size=self.image_size)
+        pictures = inference.load_resized(_as_list(images), image_size=self.image_size, progress=progress)
         result = inference.logits_for_images(self.model, pictures, image_size=self.image_size,
                                              mean=self.mean, std=self.std, batch_size=batch_size,
                                              device=self.device)
@@ -78,24 +88,32 @@ class Predictor:
     def predict_many(self, images: Photos, *, top_k: int = 3, batch_size: int = 32) -> list[Prediction]:
         """Predictions for one photo or many, batched; ``top_k`` beyond the class count lists every class."""
         top_k = inference.positive_int("top_k", top_k)
-        probs = self.probabilities(images, batch_size=batch_size)
+        return self.predictions_from_logits(self.logits(images, batch_size=batch_size), top_k=top_k)
+
+    def predict(self, image: photos.PhotoSource, *, top_k: int = 3) -> Prediction:
+        """The prediction for one photo: a path, its bytes, a PIL image or an array."""
+        return self.predict_many([image], top_k=top_k)[0]
+
+    def predictions_from_logits(self, logits, *, top_k: int = 3) -> list[Prediction]:
+        """The answers for logits (n, classes) of this model: calibrated, UNKNOWN-flagged, with sets."""
+        top_k = inference.positive_int("top_k", top_k)
+        logits = np.asarray(logits, dtype=np.float64)
+        if logits.ndim != 2 or logits.shape[1] != len(self.class_names):
+            raise ValueError(f"expected logits of shape (n, {len(self.class_names)}), got {logits.shape}")
+        probs = calibration.softmax(logits, temperature=self.temperature)
         sets = conformal.aps_prediction_sets(probs, self.conformal_quantile)
         names = self.class_names
         predictions = []
         for row, members in zip(probs, sets):
             order = np.argsort(-row, kind="stable")
             top = order[:top_k]  # slicing clamps top_k to the class count
-            unknown = bool(row[order[0]] < self.unknown_threshold)
+            unknown = bool(selective.is_unknown(row[order[0]], self.unknown_threshold))
             predictions.append(Prediction(
                 label=UNKNOWN if unknown else names[order[0]], unknown=unknown,
                 confidence=float(row[order[0]]),
                 top_classes=[names[i] for i in top], top_probabilities=[float(row[i]) for i in top],
                 prediction_set=[names[i] for i in order if members[i]]))
         return predictions
-
-    def predict(self, image: photos.PhotoSource, *, top_k: int = 3) -> Prediction:
-        """The prediction for one photo: a path, its bytes, a PIL image or an array."""
-        return self.predict_many([image], top_k=top_k)[0]
 
 
 def _as_list(images: Photos) -> list:

@@ -14,34 +14,57 @@ import secrets
 import shutil
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
 from tqdm.auto import tqdm
 
 from meterlib.run import atomic
+from meterlib.run.paths import SYNTH_MARKER
 from meterlib.synth.catalog import BY_NAME, CATALOG
 from meterlib.synth.counts import resolve_class_counts
 from meterlib.synth.photo import image_rng, render_photo
 
 # Bump when the renderer changes what a given seed produces: old folders then no longer match.
 GENERATOR_VERSION = 1
-MARKER_NAME = ".meterlib-synth.json"
 MANIFEST_NAME = "synth_manifest.csv"
 MIN_SIZE = 64
 MAX_SIZE = 4096
-# Dataset names that stand for the embedded synthetic data: only these are generated unasked.
-EMBEDDED = ("demo", "smoke")
 _CATALOG_NUMBER = {t.class_name: i for i, t in enumerate(CATALOG)}
 
 
-def generate_dataset(dataset_dir: str | os.PathLike, *, n_images: int = 1975, n_classes: int = 38,
-                     width: int = 720, height: int = 1280, seed: int = 0,
-                     class_counts: Sequence[int] | Mapping[str, int] | None = None,
+@dataclass(frozen=True)
+class DatasetSpec:
+    """What a synthetic dataset holds: the same spec (and generator version) gives the same bytes."""
+
+    n_images: int = 1975
+    n_classes: int = 38
+    width: int = 720
+    height: int = 1280
+    seed: int = 0
+    class_counts: Sequence[int] | Mapping[str, int] | None = None  # None: a long tail like the field data
+
+    def marker(self) -> dict:
+        """Check the parameters and return what identifies the dataset (as stored in its marker)."""
+        for name, value, low, high in (("width", self.width, MIN_SIZE, MAX_SIZE),
+                                       ("height", self.height, MIN_SIZE, MAX_SIZE),
+                                       ("seed", self.seed, 0, 2**63 - 1)):
+            if isinstance(value, bool) or not isinstance(value, int):
+                raise ValueError(f"{name} must be an integer, got {value!r}")
+            if not low <= value <= high:
+                raise ValueError(f"{name} must be between {low} and {high}, got {value}")
+        counts = resolve_class_counts(n_images=self.n_images, n_classes=self.n_classes,
+                                      class_counts=self.class_counts)
+        return {"generator": "meterlib.synth", "generator_version": GENERATOR_VERSION,
+                "n_images": self.n_images, "n_classes": self.n_classes, "width": self.width,
+                "height": self.height, "seed": self.seed, "class_counts": counts}
+
+
+def generate_dataset(dataset_dir: str | os.PathLike, spec: DatasetSpec = DatasetSpec(), *,
                      workers: int | None = None, progress: bool = True) -> Path:
     """Generate a new synthetic dataset folder (refuses any existing path); return its path."""
-    spec = dataset_spec(n_images=n_images, n_classes=n_classes, width=width, height=height, seed=seed,
-                        class_counts=class_counts)
+    record = spec.marker()
     workers = _check_workers(workers)
     target = Path(dataset_dir)
     if target.exists() or target.is_symlink():
@@ -51,13 +74,13 @@ def generate_dataset(dataset_dir: str | os.PathLike, *, n_images: int = 1975, n_
     partial = target.parent / f".{target.name}.partial-{secrets.token_hex(4)}"
     partial.mkdir()  # unlike mkdtemp, keeps the user's umask for the final folder
     try:
-        jobs = [(name, k, width, height, seed, str(partial)) for name, count in spec["class_counts"].items()
-                for k in range(count)]
-        for name in spec["class_counts"]:
+        jobs = [(name, k, spec.width, spec.height, spec.seed, str(partial))
+                for name, count in record["class_counts"].items() for k in range(count)]
+        for name in record["class_counts"]:
             (partial / "raw" / name).mkdir(parents=True)
         rows = list(tqdm(_run(jobs, workers), total=len(jobs), desc="synthetic photos", disable=not progress))
         atomic.write_csv(partial / MANIFEST_NAME, pd.DataFrame(rows))
-        atomic.write_json(partial / MARKER_NAME, spec)  # written last: its presence means complete
+        atomic.write_json(partial / SYNTH_MARKER, record)  # written last: its presence means complete
         if target.exists():  # someone created it meanwhile; never replace their folder
             raise FileExistsError(f"{target}: appeared while generating; left untouched")
         os.rename(partial, target)
@@ -67,20 +90,16 @@ def generate_dataset(dataset_dir: str | os.PathLike, *, n_images: int = 1975, n_
     return target
 
 
-def ensure_dataset(dataset_dir: str | os.PathLike, *, n_images: int = 1975, n_classes: int = 38,
-                   width: int = 720, height: int = 1280, seed: int = 0,
-                   class_counts: Sequence[int] | Mapping[str, int] | None = None,
+def ensure_dataset(dataset_dir: str | os.PathLike, spec: DatasetSpec = DatasetSpec(), *,
                    workers: int | None = None, progress: bool = True) -> Path:
     """Generate the dataset if absent; reuse it if it was generated with the same parameters; else raise."""
-    wanted = dataset_spec(n_images=n_images, n_classes=n_classes, width=width, height=height, seed=seed,
-                          class_counts=class_counts)
+    wanted = spec.marker()
     target = Path(dataset_dir)
     if not target.exists():
-        return generate_dataset(target, n_images=n_images, n_classes=n_classes, width=width, height=height,
-                                seed=seed, class_counts=class_counts, workers=workers, progress=progress)
-    marker = target / MARKER_NAME
+        return generate_dataset(target, spec, workers=workers, progress=progress)
+    marker = target / SYNTH_MARKER
     if not marker.is_file():
-        raise FileExistsError(f"{target}: exists but is not a generated synthetic dataset (no {MARKER_NAME}); "
+        raise FileExistsError(f"{target}: exists but is not a generated synthetic dataset (no {SYNTH_MARKER}); "
                               f"choose another dataset name, or move the folder away to generate one here")
     try:
         stored = json.loads(marker.read_text(encoding="utf-8"))
@@ -94,34 +113,6 @@ def ensure_dataset(dataset_dir: str | os.PathLike, *, n_images: int = 1975, n_cl
     return target
 
 
-def needs_generation(dataset: str, dataset_dir: str | os.PathLike, *, generate: bool = False) -> bool:
-    """True when synthetic photos belong at ``dataset_dir`` (missing, or made by the generator).
-
-    A missing folder is generated only for the embedded datasets or when ``generate`` asks for it;
-    any other missing dataset is an error, so a typo never trains on invented photos.
-    """
-    target = Path(dataset_dir)
-    if target.exists():
-        return (target / MARKER_NAME).is_file()
-    if generate or dataset in EMBEDDED:
-        return True
-    raise FileNotFoundError(f"dataset not found: {target} (a dataset is a folder holding raw/ or "
-                            f"processed/; a bare name means a folder under the data folder; "
-                            f"only {' and '.join(EMBEDDED)} are generated when missing)")
-
-
-def dataset_spec(*, n_images: int, n_classes: int, width: int, height: int, seed: int,
-                 class_counts: Sequence[int] | Mapping[str, int] | None) -> dict:
-    """Check the parameters and return what identifies the dataset (as stored in its marker)."""
-    for name, value, low, high in (("width", width, MIN_SIZE, MAX_SIZE), ("height", height, MIN_SIZE, MAX_SIZE),
-                                   ("seed", seed, 0, 2**63 - 1)):
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise ValueError(f"{name} must be an integer, got {value!r}")
-        if not low <= value <= high:
-            raise ValueError(f"{name} must be between {low} and {high}, got {value}")
-    counts = resolve_class_counts(n_images=n_images, n_classes=n_classes, class_counts=class_counts)
-    return {"generator": "meterlib.synth", "generator_version": GENERATOR_VERSION, "n_images": n_images,
-            "n_classes": n_classes, "width": width, "height": height, "seed": seed, "class_counts": counts}
 
 
 def read_manifest(dataset_dir: str | os.PathLike) -> pd.DataFrame:

@@ -8,6 +8,7 @@ from typing import Sequence
 import numpy as np
 
 from meterlib.model import backbones, inference, transforms
+from meterlib.train import cache
 
 
 @dataclass
@@ -25,14 +26,12 @@ def frozen_features(model, images: Sequence, *, image_size: int, mean, std, devi
     """Pooled features of the (not fine-tuned) backbone for PIL images, no augmentation."""
     import torch
 
-    from meterlib.train.training import stem_activations
-
     device = torch.device(device) if device is not None else inference.default_device()
     if not len(images):
         return np.zeros((0, model.head.in_features), dtype=np.float32)
     model = model.to(device).eval()
-    acts = stem_activations(model.stem, images, transforms.eval_transform(image_size=image_size,
-                            mean=mean, std=std), batch_size=batch_size, device=device)
+    acts = cache.frozen_activations(model.frozen_part, images, transforms.eval_transform(
+        image_size=image_size, mean=mean, std=std), batch_size=batch_size, device=device)
     tail = torch.nn.Sequential(model.last_block, model.pool)
     with torch.inference_mode():
         return torch.cat([tail(acts[i:i + batch_size].to(device)).cpu()

@@ -30,8 +30,15 @@ import pandas as pd  # noqa: E402
 import pytest  # noqa: E402
 from PIL import Image  # noqa: E402
 
-from meterlib.data import audit, figures, splitting
-from meterlib.data.splitting import SplitError  # noqa: E402
+from meterlib.data import (
+    audit,
+    figures,
+    measuring,
+    processed_tree,
+    splits_file,
+    splitting,
+)
+from meterlib.data.split_rule import SplitError  # noqa: E402
 
 RULE = dict(min_images_test=4, min_images_val=10, test_fraction=0.25, val_fraction=0.2)
 # A regression that blocks on a FIFO fails here instead of hanging the suite.
@@ -122,14 +129,14 @@ def refuse_listing(folder: str):
 
 def decoder_crash(patch: pytest.MonkeyPatch) -> None:
     """A fault for the audit: the decoder hits a bug (not an ImageError) on a file called odd.png."""
-    real = audit.read_photo
+    real = measuring.read_photo
 
     def read_photo(path, **options):
         if Path(path).name == "odd.png":
             raise IndexError("tuple index out of range")
         return real(path, **options)
 
-    patch.setattr(audit, "read_photo", read_photo)
+    patch.setattr(measuring, "read_photo", read_photo)
 
 
 # --- 01 audit: one bad file among good ones ---------------------------------------------------
@@ -213,8 +220,8 @@ def test_audit_case(case, tmp_path, monkeypatch, robust):
                 case.fault(patch)
             result = audit.audit_dataset(ds, workers=1, progress=False)
         manifest = splitting.build_manifest(result, **RULE)
-        splitting.write_manifest(manifest, tmp_path / "out" / "splits.csv")  # must be valid UTF-8
-    back = splitting.read_manifest(tmp_path / "out" / "splits.csv").set_index("path")
+        splits_file.write_manifest(manifest, tmp_path / "out" / "splits.csv")  # must be valid UTF-8
+    back = splits_file.read_manifest(tmp_path / "out" / "splits.csv").set_index("path")
     row = back.loc[case.path]
     assert row["flags"] == case.flags
     assert re.search(case.error, row["error"]), row["error"]
@@ -324,7 +331,7 @@ class TreeCase:
 
 def old_marker(ds: Path) -> None:
     """The marker as meterlib wrote it before it listed its entries."""
-    marker = ds / "processed" / splitting.TREE_MARKER
+    marker = ds / "processed" / processed_tree.TREE_MARKER
     record = json.loads(marker.read_text())
     del record["entries"]
     marker.write_text(json.dumps(record))
@@ -376,7 +383,7 @@ TREE_CASES = [
     TreeCase("older marker, user links, new split",
              lambda ds: (old_marker(ds), os.symlink(ds / "raw/a/0.png", ds / "processed/train/abs.png")),
              foreign=("train/abs.png",), seed=5, unchanged=("raw",)),
-    TreeCase("marker is not JSON", lambda ds: (extras(ds), (ds / "processed" / splitting.TREE_MARKER)
+    TreeCase("marker is not JSON", lambda ds: (extras(ds), (ds / "processed" / processed_tree.TREE_MARKER)
                                                .write_text("{half a marker")),
              foreign=USER_FILES, unchanged=("raw", "processed/train/newtype")),
     TreeCase("processed/ made by someone else", extras, problem="not made by meterlib", built=False),
@@ -408,14 +415,14 @@ def test_tree_case(case, tmp_path, robust):
     ds = dataset(tmp_path / "ds", {"a": 12, "b": 12, "c": 2})
     if case.built:
         first = audit.audit_dataset(ds, workers=1, progress=False)
-        splitting.materialise(splitting.build_manifest(first, seed=0, **RULE), ds)
+        processed_tree.materialise(splitting.build_manifest(first, seed=0, **RULE), ds)
     case.plant(ds)
     before = user_entries(ds, case.foreign)
     manifest = splitting.build_manifest(audit.audit_dataset(ds, workers=1, progress=False),
                                         seed=case.seed, **RULE)
     with robust.untouched(*([ds / folder for folder in case.unchanged] or [ds])):
         try:
-            update = splitting.materialise(manifest, ds)
+            update = processed_tree.materialise(manifest, ds)
         except SplitError as exc:
             robust.error(exc, names=ds / "processed", problem=case.problem)
             return
@@ -436,12 +443,12 @@ def good_csv(tmp_path_factory) -> str:
     ds = dataset(tmp_path_factory.mktemp("manifest") / "ds", {"a": 3, "b": 2})
     (ds / "raw/a/empty.jpg").write_bytes(b"")
     manifest = splitting.build_manifest(audit.audit_dataset(ds, workers=1, progress=False), **RULE)
-    return splitting.manifest_csv(manifest)
+    return splits_file.manifest_csv(manifest)
 
 
 def drop_column(text: str, name: str) -> str:
     frame = pd.read_csv(io.StringIO(text), dtype=str, keep_default_na=False)
-    return splitting.manifest_csv(frame.drop(columns=name))
+    return splits_file.manifest_csv(frame.drop(columns=name))
 
 
 MANIFEST_CASES = [
@@ -478,13 +485,13 @@ def test_manifest_case(make, problem, good_csv, tmp_path, robust):
         path.write_bytes(make(good_csv))
     with robust.untouched(tmp_path / "ds"):
         try:
-            frame = splitting.read_manifest(path)
+            frame = splits_file.read_manifest(path)
         except (SplitError, FileNotFoundError) as exc:
             assert problem, f"unexpected: {exc}"
             robust.error(exc, names=path, problem=problem)
             return
     assert not problem, "no error raised"
-    assert splitting.manifest_csv(frame) == good_csv
+    assert splits_file.manifest_csv(frame) == good_csv
     robust.ok(f"read, {len(frame)} rows as written")
 
 

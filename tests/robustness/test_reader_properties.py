@@ -67,7 +67,7 @@ def outcome(source) -> tuple[str, bytes]:
     try:
         image = photos.load_rgb(source, min_side=4)
     except ImageError as exc:
-        return "error", str(exc).split(": ", 1)[1].encode()
+        return "error", exc.problem.encode()
     assert image.mode == "RGB" and min(image.size) >= 1
     return "ok", image.tobytes()
 

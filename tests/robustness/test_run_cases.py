@@ -13,10 +13,9 @@ import pytest
 from PIL import Image
 
 from meterlib import __main__ as cli
-from meterlib import synth
+from meterlib import train
 from meterlib.data import splitting
-from meterlib.run import runner
-from meterlib.train import training
+from meterlib.run import paths, runner
 
 
 @pytest.fixture()
@@ -136,10 +135,10 @@ def test_only_embedded_datasets_are_generated_unasked(tmp_path, robust, name, ge
         (folder / "raw").mkdir(parents=True)
     if expected is FileNotFoundError:
         with pytest.raises(FileNotFoundError) as err:
-            synth.needs_generation(name, folder, generate=generate)
+            paths.needs_generation(name, folder, generate=generate)
         robust.error(str(err.value), names=folder, problem="dataset not found")
     else:
-        assert synth.needs_generation(name, folder, generate=generate) is expected
+        assert paths.needs_generation(name, folder, generate=generate) is expected
         robust.ok("generated" if expected else "used as it is")
     assert folder.exists() == exists
 
@@ -191,14 +190,14 @@ def _tiny_table(folder: Path, n_classes: int = 3):
             path.parent.mkdir(parents=True, exist_ok=True)
             Image.new("RGB", (40, 30), (60 * c, 20 * i, 100)).save(path)
             rows.append({"path": f"c{c}/{i}.png", "class": f"c{c}", "split": "train"})
-    return training.training_table(pd.DataFrame(rows), folder)
+    return train.training_table(pd.DataFrame(rows), folder)
 
 
 def test_epochs_head_zero_skips_phase_one(tmp_path, robust):
     robust.entry = "02 recipe"
     runner.plan(runner.discover_notebooks(only=["02"]), {"epochs_head": 0})  # accepted at the door
-    cfg = training.config("default", image_size=32, epochs_head=0, epochs_finetune=1, views=1, batch_size=4)
-    result = training.train(_tiny_table(tmp_path), cfg=cfg, backbone="random", progress=False)
+    cfg = train.config("default", image_size=32, epochs_head=0, epochs_finetune=1, views=1, batch_size=4)
+    result = train.train(_tiny_table(tmp_path), cfg=cfg, backbone="random", progress=False)
     assert list(result.history["phase"]) == [2] and result.best_epoch == 1
     robust.ok("trained phase 2 only")
 
@@ -206,7 +205,7 @@ def test_epochs_head_zero_skips_phase_one(tmp_path, robust):
 def test_no_epoch_at_all_is_refused(robust):
     robust.entry = "02 recipe"
     with pytest.raises(ValueError) as err:
-        training.config("default", epochs_head=0, epochs_finetune=0)
+        train.config("default", epochs_head=0, epochs_finetune=0)
     robust.error(str(err.value), names="epochs_finetune", problem="at least one epoch")
 
 

@@ -221,7 +221,7 @@ def good_checkpoint(tmp_path_factory) -> Path:
     torch.manual_seed(0)
     path = tmp_path_factory.mktemp("model") / "ckpt.pt"
     checkpoint.save(path, model=backbones.build_classifier("random", len(CLASSES), pretrained=False),
-                    backbone="random", class_names=CLASSES, image_size=SIZE, mean=(0.5,) * 3, std=(0.25,) * 3)
+                    spec=checkpoint.ModelSpec("random", CLASSES, SIZE, mean=(0.5,) * 3, std=(0.25,) * 3))
     return path
 
 

@@ -6,7 +6,7 @@ import pandas as pd
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from meterlib.data import splitting
+from meterlib.data import split_rule, splitting
 from meterlib.data.audit import Audit
 
 RULE = dict(min_images_test=4, min_images_val=10, test_fraction=0.25, val_fraction=0.2)
@@ -31,7 +31,7 @@ def audit_tables(draw) -> pd.DataFrame:
 
 
 def split_of(files: pd.DataFrame, seed: int = 0) -> pd.DataFrame:
-    return files.assign(split=splitting.assign_splits(files, seed=seed, **RULE))
+    return files.assign(split=split_rule.assign_splits(files, seed=seed, **RULE))
 
 
 @fast
@@ -49,7 +49,7 @@ def test_the_split_is_sound(files, seed):
 @given(audit_tables())
 def test_excluded_exactly_when_a_flag_excludes(files):
     manifest = split_of(files)
-    excluded = manifest["flags"].map(splitting.is_excluded)
+    excluded = split_rule.is_excluded(manifest)
     assert (manifest["split"] == "excluded").equals(excluded)
     assert set(manifest.loc[~excluded, "split"]) <= SPLITS
 

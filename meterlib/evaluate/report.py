@@ -1,0 +1,147 @@
+"""Notebook 03's bookkeeping: which photos it judges, the calibration it fits, and metrics.json.
+
+The notebook tells the story and draws; the rows it selects, the fallbacks it applies and the
+schema of everything it writes (metrics.json, the checkpoint's calibration fields) live here.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import dataclass
+from typing import Mapping, Sequence
+
+import numpy as np
+import pandas as pd
+
+from meterlib.confidence import calibration, selective
+from meterlib.data import splitting
+from meterlib.model import checkpoint
+from meterlib.serve.predictor import Predictor
+
+
+def check_same_splits(content: dict, splits_csv: str | os.PathLike) -> None:
+    """Raise CheckpointError when ``splits_csv`` is not the manifest the checkpoint was trained on."""
+    if content.get("splits_sha256") and content["splits_sha256"] != checkpoint.file_sha256(splits_csv):
+        raise checkpoint.CheckpointError(
+            "splits.csv changed since the model was trained: its test photos may have been trained on; "
+            "re-run notebook 02")
+
+
+@dataclass(frozen=True)
+class EvaluationRows:
+    """The manifest rows 03 judges: val and test photos of the model's classes, and photos of others."""
+
+    val: pd.DataFrame
+    test: pd.DataFrame
+    unseen: pd.DataFrame  # classes the checkpoint does not know (e.g. 01's holdout classes)
+
+
+def evaluation_rows(manifest: pd.DataFrame, class_names: Sequence[str]) -> EvaluationRows:
+    """Split the usable (not excluded) manifest rows into val, test and unseen-class rows."""
+    usable = manifest[manifest["split"] != splitting.EXCLUDED]
+    known = usable["class"].isin(list(class_names))
+    return EvaluationRows(val=usable[known & (usable["split"] == "val")].reset_index(drop=True),
+                          test=usable[known & (usable["split"] == "test")].reset_index(drop=True),
+                          unseen=usable[~known].reset_index(drop=True))
+
+
+def class_indices(classes: Sequence[str], class_names: Sequence[str]) -> np.ndarray:
+    """Each class name's position among the model's outputs (the labels the metrics take)."""
+    position = {name: i for i, name in enumerate(class_names)}
+    return np.array([position[name] for name in classes], dtype=int)
+
+
+def unknown_threshold_choice(confidence, correct, *, target_accuracy: float) -> selective.ThresholdChoice:
+    """The UNKNOWN threshold chosen on val photos; without any, the default (nothing measured)."""
+    if not len(confidence):
+        return selective.ThresholdChoice(selective.DEFAULT_UNKNOWN_THRESHOLD, math.nan, math.nan, False)
+    return selective.choose_threshold(confidence, correct, target_accuracy=target_accuracy)
+
+
+def calibration_table(splits: Mapping[str, tuple[np.ndarray, np.ndarray]], *, temperature: float,
+                      n_bins: int) -> pd.DataFrame:
+    """ECE, MCE, NLL, Brier and accuracy per split (name: (logits, labels)), before and after scaling."""
+    columns = {}
+    for name, (logits, labels) in splits.items():
+        for when, used in (("before", 1.0), ("after", temperature)):
+            probs = calibration.softmax(logits, temperature=used)
+            columns[f"{name} {when}"] = calibration.calibration_summary(probs, labels, n_bins=n_bins)
+    return pd.DataFrame(columns)
+
+
+@dataclass(frozen=True)
+class FittedCalibration:
+    """What 03 fits on the val photos: the Predictor answers with it and the checkpoint keeps it."""
+
+    fit: calibration.TemperatureFit
+    table: pd.DataFrame  # calibration_table of the splits, before and after the temperature
+    ece_bins: int
+    threshold: selective.ThresholdChoice
+    target_accuracy: float
+    conformal_alpha: float
+    conformal_quantile: float
+
+    def record(self) -> dict:
+        """The temperature fit and its before/after metrics (metrics.json and the checkpoint store it)."""
+        metrics = {f"{metric}_{column.replace(' ', '_')}": float(self.table.loc[metric, column])
+                   for metric in self.table.index for column in self.table.columns}
+        return {"temperature": self.fit.temperature, "fitted": self.fit.fitted, "reason": self.fit.reason,
+                "val_images": self.fit.n_samples, "ece_bins": self.ece_bins, **metrics}
+
+    def serve(self, predictor: Predictor) -> Predictor:
+        """``predictor`` answering with this calibration."""
+        return predictor.with_calibration(temperature=self.fit.temperature,
+                                          unknown_threshold=self.threshold.threshold,
+                                          conformal_quantile=self.conformal_quantile)
+
+    def checkpoint_fields(self) -> dict:
+        """The fields 03 sets in the checkpoint it releases."""
+        return {"temperature": self.fit.temperature, "unknown_threshold": self.threshold.threshold,
+                "conformal_quantile": self.conformal_quantile, "conformal_alpha": self.conformal_alpha,
+                "calibration": self.record()}
+
+
+def build_metrics(*, checkpoint_created: str, test_metrics: Mapping[str, float],
+                  calibrated: FittedCalibration, test_outcome: Mapping[str, float], unseen_rows: pd.DataFrame,
+                  aurocs: Mapping[str, float], untested: Sequence[str], data_warnings: Sequence[str]) -> dict:
+    """metrics.json: the test metrics, the calibration and what the served answers achieve on test.
+
+    ``test_outcome`` is ``scoring.answer_summary`` of the served test answers; ``aurocs`` separate
+    known from unseen classes per score.
+    """
+    choice = calibrated.threshold
+    return {
+        "checkpoint_created": checkpoint_created,
+        "test": dict(test_metrics),
+        "calibration": calibrated.record(),
+        "unknown_threshold": {"threshold": choice.threshold, "target_accuracy": calibrated.target_accuracy,
+                              "target_met_on_val": choice.target_met, "val_coverage": choice.coverage,
+                              "test_coverage": test_outcome["coverage"],
+                              "test_accuracy_answered": test_outcome["accuracy_answered"]},
+        "conformal": {"method": "APS", "alpha": calibrated.conformal_alpha,
+                      "quantile": calibrated.conformal_quantile, "test_coverage": test_outcome["set_coverage"],
+                      "test_mean_set_size": test_outcome["mean_set_size"]},
+        "unseen_classes": {"classes": sorted(unseen_rows["class"].unique()), "photos": len(unseen_rows),
+                           "auroc": dict(aurocs)},
+        "classes_without_test_photos": list(untested),
+        # Non-empty when a user's own split leaks (near-)copies across splits: test accuracy is inflated.
+        "data_warnings": list(data_warnings),
+    }
+
+
+def quality_table(results: pd.DataFrame, manifest: pd.DataFrame, *, nuisance_csv: str | os.PathLike,
+                  nuisance_columns: Sequence[str]) -> tuple[pd.DataFrame, list[str]]:
+    """Results with each photo's audit qualities and, for generated data, its generator's nuisances.
+
+    Returns the table and its property columns: brightness, contrast and sharpness from 01's audit,
+    then each of ``nuisance_columns`` found in ``nuisance_csv`` as "<name> (generator)".
+    """
+    columns = ["brightness", "contrast", "sharpness"]
+    table = results.merge(manifest[["path", *columns]], left_on="image", right_on="path")
+    if os.path.isfile(nuisance_csv):
+        nuisance = pd.read_csv(nuisance_csv).set_index("path")
+        for name in (c for c in nuisance_columns if c in nuisance.columns):
+            table[f"{name} (generator)"] = table["path"].map(nuisance[name])
+            columns.append(f"{name} (generator)")
+    return table, columns

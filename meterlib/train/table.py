@@ -1,0 +1,31 @@
+"""The training table: which photos take part, in which split, decoded once."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+
+from meterlib.data import splitting
+from meterlib.model import inference
+
+
+def training_table(manifest: pd.DataFrame, dataset_dir) -> pd.DataFrame:
+    """Rows of splits.csv that take part (train/val/test) with an absolute ``file`` column."""
+    missing = {"path", "class", "split"} - set(manifest.columns)
+    if missing:
+        raise ValueError(f"splits manifest lacks column(s) {', '.join(sorted(missing))}")
+    used = manifest[manifest["split"].isin(splitting.SPLITS)].copy()
+    used["file"] = [str(Path(dataset_dir) / rel) for rel in used["path"]]
+    splitting.require_trainable_classes(used)
+    strays = sorted(set(used["class"]) - set(used.loc[used["split"] == "train", "class"]))
+    if strays:
+        raise ValueError(f"classes without training photos: {', '.join(strays[:5])}")
+    return used.reset_index(drop=True)
+
+
+def decode_splits(table: pd.DataFrame, *, image_size: int, progress: bool = False) -> dict:
+    """Decoded, squash-resized PIL images per split (decode every JPEG once)."""
+    return {split: inference.load_resized(list(table.loc[table["split"] == split, "file"]),
+                                          image_size=image_size, progress=progress)
+            for split in splitting.SPLITS}

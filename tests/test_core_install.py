@@ -1,0 +1,70 @@
+"""The core install predicts without the notebook stack (JupyterLab, papermill, matplotlib ...)."""
+
+import subprocess
+import sys
+import textwrap
+
+import pytest
+import tomllib
+
+from meterlib.run import paths
+
+# Import names of the analysis extra's packages and what they pull in.
+ANALYSIS_MODULES = ["jupyterlab", "papermill", "nbconvert", "nbformat", "ipykernel", "ipywidgets",
+                    "IPython", "matplotlib", "seaborn", "imagehash"]
+
+PREDICT = textwrap.dedent("""
+    import sys, tempfile, pathlib
+    import numpy as np
+    from PIL import Image
+    from meterlib.serve import Predictor
+    from meterlib.model import backbones, checkpoint
+    folder = pathlib.Path(tempfile.mkdtemp())
+    model = backbones.build_classifier("random", 2, pretrained=False)
+    spec = checkpoint.ModelSpec("random", ["a", "b"], 32, mean=(0.5, 0.5, 0.5), std=(0.25, 0.25, 0.25))
+    checkpoint.save(folder / "m.pt", model=model, spec=spec)
+    Image.fromarray(np.zeros((40, 30, 3), np.uint8)).save(folder / "x.png")
+    answer = Predictor.from_checkpoint(folder / "m.pt", device="cpu").predict(folder / "x.png")
+    print(answer.top_classes[0] in ("a", "b"), sorted(m for m in sys.modules if m.split(".")[0] in BLOCKED))
+""")
+
+
+def test_predicting_imports_nothing_of_the_analysis_extra():
+    blocker = textwrap.dedent(f"""
+        import sys
+        BLOCKED = {ANALYSIS_MODULES!r}
+        class Block:
+            def find_spec(self, name, path=None, target=None):
+                if name.split(".")[0] in BLOCKED:
+                    raise ImportError(f"{{name}} is not part of the core install")
+        sys.meta_path.insert(0, Block())
+    """)
+    result = subprocess.run([sys.executable, "-c", blocker + PREDICT], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["True", "[]"]
+
+
+def test_core_dependencies_leave_out_the_notebook_stack():
+    project = tomllib.loads((paths.project_root() / "pyproject.toml").read_text())["project"]
+    core = " ".join(project["dependencies"]).lower()
+    assert not any(name in core for name in ("jupyterlab", "papermill", "nbconvert", "matplotlib"))
+    assert {"jupyterlab", "papermill"} <= {r.split(">")[0] for r in project["optional-dependencies"]["analysis"]}
+
+
+@pytest.mark.slow
+def test_core_install_in_a_fresh_venv_predicts(tmp_path):
+    venv = tmp_path / "core"
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+    python = str(venv / "bin" / "python")
+    # torch and torchvision come from the local package cache where the machine has one.
+    install = subprocess.run([python, "-m", "pip", "install", "--quiet", "-e", str(paths.project_root())],
+                             capture_output=True, text=True)
+    assert install.returncode == 0, install.stderr[-2000:]
+    missing = subprocess.run([python, "-c", "import importlib.util as u; "
+                              "print([m for m in ('jupyterlab', 'papermill') if u.find_spec(m)])"],
+                             capture_output=True, text=True)
+    assert missing.stdout.strip() == "[]", missing.stdout + missing.stderr
+    result = subprocess.run([python, "-c", f"BLOCKED = {ANALYSIS_MODULES!r}\n" + PREDICT],
+                            capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.split()[0] == "True"

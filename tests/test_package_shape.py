@@ -1,0 +1,102 @@
+"""The package's shape: small modules and functions, imports that only point down the stages."""
+
+import ast
+from pathlib import Path
+
+import pytest
+
+from meterlib.run import paths
+
+PACKAGE = paths.PACKAGE_DIR
+# Low to high; a module may import its own layer's package and any lower layer, never a higher one.
+LAYERS = [("errors",), ("run",), ("confidence",), ("data", "synth"), ("model",), ("train",), ("serve",),
+          ("evaluate",), ("__main__",)]
+LAYER_OF = {name: rank for rank, names in enumerate(LAYERS) for name in names}
+MAX_MODULE_LINES, MAX_FUNCTION_LINES, MAX_PARAMETERS = 300, 60, 8
+
+
+def _modules() -> dict[str, Path]:
+    found = {}
+    for path in sorted(PACKAGE.rglob("*.py")):
+        parts = path.relative_to(PACKAGE.parent).with_suffix("").parts
+        found[".".join(parts[:-1] if parts[-1] == "__init__" else parts)] = path
+    return found
+
+
+MODULES = _modules()
+
+
+def _imports(path: Path) -> set[str]:
+    """Every meterlib module that ``path`` imports, at the top or inside a function."""
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("meterlib"):
+            for alias in node.names:
+                child = f"{node.module}.{alias.name}"
+                found.add(child if child in MODULES else node.module)
+        elif isinstance(node, ast.Import):
+            found |= {alias.name for alias in node.names if alias.name.startswith("meterlib")}
+    return found - {"meterlib"}
+
+
+def _stage(module: str) -> str:
+    parts = module.split(".")
+    return parts[1] if len(parts) > 1 else "errors"
+
+
+def _layer(module: str) -> int:
+    return LAYER_OF[_stage(module)]
+
+
+@pytest.mark.parametrize("module", sorted(MODULES))
+def test_every_module_belongs_to_a_layer(module):
+    assert _stage(module) in LAYER_OF or module == "meterlib"
+
+
+def test_imports_only_point_down_the_stages():
+    upward = [f"{module} imports {target}" for module, path in MODULES.items() if module != "meterlib"
+              for target in _imports(path)
+              if _layer(target) > _layer(module)
+              or (_layer(target) == _layer(module) and _stage(target) != _stage(module))]
+    assert upward == []
+
+
+def test_no_import_cycles():
+    graph = {module: _imports(path) & set(MODULES) for module, path in MODULES.items()}
+    state: dict[str, str] = {}
+
+    def visit(module: str, trail: list[str]) -> None:
+        state[module] = "open"
+        for target in sorted(graph[module]):
+            assert state.get(target) != "open", " -> ".join(trail + [module, target])
+            if target not in state:
+                visit(target, trail + [module])
+        state[module] = "done"
+
+    for module in sorted(graph):
+        if module not in state:
+            visit(module, [])
+
+
+def test_modules_and_functions_stay_small():
+    too_big = []
+    for module, path in MODULES.items():
+        text = path.read_text()
+        if len(text.splitlines()) > MAX_MODULE_LINES:
+            too_big.append(f"{module}: {len(text.splitlines())} lines")
+        for node in ast.walk(ast.parse(text)):
+            if not isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                continue
+            args = node.args
+            names = [a.arg for a in (*args.posonlyargs, *args.args, *args.kwonlyargs)]
+            count = len([n for n in names if n not in ("self", "cls")])
+            length = node.end_lineno - node.lineno + 1
+            if length > MAX_FUNCTION_LINES or count > MAX_PARAMETERS:
+                too_big.append(f"{module}.{node.name}: {length} lines, {count} parameters")
+    assert too_big == []
+
+
+def test_the_checks_see_real_imports():
+    # Guards the guards: the scan finds the imports it is meant to judge.
+    assert "meterlib.run.paths" in _imports(MODULES["meterlib.run.runner"])
+    assert _layer("meterlib.serve.predictor") > _layer("meterlib.model.checkpoint") > _layer("meterlib.run.paths")
