@@ -83,7 +83,8 @@ def load_parameter_file(path: str | os.PathLike) -> dict[str, Any]:
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
     except (OSError, yaml.YAMLError) as exc:
-        raise RunError(f"cannot read parameter file {path}: {exc}") from exc
+        # YAML's messages span several lines with a caret drawing; the CLI prints one line.
+        raise RunError(f"cannot read parameter file {path}: {' '.join(str(exc).split())}") from None
     if not isinstance(data, dict):
         raise RunError(f"parameter file {path} must hold a mapping of name: value")
     return data

@@ -78,22 +78,23 @@ def test_bad_command_is_one_clear_line_before_any_work(workspace, capsys, robust
     robust.error(err, names=names, problem=problem)
 
 
+# (id, file content, the name the message must hold, the problem it must state)
 FILE_CASES = [
-    ("params-file-list", "- 1\n- 2\n", "must hold a mapping"),
-    ("params-file-bad-yaml", "epochs_head: [1,\n", "cannot read parameter file"),
-    ("params-file-bad-value", "epochs_head: many\n", "parameter epochs_head: expected an int"),
+    ("params-file-list", "- 1\n- 2\n", "params.yaml", "must hold a mapping"),
+    ("params-file-bad-yaml", "epochs_head: [1,\n", "params.yaml", "cannot read parameter file"),
+    ("params-file-bad-value", "epochs_head: many\n", "epochs_head", "expected an int, got 'many'"),
 ]
 
 
-@pytest.mark.parametrize("text, problem", [case[1:] for case in FILE_CASES], ids=[case[0] for case in FILE_CASES])
-def test_bad_parameter_file_is_named(workspace, capsys, robust, text, problem):
+@pytest.mark.parametrize("text, names, problem", [case[1:] for case in FILE_CASES],
+                         ids=[case[0] for case in FILE_CASES])
+def test_bad_parameter_file_is_named(workspace, capsys, robust, text, names, problem):
     robust.entry = "runner (-f YAML)"
     (workspace / "params.yaml").write_text(text)
     with robust.untouched(workspace):
         code, err = _cli(capsys, "-f", "params.yaml")
-    assert code == 1
-    robust.error(err, names="params" if "parameter file" in problem or "mapping" in problem else None,
-                 problem=problem)
+    assert code == 1 and len(err.strip().splitlines()) == 1, err
+    robust.error(err, names=names, problem=problem)
 
 
 def test_relative_paths_resolve_against_the_working_directory(workspace, robust):
