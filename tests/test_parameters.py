@@ -54,3 +54,25 @@ def test_range_ends_are_where_the_table_says(name, inside, outside):
     assert parameters.check(name, inside, hint) == inside
     with pytest.raises(parameters.ParameterError, match=f"parameter {name}: .* out of range"):
         parameters.check(name, outside, hint)
+
+
+def test_choices_are_the_stages_own_lists():
+    from meterlib.model import backbones
+    from meterlib.train import recipe
+
+    assert set(parameters.CHOICES["preset"]) == {*recipe.PRESETS, *recipe.DEPRECATED_PRESETS}
+    assert parameters.CHOICES["backbone"] == backbones.CHOICES
+    assert parameters.CHOICES["frozen_precision"] == recipe.PRECISIONS
+    for name, values in (("finetune_bn", ("train", "frozen")), ("lr_schedule", ("constant", "cosine"))):
+        for value in values:  # each listed value is one the recipe accepts
+            recipe.config("default", **{name: value})
+        with pytest.raises(ValueError):
+            recipe.config("default", **{name: "other"})
+
+
+@pytest.mark.parametrize("name, typo", [("preset", "orignal"), ("backbone", "resnet50"),
+                                        ("lr_schedule", "cosin"), ("frozen_precision", "fp16")])
+def test_a_misspelt_choice_is_refused_by_name(name, typo):
+    with pytest.raises(parameters.ParameterError, match=f"parameter {name}: '{typo}' is not one of"):
+        parameters.check(name, typo, "Optional[str]")
+    assert parameters.check(name, parameters.CHOICES[name][0], "Optional[str]") == parameters.CHOICES[name][0]

@@ -52,8 +52,7 @@ POSITIVE = Range(low=0.0, open_low=True)
 COUNT = at_least(1)
 NON_NEGATIVE = at_least(0)
 
-# Every numeric parameter of the notebooks has a range here (a test checks it); choices of
-# text parameters are checked by the code that knows them (presets, backbones, precisions).
+# Every numeric parameter of the notebooks has a range here (a test checks it).
 RANGES: dict[str, Range] = {
     # 01
     "seed": NON_NEGATIVE, "n_images": COUNT, "n_classes": at_least(2),
@@ -78,6 +77,16 @@ RANGES: dict[str, Range] = {
     "gallery_size": NON_NEGATIVE, "quality_bins": COUNT,
 }
 
+# Text parameters with a fixed set of values. The stages that use them own the lists; this copy
+# lets a typo stop the run at the door, and a test keeps it equal to theirs.
+CHOICES: dict[str, tuple[str, ...]] = {
+    "preset": ("original", "default", "seed"),
+    "backbone": ("auto", "resnet18", "efficientnet_lite0", "random"),
+    "finetune_bn": ("train", "frozen"),
+    "lr_schedule": ("constant", "cosine"),
+    "frozen_precision": ("auto", "float32", "bfloat16"),
+}
+
 _NUMBER_TYPES = {"int": int, "float": float}
 
 
@@ -99,6 +108,8 @@ def check(name: str, value: Any, hint: str) -> Any:
     limits = RANGES.get(name)
     if kind in _NUMBER_TYPES and limits is not None and not limits.holds(value):
         raise ParameterError(f"parameter {name}: {value!r} is out of range; it must be {limits.describe()}")
+    if name in CHOICES and value not in CHOICES[name]:
+        raise ParameterError(f"parameter {name}: {value!r} is not one of {', '.join(CHOICES[name])}")
     return value
 
 
