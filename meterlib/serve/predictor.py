@@ -51,6 +51,7 @@ class Predictor:
     unknown_threshold: float = selective.DEFAULT_UNKNOWN_THRESHOLD
     conformal_quantile: float = math.inf  # inf: every class is in every set (not calibrated)
     device: Any = None
+    gallery: dict | None = None  # training photos' features and thumbnails (see serve.gallery)
 
     @classmethod
     def from_checkpoint(cls, path: str | os.PathLike, *, device=None) -> "Predictor":
@@ -64,7 +65,7 @@ class Predictor:
                    unknown_threshold=float(content.get("unknown_threshold",
                                                        selective.DEFAULT_UNKNOWN_THRESHOLD)),
                    conformal_quantile=math.inf if quantile is None else float(quantile),
-                   device=device)
+                   device=device, gallery=content.get("gallery"))
 
     def with_calibration(self, *, temperature: float, unknown_threshold: float,
                          conformal_quantile: float) -> "Predictor":
