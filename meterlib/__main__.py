@@ -1,4 +1,4 @@
-"""Command line: ``python -m meterlib run --profile demo -p epochs_head=3``."""
+"""Command line: ``python -m meterlib run --profile demo -p epochs_head=3``, ``python -m meterlib predict photos/``."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import os
 import sys
 
 from meterlib.errors import MeterlibError
-from meterlib.run import runner
+from meterlib.run import paths, runner
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -27,14 +27,54 @@ def _parser() -> argparse.ArgumentParser:
     snap = sub.add_parser("snapshot", help="store the smoke run's checked outputs in notebooks/ "
                                             "(the reference that nbval compares against)")
     snap.add_argument("--only", nargs="+", default=[], metavar="PREFIX")
+    _add_predict(sub)
     return parser
+
+
+def _add_predict(sub) -> None:
+    predict = sub.add_parser("predict", help="identify the meter type in photos with the trained checkpoint")
+    predict.add_argument("paths", nargs="+", metavar="PATH",
+                         help="photo files, or folders searched recursively for photos")
+    predict.add_argument("--checkpoint", default="", metavar="FILE",
+                         help="model file (default: reports/model/meterlib_checkpoint.pt)")
+    predict.add_argument("--csv", default="", metavar="OUT",
+                         help="write one CSV row per file here instead of printing a table")
+    predict.add_argument("--top-k", type=_positive_int, default=3, metavar="K",
+                         help="classes listed per photo (default: 3)")
+    predict.add_argument("--batch-size", type=_positive_int, metavar="N",
+                         help="photos decoded and predicted at a time (default: 16)")
+
+
+def _positive_int(text: str) -> int:
+    """argparse type: a positive integer, else a usage error."""
+    from meterlib.model import inference
+
+    try:
+        return inference.positive_int("value", int(text))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text!r}") from None
+
+
+def _predict(args: argparse.Namespace) -> str:
+    """The predict command's output: a table, or the summary of the CSV written."""
+    # Read once, when torch loads: idle OpenMP threads sleep instead of spinning, which on a busy
+    # machine (a notebook kernel beside us, say) made inference several times slower.
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    from meterlib.serve import command  # loads the model stack, which `run` does not need
+
+    return command.predict_files(args.paths, checkpoint=args.checkpoint or paths.resolve().checkpoint,
+                                 csv_path=args.csv or None, top_k=args.top_k,
+                                 batch_size=args.batch_size or command.BATCH_SIZE)
 
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    # Progress bars inside executed notebooks only clutter the saved reports.
-    os.environ.setdefault("TQDM_DISABLE", "1")
     try:
+        if args.command == "predict":
+            print(_predict(args))
+            return 0
+        # Progress bars inside executed notebooks only clutter the saved reports.
+        os.environ.setdefault("TQDM_DISABLE", "1")
         if args.command == "snapshot":
             runner.snapshot(only=args.only)
             return 0

@@ -41,6 +41,45 @@ def test_perfectly_calibrated_bins_have_zero_ece():
     assert calibration.expected_calibration_error(probs, [0, 0, 0, 1]) == pytest.approx(0.0)
 
 
+def test_adaptive_ece_bins_hold_equal_numbers_of_photos():
+    # Two bins of two photos by confidence: {.4 wrong, .6 right} and {.8 wrong, .9 right}.
+    expected = 0.5 * abs(0.5 - 0.5) + 0.5 * abs(0.5 - 0.85)
+    assert calibration.adaptive_calibration_error(PROBS, LABELS, n_bins=2) == pytest.approx(expected)
+    # One photo per bin: the mean gap, as for equal-width bins that split every photo.
+    assert calibration.adaptive_calibration_error(PROBS, LABELS, n_bins=4) == pytest.approx(
+        calibration.expected_calibration_error(PROBS, LABELS, n_bins=15))
+
+
+def test_debiased_error_subtracts_the_variance_of_each_bins_accuracy():
+    # One bin of four photos at confidence .95, one right: gap .7, accuracy variance .25*.75/3.
+    probs = np.tile([0.95, 0.05], (4, 1))
+    labels = [0, 1, 1, 1]
+    expected = np.sqrt(0.7 ** 2 - 0.25 * 0.75 / 3)
+    assert calibration.debiased_calibration_error(probs, labels, n_bins=1) == pytest.approx(expected)
+    assert calibration.adaptive_calibration_error(probs, labels, n_bins=1) == pytest.approx(0.7)
+    # A bin of one photo has no variance estimate and counts 0; a negative total reads 0.
+    assert calibration.debiased_calibration_error(PROBS, LABELS, n_bins=4) == 0.0
+
+
+def test_debiased_error_is_near_zero_for_a_calibrated_model_where_ece_is_not():
+    # 300 photos, labels drawn from the model's own probabilities: any ECE is sampling noise.
+    ece, debiased = [], []
+    for seed in range(20):
+        _, labels, probs = _calibrated_sample(np.random.default_rng(seed), n=300, k=10)
+        ece.append(calibration.expected_calibration_error(probs, labels))
+        debiased.append(calibration.debiased_calibration_error(probs, labels))
+    assert np.mean(ece) > 0.05 and min(ece) > 0.03
+    assert np.mean(debiased) < 0.03 and np.mean(debiased) < np.mean(ece) / 2
+
+
+def test_debiased_error_sees_real_miscalibration():
+    true_logits, labels, _ = _calibrated_sample(np.random.default_rng(7), n=3000, k=10)
+    overconfident = calibration.softmax(2.0 * true_logits)
+    gap = calibration.expected_calibration_error(overconfident, labels)
+    assert gap > 0.1
+    assert calibration.debiased_calibration_error(overconfident, labels) == pytest.approx(gap, rel=0.3)
+
+
 def test_nll_and_brier_by_hand():
     nll = -(np.log(0.9) + np.log(0.1) + np.log(0.6) + np.log(0.3)) / 4
     brier = (0.015 + 1.46 + 0.24 + 0.74) / 4
@@ -67,17 +106,17 @@ def test_softmax_rows_sum_to_one_and_temperature_flattens():
         calibration.softmax(logits, temperature=0.0)
 
 
-def _calibrated_model(rng, n=6000, k=6):
-    """Logits of a perfectly calibrated model and labels drawn from its own probabilities."""
+def _calibrated_sample(rng, n, k):
+    """Logits of a perfectly calibrated model, labels drawn from its own probabilities, and those."""
     true_logits = rng.normal(scale=2.0, size=(n, k))
     probs = calibration.softmax(true_logits)
     labels = (probs.cumsum(axis=1) > rng.uniform(size=(n, 1))).argmax(axis=1)
-    return true_logits, labels
+    return true_logits, labels, probs
 
 
 @pytest.mark.parametrize("t0", [0.6, 2.5])
 def test_temperature_scaling_recovers_a_known_temperature(t0):
-    true_logits, labels = _calibrated_model(np.random.default_rng(1))
+    true_logits, labels, _ = _calibrated_sample(np.random.default_rng(1), n=6000, k=6)
     logits = true_logits * t0  # t0 > 1: overconfident model; t0 < 1: underconfident
     fit = calibration.fit_temperature(logits, labels)
     assert fit.fitted
@@ -89,7 +128,7 @@ def test_temperature_scaling_recovers_a_known_temperature(t0):
 
 
 def test_temperature_fit_ignores_classes_absent_from_validation():
-    true_logits, labels = _calibrated_model(np.random.default_rng(2), k=4)
+    true_logits, labels, _ = _calibrated_sample(np.random.default_rng(2), n=6000, k=4)
     logits = np.c_[true_logits * 2.0, np.full((len(labels), 2), -5.0)]  # two classes never seen
     fit = calibration.fit_temperature(logits, labels)
     assert fit.fitted and fit.temperature == pytest.approx(2.0, rel=0.1)

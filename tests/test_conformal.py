@@ -5,7 +5,7 @@ import math
 import numpy as np
 import pytest
 
-from meterlib.confidence import calibration, conformal
+from meterlib.confidence import calibration, conformal, mondrian
 
 ALPHA = 0.1
 
@@ -94,3 +94,129 @@ def test_deterministic_aps_covers_at_least_the_target():
     sets = conformal.aps_prediction_sets(test_probs, conformal.calibrate_aps(cal_probs, cal_labels, alpha=ALPHA))
     assert conformal.empirical_coverage(sets, test_labels) > 1 - ALPHA - 4 * _sampling_error(n_cal, n_test)
     assert sets.sum(axis=1).min() >= 1
+
+
+def _confident(rng, n, k=10, signal=4.0):
+    # A model right on about 98% of photos, most of them with high confidence.
+    labels = rng.integers(0, k, n)
+    z = rng.normal(size=(n, k))
+    z[np.arange(n), labels] += signal
+    return calibration.softmax(z), labels
+
+
+def test_u_half_makes_the_sets_of_an_accurate_model_adapt_to_its_doubt():
+    rng = np.random.default_rng(11)
+    cal_probs, cal_labels = _confident(rng, 3000)
+    test_probs, test_labels = _confident(rng, 3000)
+    assert conformal.calibrate_aps(cal_probs, cal_labels, alpha=ALPHA) == 0.0  # u = 0: single classes only
+    qhat = conformal.calibrate_aps(cal_probs, cal_labels, alpha=ALPHA, u=conformal.INFORMATIVE_U)
+    assert 0.3 < qhat < 0.5
+    sets = conformal.aps_prediction_sets(test_probs, qhat, u=conformal.INFORMATIVE_U)
+    sizes = sets.sum(axis=1)
+    assert sizes.min() == 1 and (sizes > 1).mean() > 0.02
+    confidence = test_probs.max(axis=1)
+    assert confidence[sizes > 1].max() < confidence[sizes == 1].mean()  # doubtful photos get more classes
+    assert conformal.empirical_coverage(sets, test_labels) >= 1 - ALPHA
+
+
+def test_deterministic_sets_keep_the_top_class_even_above_the_quantile():
+    probs = np.array([[0.98, 0.01, 0.01], [0.5, 0.4, 0.1]])
+    # u = .5: the confident photo's top class scores .49, above qhat = .3, yet stays in its set.
+    sets = conformal.aps_prediction_sets(probs, 0.3, u=0.5)
+    assert sets.tolist() == [[True, False, False], [True, False, False]]
+    assert conformal.aps_prediction_sets(probs, 0.8, u=0.5).tolist() == [[True, False, False],
+                                                                        [True, True, False]]
+    with pytest.raises(ValueError, match=r"u must lie in \[0, 1\]"):
+        conformal.aps_scores(probs, [0, 1], u=1.5)
+
+
+def test_per_class_thresholds():
+    probs = np.array([[0.5, 0.3, 0.2]])  # u = 0 scores: .0, .5, .8
+    sets = conformal.aps_prediction_sets(probs, np.array([0.0, 0.4, 0.9]))
+    assert sets.tolist() == [[True, False, True]]
+
+
+def test_finite_sample_rank_differs_from_the_naive_one():
+    scores = np.arange(1, 11) / 10  # 10 scores, alpha .2: rank ceil(11 * .8) = 9, naively ceil(8) = 8
+    assert conformal.conformal_quantile(scores, alpha=0.2) == pytest.approx(0.9)
+
+
+# Mondrian sets: one quantile per class-size group.
+GROUPS = np.array(["large", "small", "medium"], dtype=object)
+
+
+def _hand_calibration():
+    """Class 0 (large): 10 right photos; class 1 (small): 4 wrong ones; class 2 (medium): 3 photos."""
+    top = np.arange(10) * 0.05 + 0.5  # u = .5 scores .25, .275, ..., .475
+    large = np.c_[top, (1 - top) / 2, (1 - top) / 2]
+    q = np.array([0.5, 0.6, 0.7, 0.8])  # class 1 second: scores q + .5 (.95 - q) = .725 ... .875
+    small = np.c_[q, 0.95 - q, np.full(4, 0.05)]
+    medium = np.tile([0.1, 0.1, 0.8], (3, 1))
+    return np.r_[large, small, medium], np.r_[[0] * 10, [1] * 4, [2] * 3]
+
+
+def test_mondrian_quantiles_use_each_groups_finite_sample_rank():
+    probs, labels = _hand_calibration()
+    with pytest.warns(calibration.CalibrationWarning, match="3 calibration photos of 'medium' classes"):
+        quantiles = mondrian.calibrate_mondrian(probs, labels, GROUPS, alpha=0.2)
+    assert list(quantiles) == ["small", "medium", "large"]
+    # large: rank ceil(11 * .8) = 9 of 10 (naively 8: .425); small: rank ceil(5 * .8) = 4 of 4.
+    assert quantiles["large"] == pytest.approx(0.45)
+    assert quantiles["small"] == pytest.approx(0.875)
+    assert quantiles["medium"] == math.inf  # 3 < (1 - .2) / .2 photos: its class joins every set
+    sets = mondrian.mondrian_prediction_sets(np.array([[0.5, 0.4, 0.1], [0.96, 0.03, 0.01]]), quantiles, GROUPS)
+    # Photo 1 scores .25 / .7 / .95: all within their groups' quantiles. Photo 2: class 0 scores .48 > .45
+    # but is the top class, class 1 scores .975 > .875.
+    assert sets.tolist() == [[True, True, True], [True, False, True]]
+    np.testing.assert_allclose(mondrian.class_thresholds(quantiles, GROUPS), [0.45, 0.875, math.inf])
+
+
+def test_size_groups_follow_the_split_rule_thresholds():
+    groups = mondrian.size_groups([0, 27, 28, 49, 50, 400])
+    assert groups.tolist() == ["small", "small", "medium", "medium", "large", "large"]
+    assert mondrian.size_groups([19, 20, 60], small_below=20, large_from=60).tolist() == ["small", "medium", "large"]
+    with pytest.raises(ValueError, match="small_below <= large_from"):
+        mondrian.size_groups([5], small_below=50, large_from=20)
+    with pytest.raises(ValueError, match="one group per class"):
+        mondrian.calibrate_mondrian(np.eye(3), [0, 1, 2], ["small", "large"], alpha=0.1)
+    with pytest.raises(ValueError, match="no quantile for group"):
+        mondrian.class_thresholds({"small": 0.5}, ["small", "large"])
+
+
+def test_coverage_by_group_counts_photos_by_their_true_class():
+    sets = np.array([[True, False, False], [True, True, False], [False, False, True], [True, False, False]])
+    table = mondrian.coverage_by_group(sets, [0, 1, 2, 1], GROUPS)
+    assert table.index.tolist() == ["small", "medium", "large", "all"]
+    assert table["photos"].tolist() == [2, 1, 1, 4]
+    assert table["coverage"].tolist() == [0.5, 1.0, 1.0, 0.75]
+    assert table["mean_set_size"].tolist() == [1.5, 1.0, 1.0, 1.25]
+    empty = mondrian.coverage_by_group(sets[:1], [0], GROUPS)
+    assert empty.loc["small", "photos"] == 0 and math.isnan(empty.loc["small", "coverage"])
+
+
+def _two_sized(rng, n, k_large=15, k_small=5):
+    # A fifth of the photos are of the five small classes, where the model is much less sure.
+    small = rng.uniform(size=n) < 0.2
+    labels = np.where(small, rng.integers(k_large, k_large + k_small, n), rng.integers(0, k_large, n))
+    z = rng.normal(size=(n, k_large + k_small))
+    z[np.arange(n), labels] += np.where(small, 1.5, 4.0)
+    return calibration.softmax(z), labels
+
+
+def test_mondrian_sets_cover_the_hard_group_where_marginal_sets_do_not():
+    rng = np.random.default_rng(0)
+    cal_probs, cal_labels = _two_sized(rng, 10_000)
+    test_probs, test_labels = _two_sized(rng, 10_000)
+    groups = mondrian.size_groups([300] * 15 + [10] * 5)
+    qhat = conformal.calibrate_aps(cal_probs, cal_labels, alpha=ALPHA, u=conformal.INFORMATIVE_U)
+    marginal = mondrian.coverage_by_group(
+        conformal.aps_prediction_sets(test_probs, qhat, u=conformal.INFORMATIVE_U), test_labels, groups)
+    quantiles = mondrian.calibrate_mondrian(cal_probs, cal_labels, groups, alpha=ALPHA)
+    by_group = mondrian.coverage_by_group(mondrian.mondrian_prediction_sets(test_probs, quantiles, groups),
+                                          test_labels, groups)
+    # About 2,000 small-class photos each side: one standard deviation of coverage is about .01.
+    assert marginal.loc["all", "coverage"] >= 1 - ALPHA - 0.01
+    assert marginal.loc["small", "coverage"] < 1 - ALPHA - 0.1
+    assert by_group.loc["small", "coverage"] >= 1 - ALPHA - 0.03
+    assert by_group.loc["large", "coverage"] >= 1 - ALPHA - 0.03
+    assert quantiles["small"] > quantiles["large"] and (by_group["mean_set_size"] < 6).all()

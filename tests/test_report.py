@@ -132,9 +132,29 @@ def test_metrics_json_schema():
                                     "test_mean_set_size": outcome["mean_set_size"]}
     assert metrics["unseen_classes"] == {"classes": ["new"], "photos": 2, "auroc": {"energy": 0.75}}
     assert metrics["classes_without_test_photos"] == ["mu"] and metrics["data_warnings"] == []
-    # Plain Python values all the way down, so json writes them (NaN and inf as NaN/Infinity).
+    # Plain Python values all the way down, so json writes them (write_json: NaN and inf as null).
     assert {type(value) for value in _leaves(metrics)} <= {str, int, float, bool}
     assert json.loads(json.dumps(metrics))["unseen_classes"]["classes"] == ["new"]
+
+
+def _strict_loads(text: str):
+    def refuse(constant):
+        raise ValueError(f"not strict JSON: {constant}")
+    return json.loads(text, parse_constant=refuse)
+
+
+def test_write_json_writes_strict_json(tmp_path):
+    data = {"nan": math.nan, "inf": math.inf, "ninf": -math.inf, "f32": np.float32(0.5), "i64": np.int64(7),
+            "bool": np.bool_(True), "array": np.array([[1.0, np.nan], [np.inf, 2.0]]),
+            "nested": [{"x": np.float64("nan")}, (1, np.float32("-inf"))], "path": tmp_path / "a",
+            np.int64(3): "numpy key"}
+    text = atomic.write_json(tmp_path / "m.json", data).read_text()
+    assert _strict_loads(text) == {
+        "nan": None, "inf": None, "ninf": None, "f32": 0.5, "i64": 7, "bool": True,
+        "array": [[1.0, None], [None, 2.0]], "nested": [{"x": None}, [1, None]], "path": str(tmp_path / "a"),
+        "3": "numpy key"}
+    with pytest.raises(ValueError, match="not strict JSON: NaN"):
+        _strict_loads(json.dumps({"x": math.nan}))  # the parser does refuse what json.dumps writes by default
 
 
 def _leaves(value):

@@ -12,11 +12,11 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
-from scipy import optimize
+
+from meterlib.confidence import metrics
 
 # Temperatures outside this range mean the fit ran away (no errors to learn from, or garbage).
 TEMPERATURE_RANGE = (0.05, 20.0)
-_EPS = 1e-12
 
 
 class CalibrationWarning(UserWarning):
@@ -56,12 +56,10 @@ def softmax(logits, *, temperature: float = 1.0) -> np.ndarray:
 def reliability_bins(probs, labels, *, n_bins: int = 15) -> pd.DataFrame:
     """Top-label reliability table: per equal-width confidence bin, count, accuracy and mean confidence."""
     probs, labels = as_probs_and_labels(probs, labels)
-    if n_bins < 1:
-        raise ValueError(f"n_bins must be at least 1, got {n_bins}")
+    _check_bins(n_bins)
     confidence = probs.max(axis=1)
     correct = probs.argmax(axis=1) == labels
-    # Bins are (lo, hi]; a confidence of exactly 0 cannot be a top label, so bin 0 is safe for it.
-    index = np.clip(np.ceil(confidence * n_bins).astype(int) - 1, 0, n_bins - 1)
+    index = metrics.equal_width_bins(confidence, n_bins)
     edges = np.linspace(0.0, 1.0, n_bins + 1)
     count = np.bincount(index, minlength=n_bins)
     hits = np.bincount(index, weights=correct, minlength=n_bins)
@@ -74,14 +72,41 @@ def reliability_bins(probs, labels, *, n_bins: int = 15) -> pd.DataFrame:
         })
 
 
+def _check_bins(n_bins: int) -> None:
+    if n_bins < 1:
+        raise ValueError(f"n_bins must be at least 1, got {n_bins}")
+
+
+def _metric(probs, labels, name: str, n_bins: int = 15) -> float:
+    # One metric of the photos themselves (every weight 1); NaN without photos.
+    probs, labels = as_probs_and_labels(probs, labels)
+    _check_bins(n_bins)
+    if not labels.size:
+        return float("nan")
+    weights = np.ones((1, labels.size))
+    return float(metrics.weighted_metrics(probs, labels, weights, n_bins=n_bins)[name][0])
+
+
 def expected_calibration_error(probs, labels, *, n_bins: int = 15) -> float:
     """ECE: count-weighted mean |accuracy - confidence| over equal-width top-label bins."""
-    bins = reliability_bins(probs, labels, n_bins=n_bins)
-    total = bins["count"].sum()
-    if total == 0:
-        return float("nan")
-    gap = (bins["accuracy"] - bins["mean_confidence"]).abs().fillna(0.0)
-    return float((gap * bins["count"]).sum() / total)
+    return _metric(probs, labels, "ece", n_bins)
+
+
+def adaptive_calibration_error(probs, labels, *, n_bins: int = 15) -> float:
+    """Adaptive ECE: as ECE, over ``n_bins`` bins that each hold the same number of photos."""
+    return _metric(probs, labels, "adaptive_ece", n_bins)
+
+
+def debiased_calibration_error(probs, labels, *, n_bins: int = 15) -> float:
+    """Debiased top-label L2 calibration error (Kumar, Liang & Ma 2019), over equal-mass bins.
+
+    sqrt(max(0, sum_b w_b * [(conf_b - acc_b)^2 - acc_b (1 - acc_b) / (n_b - 1)])), where w_b is
+    the share of photos in bin b, conf_b and acc_b its mean confidence and accuracy and n_b its size
+    (bins of one photo count 0). The subtracted term is the sampling variance of acc_b, which the
+    plain estimate adds on average: near 0 for a calibrated model even on few photos, where ECE
+    stays well above 0. A root mean square, so for the same gaps it reads at least as high as ECE.
+    """
+    return _metric(probs, labels, "debiased_l2_ce", n_bins)
 
 
 def max_calibration_error(probs, labels, *, n_bins: int = 15) -> float:
@@ -95,31 +120,22 @@ def max_calibration_error(probs, labels, *, n_bins: int = 15) -> float:
 
 def negative_log_likelihood(probs, labels) -> float:
     """Mean negative log probability of the true class."""
-    probs, labels = as_probs_and_labels(probs, labels)
-    if not labels.size:
-        return float("nan")
-    return float(-np.log(np.clip(probs[np.arange(labels.size), labels], _EPS, 1.0)).mean())
+    return _metric(probs, labels, "nll")
 
 
 def brier_score(probs, labels) -> float:
     """Multiclass Brier score: mean over images of sum_k (p_k - onehot_k)^2 (0 best, 2 worst)."""
-    probs, labels = as_probs_and_labels(probs, labels)
-    if not labels.size:
-        return float("nan")
-    onehot = np.zeros_like(probs)
-    onehot[np.arange(labels.size), labels] = 1.0
-    return float(((probs - onehot) ** 2).sum(axis=1).mean())
+    return _metric(probs, labels, "brier")
 
 
 def calibration_summary(probs, labels, *, n_bins: int = 15) -> dict[str, float]:
     """ECE, MCE, NLL, Brier and accuracy in one dict."""
-    probs, labels = as_probs_and_labels(probs, labels)
     return {
         "ece": expected_calibration_error(probs, labels, n_bins=n_bins),
         "mce": max_calibration_error(probs, labels, n_bins=n_bins),
         "nll": negative_log_likelihood(probs, labels),
         "brier": brier_score(probs, labels),
-        "accuracy": float((probs.argmax(axis=1) == labels).mean()) if labels.size else float("nan"),
+        "accuracy": _metric(probs, labels, "accuracy"),
     }
 
 
@@ -174,6 +190,8 @@ def fit_temperature(logits, labels, *, min_samples: int = 30, n_bins: int = 15) 
     if slope_lo >= 0:
         return fallback(f"NLL still falls at T = {TEMPERATURE_RANGE[1]}: the predictions carry "
                         "almost no information on this split")
+    from scipy import optimize  # here: serving photos never needs scipy
+
     beta = optimize.brentq(lambda b: _nll_slope(logits, labels, b), beta_lo, beta_hi, xtol=1e-10)
     temperature = 1.0 / beta
     probs_after = softmax(logits, temperature=temperature)

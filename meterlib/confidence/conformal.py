@@ -3,12 +3,18 @@
 Adaptive Prediction Sets (Romano, Sesia & Candes, 2020). A class's score is the probability
 mass of the classes ranked above it plus ``u`` times its own probability. Calibration takes the
 finite-sample (1 - alpha) quantile of the true classes' scores; a test image's set holds every
-class whose score is within that quantile. With ``u`` uniform on [0, 1) (randomized) coverage is
-1 - alpha on average (up to 1/(n+1)) but a set may be empty. With ``u = 0`` (deterministic, the
-default: the same image always gets the same set) coverage is at least 1 - alpha, the top class
-is always in the set, and a model already right on at least 1 - alpha of the calibration images
-answers with single classes. (``u = 1`` would put classes of zero probability into the sets of
-confident models, since their cumulative mass ties at 1.)
+class whose score is within that quantile (``qhat``, or one threshold per class: see mondrian).
+
+Any fixed ``u`` in [0, 1] makes a fixed score function, so coverage stays at least 1 - alpha.
+``u = 0`` (the default, which stored checkpoints were calibrated with) scores every correct top
+class 0: a model right on at least 1 - alpha of the calibration images gets qhat = 0 and answers
+with single classes whatever its confidence. ``u = INFORMATIVE_U`` (0.5) scores a correct top
+class by half its probability, so qhat separates confident from doubtful images and the doubtful
+ones get more classes. Fixed, not drawn per photo: a photo gets the same set whatever its name or
+order, and 03 and the Predictor need no shared seed. With u > 0 a very confident top class can
+score above qhat, so deterministic sets always keep the top class: never empty, and coverage only
+rises. With ``randomized`` u, uniform on [0, 1) per image, coverage is 1 - alpha on average (up
+to 1/(n+1)) and sets may be empty.
 """
 
 from __future__ import annotations
@@ -20,10 +26,14 @@ import numpy as np
 
 from meterlib.confidence.calibration import CalibrationWarning, as_probs_and_labels
 
+INFORMATIVE_U = 0.5
 
-def _tie_breaks(n: int, randomized: bool, rng: np.random.Generator | None) -> np.ndarray:
+
+def _tie_breaks(n: int, u: float, randomized: bool, rng: np.random.Generator | None) -> np.ndarray:
     if not randomized:
-        return np.zeros(n)
+        if not 0 <= u <= 1:
+            raise ValueError(f"u must lie in [0, 1], got {u}")
+        return np.full(n, float(u))
     if rng is None:
         raise ValueError("randomized APS needs an rng (np.random.default_rng(seed))")
     return rng.uniform(size=n)
@@ -40,43 +50,53 @@ def _class_scores(probs: np.ndarray, u: np.ndarray) -> np.ndarray:
     return scores
 
 
-def aps_scores(probs, labels, *, randomized: bool = False,
+def aps_scores(probs, labels, *, u: float = 0.0, randomized: bool = False,
                rng: np.random.Generator | None = None) -> np.ndarray:
     """Conformity score of each image's true class (lower = more typical)."""
     probs, labels = as_probs_and_labels(probs, labels)
-    u = _tie_breaks(labels.size, randomized, rng)
-    return _class_scores(probs, u)[np.arange(labels.size), labels]
+    return _class_scores(probs, _tie_breaks(labels.size, u, randomized, rng))[np.arange(labels.size), labels]
 
 
-def conformal_quantile(scores, *, alpha: float) -> float:
-    """The finite-sample (1 - alpha) quantile of calibration scores; inf when too few scores."""
+def conformal_quantile(scores, *, alpha: float, what: str = "calibration images") -> float:
+    """The finite-sample (1 - alpha) quantile of calibration scores; inf when too few scores.
+
+    The rank is ceil((n + 1)(1 - alpha)) of n scores; beyond n (fewer than (1 - alpha) / alpha
+    scores) no threshold can certify the coverage. ``what`` names the scores in that warning.
+    """
     if not 0 < alpha < 1:
         raise ValueError(f"alpha must lie in (0, 1), got {alpha}")
     scores = np.sort(np.asarray(scores, dtype=np.float64))
     n = scores.size
     rank = math.ceil((n + 1) * (1 - alpha))
     if rank > n:
-        warnings.warn(f"{n} calibration images cannot certify {1 - alpha:.0%} coverage "
-                      f"(need at least {math.ceil((1 - alpha) / alpha)}); every class goes into "
-                      "every prediction set", CalibrationWarning, stacklevel=2)
+        warnings.warn(f"{n} {what} cannot certify {1 - alpha:.0%} coverage "
+                      f"(need at least {math.ceil((1 - alpha) / alpha)}); every class they stand for "
+                      "goes into every prediction set", CalibrationWarning, stacklevel=2)
         return float("inf")
     return float(scores[rank - 1])
 
 
-def calibrate_aps(probs, labels, *, alpha: float, randomized: bool = False,
+def calibrate_aps(probs, labels, *, alpha: float, u: float = 0.0, randomized: bool = False,
                   rng: np.random.Generator | None = None) -> float:
     """Threshold (qhat) for APS sets with 1 - alpha coverage, from a calibration split."""
-    return conformal_quantile(aps_scores(probs, labels, randomized=randomized, rng=rng), alpha=alpha)
+    return conformal_quantile(aps_scores(probs, labels, u=u, randomized=randomized, rng=rng), alpha=alpha)
 
 
-def aps_prediction_sets(probs, qhat: float, *, randomized: bool = False,
+def aps_prediction_sets(probs, qhat, *, u: float = 0.0, randomized: bool = False,
                         rng: np.random.Generator | None = None) -> np.ndarray:
-    """Boolean (n, k) membership of each class in each image's prediction set."""
+    """Boolean (n, k) membership of each class in each image's prediction set.
+
+    ``qhat`` is one threshold or one per class; deterministic sets always hold the top class.
+    """
     probs = np.asarray(probs, dtype=np.float64)
     if probs.ndim != 2:
         raise ValueError(f"expected probabilities of shape (n, classes), got {probs.shape}")
-    u = _tie_breaks(probs.shape[0], randomized, rng)
-    return _class_scores(probs, u) <= qhat
+    scores = _class_scores(probs, _tie_breaks(probs.shape[0], u, randomized, rng))
+    sets = scores <= np.asarray(qhat, dtype=np.float64)
+    if not randomized:
+        # For u in [0, 1] the top class has the lowest score of its row.
+        sets[np.arange(probs.shape[0]), scores.argmin(axis=1)] = True
+    return sets
 
 
 def empirical_coverage(sets, labels) -> float:

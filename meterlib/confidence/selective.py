@@ -12,7 +12,6 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
-from sklearn.metrics import roc_auc_score
 
 from meterlib.confidence.calibration import softmax
 
@@ -129,6 +128,8 @@ def energy_score(logits, *, temperature: float = 1.0) -> np.ndarray:
 
 def separation_auroc(high_scores, low_scores) -> float:
     """AUROC of a score separating two groups, e.g. known vs unseen or right vs wrong (1 perfect, 0.5 chance)."""
+    from sklearn.metrics import roc_auc_score  # here: the predict command never needs sklearn
+
     high = np.asarray(high_scores, dtype=np.float64)
     low = np.asarray(low_scores, dtype=np.float64)
     if not high.size or not low.size:

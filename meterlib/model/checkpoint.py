@@ -11,7 +11,7 @@ weights_only=True)`` reads it without running any pickled code. Keys:
 - ``splits_sha256``: SHA-256 of the splits.csv the model was trained on
 - ``versions`` (python, torch, torchvision, timm, numpy, meterlib); ``metrics`` (best epoch, accuracies)
 - ``temperature`` (1.0), ``unknown_threshold`` (``DEFAULT_UNKNOWN_THRESHOLD``): set by 03's calibration
-- any further field added later with ``update_fields`` (e.g. a conformal quantile)
+- ``gallery`` (optional): some training photos (see ``gallery_format``); further fields via ``update_fields``
 
 ``load`` and ``write`` check every known field's type and range (see ``check_fields``).
 """
@@ -34,7 +34,7 @@ from typing import Any, Callable, Sequence
 
 from meterlib.confidence.selective import DEFAULT_UNKNOWN_THRESHOLD
 from meterlib.errors import MeterlibError
-from meterlib.model import backbones
+from meterlib.model import backbones, gallery_format
 from meterlib.run import atomic
 
 FORMAT = "meterlib-checkpoint"
@@ -81,10 +81,8 @@ def plain(value: Any, *, where: str = "checkpoint") -> Any:
     for kind in (bool, int, float, str):  # also turns subclasses (e.g. torch's version string) plain
         if isinstance(value, kind):
             return kind(value)
-    if isinstance(value, np.generic):
-        return value.item()
-    if isinstance(value, np.ndarray):
-        return value.tolist()
+    if isinstance(value, (np.generic, np.ndarray)):
+        return value.tolist()  # a numpy scalar gives a Python number, an array nested lists
     if isinstance(value, os.PathLike):
         return os.fspath(value)
     if isinstance(value, dict):
@@ -197,6 +195,9 @@ def check_fields(content: dict, *, source: str | os.PathLike = "checkpoint") -> 
         if field in content and not valid(content[field]):
             shown = textwrap.shorten(reprlib.repr(content[field]), 80, placeholder=" ...")
             raise CheckpointError(f"{source}: checkpoint field {field!r} must be {requirement}, got {shown}")
+    problem = gallery_format.problem(content.get("gallery"), n_classes=len(content["class_names"]))
+    if problem:
+        raise CheckpointError(f"{source}: checkpoint field 'gallery' {problem}")
 
 
 def _is_int(value: Any) -> bool:

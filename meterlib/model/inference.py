@@ -32,21 +32,30 @@ def positive_int(name: str, value) -> int:
 
 def load_resized(images: Sequence[photos.PhotoSource], *, image_size: int, progress: bool = False) -> list:
     """Decode photos once (files, bytes, PIL images or arrays; EXIF-upright RGB), squashed to squares."""
+    pictures = load_resized_each(images, image_size=image_size, progress=progress)
+    for index, picture in enumerate(pictures):
+        if isinstance(picture, photos.ImageError):
+            if len(pictures) == 1:
+                raise picture
+            # Among many uploads, "image data (812 bytes)" alone would not say which one failed.
+            raise photos.ImageError(f"image {index + 1} of {len(pictures)}: {picture}") from None
+    return pictures
+
+
+def load_resized_each(images: Sequence[photos.PhotoSource], *, image_size: int, progress: bool = False) -> list:
+    """Like ``load_resized``, but a photo that cannot be used gives its ImageError in its place."""
     from tqdm.auto import tqdm
 
     squash = transforms.resize(image_size)
 
-    def decode(index: int):
+    def decode(source):
         try:
-            return squash(photos.load_rgb(images[index], min_side=image_size))
+            return squash(photos.load_rgb(source, min_side=image_size))
         except photos.ImageError as exc:
-            if len(images) == 1:
-                raise
-            # Among many uploads, "image data (812 bytes)" alone would not say which one failed.
-            raise photos.ImageError(f"image {index + 1} of {len(images)}: {exc}") from None
+            return exc.with_traceback(None)  # the traceback would keep the decoder's frames alive
 
     with ThreadPoolExecutor(decode_threads()) as pool:
-        jobs = pool.map(decode, range(len(images)))
+        jobs = pool.map(decode, images)
         return list(tqdm(jobs, total=len(images), desc="decode", disable=not progress, leave=False))
 
 
@@ -69,3 +78,15 @@ def logits_for_images(model, images: Sequence, *, image_size: int, mean: Sequenc
     if not outputs:
         return torch.empty(0, model.head.out_features)
     return torch.cat(outputs)
+
+
+def features_for_images(model, images: Sequence, **preprocessing):
+    """Pooled features (N x feature size, CPU float tensor): the classifier without its head, ``model[:3]``.
+
+    ``preprocessing``: the keyword options of ``logits_for_images``.
+    """
+    import torch
+
+    if not images:  # logits_for_images sizes an empty answer by the head it is given
+        return torch.empty(0, model.head.in_features)
+    return logits_for_images(model[:3], images, **preprocessing)

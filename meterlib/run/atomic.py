@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import os
 import tempfile
 from pathlib import Path
 from typing import Any, Iterator
+
+import numpy as np
 
 
 @contextlib.contextmanager
@@ -34,9 +37,34 @@ def write_text(path: str | os.PathLike, text: str) -> Path:
     return Path(path)
 
 
+def strict_json_value(data: Any) -> Any:
+    """``data`` with numpy values as Python ones and NaN/±inf as None, so strict JSON can hold it."""
+    if isinstance(data, np.ndarray):
+        data = data.tolist()
+    elif isinstance(data, np.generic):
+        data = data.item()
+    if isinstance(data, float):
+        return data if math.isfinite(data) else None
+    if isinstance(data, dict):
+        return {_strict_key(key): strict_json_value(value) for key, value in data.items()}
+    if isinstance(data, (list, tuple)):
+        return [strict_json_value(value) for value in data]
+    return data
+
+
+def _strict_key(key: Any) -> str:
+    # The text json would make of a number or None key, now, so that sort_keys can order mixed keys.
+    key = key.item() if isinstance(key, np.generic) else key
+    return key if isinstance(key, str) else json.dumps(key)
+
+
 def write_json(path: str | os.PathLike, data: Any) -> Path:
-    """Atomically write pretty-printed JSON."""
-    return write_text(path, json.dumps(data, indent=2, sort_keys=True, default=str) + "\n")
+    """Atomically write pretty-printed strict JSON (RFC 8259): NaN and ±inf are written as null.
+
+    Other values json cannot write (a Path, a timestamp) are written as their str().
+    """
+    text = json.dumps(strict_json_value(data), indent=2, sort_keys=True, default=str, allow_nan=False)
+    return write_text(path, text + "\n")
 
 
 def write_csv(path: str | os.PathLike, frame) -> Path:

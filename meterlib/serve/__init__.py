@@ -1,5 +1,5 @@
 """Serving: photos in, calibrated answers out (``from meterlib.serve import Predictor``)."""
 
-from meterlib.serve.predictor import UNKNOWN, Prediction, Predictor
+from meterlib.serve.predictor import UNKNOWN, Outcome, Prediction, Predictor
 
-__all__ = ["UNKNOWN", "Prediction", "Predictor"]
+__all__ = ["UNKNOWN", "Outcome", "Prediction", "Predictor"]

@@ -11,7 +11,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Union
 
@@ -19,7 +19,8 @@ import numpy as np
 
 from meterlib.confidence import calibration, conformal, selective
 from meterlib.data import photos
-from meterlib.model import checkpoint, inference
+from meterlib.model import checkpoint, folding, inference
+from meterlib.serve import batch
 
 UNKNOWN = "UNKNOWN"
 # One photo source (see photos.load_rgb) or an iterable of them.
@@ -36,6 +37,19 @@ class Prediction:
     top_classes: list[str]
     top_probabilities: list[float]  # calibrated
     prediction_set: list[str]  # classes that hold the true one with the calibrated coverage
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """One photo of a tolerant batch: its prediction, or why the photo could not be used."""
+
+    source: str  # the photo's display name: the given name, else its path, else its place in the batch
+    prediction: Prediction | None
+    error: str | None  # the problem, e.g. "empty (0 bytes)"; None when predicted
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
 
 
 @dataclass
@@ -73,10 +87,21 @@ class Predictor:
         return dataclasses.replace(self, temperature=temperature, unknown_threshold=unknown_threshold,
                                    conformal_quantile=conformal_quantile)
 
+    def with_folded_batch_norms(self) -> "Predictor":
+        """The same calibration on a copy of the model with its batch norms folded into the convolutions.
+
+        About 30% less CPU time per photo; the answers agree with the original's up to float rounding.
+        """
+        return dataclasses.replace(self, model=folding.fold_batch_norms(self.model))
+
     def logits(self, images: Photos, *, batch_size: int = 32, progress: bool = False) -> np.ndarray:
         """Raw logits (n, classes) for one photo or many (paths, bytes, PIL images, arrays)."""
         batch_size = inference.positive_int("batch_size", batch_size)
         pictures = inference.load_resized(_as_list(images), image_size=self.image_size, progress=progress)
+        return self._logits_of(pictures, batch_size=batch_size)
+
+    def _logits_of(self, pictures: list, *, batch_size: int) -> np.ndarray:
+        """Logits (n, classes) of decoded, squashed photos."""
         result = inference.logits_for_images(self.model, pictures, image_size=self.image_size,
                                              mean=self.mean, std=self.std, batch_size=batch_size,
                                              device=self.device)
@@ -94,6 +119,36 @@ class Predictor:
     def predict(self, image: photos.PhotoSource, *, top_k: int = 3) -> Prediction:
         """The prediction for one photo: a path, its bytes, a PIL image or an array."""
         return self.predict_many([image], top_k=top_k)[0]
+
+    def predict_each(self, sources: Photos, *, names: Sequence[str] | None = None, top_k: int = 3,
+                     batch_size: int = 32, progress: bool = False) -> list[Outcome]:
+        """One Outcome per photo, in order: a photo that cannot be used gets its error, the others an answer.
+
+        ``names`` (e.g. uploaded file names) label the photos in ``Outcome.source``. Photos are
+        decoded and predicted ``batch_size`` at a time, so memory stays flat for any number of them.
+        """
+        from tqdm.auto import tqdm
+
+        top_k = inference.positive_int("top_k", top_k)
+        batch_size = inference.positive_int("batch_size", batch_size)
+        items = _as_list(sources)
+        labels = batch.display_names(items, names)
+        outcomes: list[Outcome] = []
+        with tqdm(total=len(items), desc="predict", unit="photo", disable=not progress) as bar:
+            for start in range(0, len(items), batch_size):
+                part = slice(start, start + batch_size)
+                outcomes += self._outcomes(items[part], labels[part], top_k=top_k)
+                bar.update(len(items[part]))
+        return outcomes
+
+    def _outcomes(self, items: list, labels: list[str], *, top_k: int) -> list[Outcome]:
+        """Outcomes of one batch of photos."""
+        decoded = batch.decode_each(items, labels, image_size=self.image_size)
+        pictures = [picture for picture in decoded if not isinstance(picture, photos.ImageError)]
+        answers = iter(self.predictions_from_logits(self._logits_of(pictures, batch_size=len(items)),
+                                                    top_k=top_k))
+        return [Outcome(label, None, picture.problem) if isinstance(picture, photos.ImageError)
+                else Outcome(label, next(answers), None) for label, picture in zip(labels, decoded)]
 
     def predictions_from_logits(self, logits, *, top_k: int = 3) -> list[Prediction]:
         """The answers for logits (n, classes) of this model: calibrated, UNKNOWN-flagged, with sets."""
