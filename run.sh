@@ -3,6 +3,7 @@
 #   bash run.sh demo [runner options]   the whole analysis on the demo data -> reports/
 #   bash run.sh test [pytest options]   unit tests + nbval over every notebook
 #   bash run.sh lab                     JupyterLab on notebooks/
+#   bash run.sh app [voila options]     the prediction panel (notebook 04) as a page: http://localhost:8866/
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")"
 
@@ -30,5 +31,6 @@ case "$cmd" in
     smoke) ensure_env; exec "$PY" -m meterlib run --profile smoke "$@" ;;
     test)  ensure_env; METERLIB_OFFLINE=1 exec "$PY" -m pytest "$@" ;;
     lab)   ensure_env; exec "$VENV/bin/jupyter" lab notebooks "$@" ;;
-    *) echo "usage: bash run.sh demo|smoke|test|lab [options]" >&2; exit 2 ;;
+    app)   ensure_env; exec "$VENV/bin/voila" notebooks/04_predict_panel.ipynb --no-browser "$@" ;;
+    *) echo "usage: bash run.sh demo|smoke|test|lab|app [options]" >&2; exit 2 ;;
 esac

@@ -10,7 +10,7 @@ from meterlib.run import paths
 PACKAGE = paths.PACKAGE_DIR
 # Low to high; a module may import its own layer's package and any lower layer, never a higher one.
 LAYERS = [("errors",), ("run",), ("confidence",), ("data", "synth"), ("model",), ("train",), ("serve",),
-          ("evaluate",), ("__main__",)]
+          ("evaluate",), ("panel",), ("__main__",)]
 LAYER_OF = {name: rank for rank, names in enumerate(LAYERS) for name in names}
 MAX_MODULE_LINES, MAX_FUNCTION_LINES, MAX_PARAMETERS = 300, 60, 8
 

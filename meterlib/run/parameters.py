@@ -75,6 +75,8 @@ RANGES: dict[str, Range] = {
     "ece_bins": COUNT, "min_calibration_images": NON_NEGATIVE, "target_accuracy": share(open_low=True),
     "conformal_alpha": share(open_low=True, open_high=True), "eval_batch_size": COUNT,
     "gallery_size": NON_NEGATIVE, "quality_bins": COUNT,
+    # 04
+    "prefill": NON_NEGATIVE, "neighbours": NON_NEGATIVE,
 }
 
 # Text parameters with a fixed set of values. The stages that use them own the lists; this copy

@@ -20,7 +20,7 @@ from meterlib.run import parameters as parameters_module
 NOTEBOOK_GLOB = "[0-9][0-9]_*.ipynb"
 PROFILES_DIR = Path(__file__).resolve().parent / "profiles"
 # Parameters that name a file or folder (``dataset`` too, when it is written as a path).
-PATH_PARAMETERS = ("data_dir", "reports_dir", "weights_path")
+PATH_PARAMETERS = ("data_dir", "reports_dir", "weights_path", "checkpoint")
 LOCK_NAME = ".meterlib-run.lock"
 
 

@@ -1,0 +1,181 @@
+"""The prediction panel of notebook 04: uploads in, answers and their widgets out (no browser)."""
+
+import datetime
+import io
+import math
+from types import SimpleNamespace
+
+import ipywidgets as widgets
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from PIL import Image
+
+from meterlib.model import backbones, checkpoint
+from meterlib.panel import answers, app, figures, view
+from meterlib.serve import UNKNOWN, Predictor
+
+CLASSES = ["zeta", "alpha", "mu", "kappa", "beta"]  # five, so that the top 3 leave two out
+
+
+@pytest.fixture(scope="module")
+def predictor(tmp_path_factory) -> Predictor:
+    torch.manual_seed(0)
+    model = backbones.build_classifier("random", len(CLASSES), pretrained=False).eval()
+    spec = checkpoint.ModelSpec(backbone="random", class_names=CLASSES, image_size=32,
+                                mean=(0.5, 0.5, 0.5), std=(0.25, 0.25, 0.25))
+    path = checkpoint.save(tmp_path_factory.mktemp("panel") / "ckpt.pt", model=model, spec=spec)
+    return Predictor.from_checkpoint(path, device="cpu")
+
+
+def _calibrated(predictor, threshold: float) -> Predictor:
+    return predictor.with_calibration(temperature=1.0, unknown_threshold=threshold, conformal_quantile=math.inf)
+
+
+def _upload(name: str, data: bytes) -> dict:
+    """An entry of ipywidgets 8's FileUpload.value."""
+    return {"name": name, "type": "image/png", "size": len(data), "content": memoryview(data),
+            "last_modified": datetime.datetime(2024, 5, 1, tzinfo=datetime.timezone.utc)}
+
+
+@pytest.fixture()
+def uploads(tmp_path) -> tuple[dict, ...]:
+    rng = np.random.default_rng(1)
+    entries = []
+    for i in range(3):
+        buffer = io.BytesIO()
+        Image.fromarray(rng.integers(0, 256, (60, 40, 3), dtype=np.uint8)).save(buffer, format="PNG")
+        entries.append(_upload(f"meter {i}.png", buffer.getvalue()))
+    return tuple(entries)
+
+
+def _tree(widget):
+    yield widget
+    for child in getattr(widget, "children", ()):
+        yield from _tree(child)
+
+
+def _with_class(widget, css: str) -> list:
+    return [w for w in _tree(widget) if css in w._dom_classes]
+
+
+def _text(widget) -> str:
+    return " ".join(w.value for w in _tree(widget) if isinstance(w, widgets.HTML))
+
+
+def test_uploads_get_the_predictors_answers(predictor, uploads):
+    given = answers.answer_uploads(predictor, uploads, neighbours=0)
+    assert [a.name for a in given] == ["meter 0.png", "meter 1.png", "meter 2.png"]
+    for answer, upload in zip(given, uploads):
+        expected = predictor.predict(bytes(upload["content"]))
+        assert answer.ok and answer.prediction.label == expected.label
+        assert answer.prediction.top_classes == expected.top_classes
+        assert answer.prediction.top_probabilities == pytest.approx(expected.top_probabilities, abs=1e-5)
+        assert answer.heatmap.size == answer.preview.size == (40, 60)
+
+
+def test_paths_are_answered_and_named_by_their_file(predictor, uploads, tmp_path):
+    path = tmp_path / "on disk.png"
+    path.write_bytes(bytes(uploads[0]["content"]))
+    [answer] = answers.answer_uploads(predictor, [path], explain=False, neighbours=0)
+    assert answer.name == "on disk.png" and answer.heatmap is None
+    assert answer.prediction.top_classes == predictor.predict(path).top_classes
+
+
+def test_a_bad_upload_is_named_and_the_others_are_answered(predictor, uploads):
+    broken = _upload("broken.jpg", b"not a photo")
+    given = answers.answer_uploads(predictor, (uploads[0], broken, uploads[1]), explain=False, neighbours=0)
+    assert [a.ok for a in given] == [True, False, True]
+    assert given[1].name == "broken.jpg" and "not an image" in given[1].error
+    line = view.render(given[1])
+    assert "meterlib-error" in line._dom_classes and "broken.jpg" in line.value
+    assert "not an image" in answers.summary_line(given[1])
+
+
+def test_rendered_answer_shows_the_label_and_exactly_the_top_three(predictor, uploads):
+    [answer] = answers.answer_uploads(_calibrated(predictor, 0.0), uploads[:1], neighbours=0)
+    shown = view.render(answer)
+    assert "meterlib-answer" in shown._dom_classes
+    [label] = _with_class(shown, "meterlib-label")
+    assert f">{answer.prediction.label}<" in label.value and answer.prediction.label in CLASSES
+    [bars] = _with_class(shown, "meterlib-top")
+    named = [c for c in CLASSES if f">{c}</td>" in bars.value]
+    assert sorted(named) == sorted(answer.prediction.top_classes) and len(named) == 3
+    order = sorted(named, key=bars.value.index)
+    assert order == answer.prediction.top_classes
+    assert len(_with_class(shown, "meterlib-heatmap")) == 1 and _with_class(shown, "meterlib-set")
+
+
+@pytest.mark.parametrize("threshold, unknown", [(1.0, True), (0.0, False)])
+def test_the_unknown_banner_appears_exactly_when_the_answer_is_unknown(predictor, uploads, threshold, unknown):
+    [answer] = answers.answer_uploads(_calibrated(predictor, threshold), uploads[:1], explain=False,
+                                      neighbours=0)
+    assert answer.prediction.unknown is unknown
+    banners = _with_class(view.render(answer), "meterlib-unknown")
+    assert len(banners) == int(unknown)
+    if unknown:
+        assert answer.prediction.label == UNKNOWN
+        assert answer.prediction.top_classes[0] in banners[0].value
+
+
+def test_a_checkpoint_without_gallery_says_so(predictor, uploads):
+    assert predictor.gallery is None
+    [answer] = answers.answer_uploads(predictor, uploads[:1], explain=False, neighbours=3)
+    assert answer.neighbours == {} and "no comparison photos" in answer.neighbours_note
+    [compare] = _with_class(view.render(answer), "meterlib-neighbours")
+    assert "no comparison photos" in _text(compare)
+
+
+def test_nearest_photos_of_the_predicted_type_and_the_runner_up_are_shown(predictor, uploads, monkeypatch):
+    asked = {}
+
+    def nearest(_, image, classes, *, k):
+        asked.update(classes=classes, k=k)
+        thumb = Image.new("RGB", (20, 30), "grey")
+        return {c: [SimpleNamespace(class_name=c, name=f"raw/{c}/{c}_{i}.jpg", similarity=0.9 - i / 10, thumbnail=thumb)
+                    for i in range(k)] for c in classes}
+
+    monkeypatch.setattr(answers.gallery, "nearest", nearest)
+    [answer] = answers.answer_uploads(predictor, uploads[:1], explain=False, neighbours=2)
+    assert asked == {"classes": answer.prediction.top_classes[:2], "k": 2}
+    text = _text(_with_class(view.render(answer), "meterlib-neighbours")[0])
+    top, runner_up = answer.prediction.top_classes[:2]
+    assert f"predicted type: <b>{top}</b>" in text and f"runner-up: <b>{runner_up}</b>" in text
+    assert f'title="raw/{top}/{top}_1.jpg">{top}_1.jpg</span><br>similarity 0.80' in text
+
+
+def test_the_upload_handler_puts_new_answers_on_top_and_clears_the_button(predictor, uploads):
+    earlier = widgets.HTML("earlier answer")
+    box, status = widgets.VBox([earlier]), widgets.HTML()
+    upload = widgets.FileUpload(accept="image/*", multiple=True)
+    upload.observe(app.upload_handler(predictor, box, status, explain=False, neighbours=0), names="value")
+    upload.value = (uploads[0], _upload("broken.jpg", b"x"))
+    assert len(box.children) == 3 and box.children[-1] is earlier
+    assert "meterlib-answer" in box.children[0]._dom_classes and "meter 0.png" in _text(box.children[0])
+    assert "meterlib-error" in box.children[1]._dom_classes
+    assert "1 photo(s) answered, 1 unreadable" in status.value
+    assert upload.value == ()
+
+
+def test_the_missing_model_message_says_what_to_run(tmp_path):
+    shown = app.missing_model(tmp_path / "model.pt")
+    assert "model.pt" in shown.value and "bash run.sh demo" in shown.value
+
+
+def test_prefill_takes_test_photos_of_distinct_classes_first():
+    manifest = pd.DataFrame({"path": [f"p{i}" for i in range(7)],
+                             "class": ["a", "a", "b", "b", "c", "a", "d"],
+                             "split": ["test", "test", "train", "test", "test", "test", "holdout"]})
+    assert answers.pick_photos(manifest, 3) == ["p0", "p3", "p4"]
+    assert answers.pick_photos(manifest, 5) == ["p0", "p3", "p4", "p1", "p5"]
+    assert answers.pick_photos(manifest, 0) == []
+
+
+def test_summary_line_and_figure_hold_the_answers(predictor, uploads):
+    given = answers.answer_uploads(_calibrated(predictor, 1.0), uploads[:2], neighbours=0)
+    line = answers.summary_line(given[0])
+    assert line.startswith("meter 0.png: UNKNOWN (best guess") and "top-3:" in line
+    fig = figures.plot_answers(given + [answers.PanelAnswer(name="x", threshold=1.0, n_classes=5, error="bad")])
+    assert len(fig.axes) == 6  # one row per answered photo
+    fig.clf()
