@@ -11,8 +11,11 @@ photos at phone size. Rows:
 - predict_each: the tolerant batch in this process (no start-up), as the command runs it
   (batch norms folded, ``command.BATCH_SIZE`` photos a batch), and as before (not folded, 32 a batch).
 - predict: one photo per call, latency percentiles.
+- panel: one uploaded photo (its bytes, as the FileUpload widget hands them over) to the drawn
+  answer (``panel.answers.answer_uploads`` then ``panel.view.render``), with and without the
+  heat-map; the checkpoint carries a gallery, so the nearest training photos are looked up too.
 
-Target: the command >= 25 photos/s on 2 CPU cores. The load average is printed because other
+Targets on 2 CPU cores: the command >= 25 photos/s; the panel's answer with heat-map <= 1 s a photo. The load average is printed because other
 work on the machine slows every row; CPU time per photo is what an idle machine would see.
 """
 
@@ -35,7 +38,7 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 from meterlib.model import backbones, checkpoint  # noqa: E402
-from meterlib.serve import Predictor, batch, command  # noqa: E402
+from meterlib.serve import Predictor, batch, command, gallery  # noqa: E402
 from meterlib.synth import DatasetSpec, class_names, generate_dataset  # noqa: E402
 
 TARGET_CLI_RATE = 25.0  # photos/s on 2 CPU cores
@@ -70,13 +73,29 @@ def measure(label: str, fn: Callable[[], object], repeats: int = 1, *, photos: i
     return Row(label, seconds, photos, _cpu_seconds() - cpu)
 
 
-def make_checkpoint(folder: Path) -> Path:
-    """The default backbone with pretrained weights and an untrained head, saved as a checkpoint."""
+def make_checkpoint(folder: Path, files: list[Path]) -> Path:
+    """The default backbone with pretrained weights and an untrained head, and a gallery of ``files``."""
     torch.manual_seed(0)
     model, name, _ = backbones.create(BACKBONE, N_CLASSES)
     mean, std = backbones.normalisation(name)
     spec = checkpoint.ModelSpec(name, class_names(N_CLASSES), IMAGE_SIZE, mean=mean, std=std)
-    return checkpoint.save(folder / "model.pt", model=model, spec=spec)
+    labels = [spec.class_names.index(path.parent.name) for path in files]
+    return checkpoint.save(folder / "model.pt", model=model, spec=spec,
+                           gallery=gallery.build(model, files, labels, spec=spec, per_class=4))
+
+
+def panel_rows(predictor: Predictor, files: list[Path], repeats: int) -> list[Row]:
+    """Upload to drawn answer, one photo at a time, with and without the heat-map."""
+    from meterlib.panel import answers, view
+
+    uploads = [{"name": path.name, "content": memoryview(path.read_bytes())} for path in files]
+    rows = []
+    for explain in (True, False):
+        upload = iter(uploads * repeats)
+        rows.append(measure(f"panel, upload to answer, heat-map {'on' if explain else 'off'}",
+                            lambda: view.render_all(answers.answer_uploads(predictor, [next(upload)],
+                                                                           explain=explain)), repeats))
+    return rows
 
 
 def cli(photos: list[Path] | Path, model: Path, out: Path, *options: str, **environment: str) -> Callable[[], None]:
@@ -98,10 +117,10 @@ def table(rows: list[Row]) -> str:
 
 
 def run(folder: Path, *, n: int, width: int, height: int, repeats: int) -> list[Row]:
-    model = make_checkpoint(folder)
     generate_dataset(folder / "photos", DatasetSpec(n_images=n, n_classes=N_CLASSES, width=width, height=height),
                      progress=False)
     files = batch.expand_inputs([folder / "photos"])
+    model = make_checkpoint(folder, files)
     plain = Predictor.from_checkpoint(model)
     folded = plain.with_folded_batch_norms()
     for predictor in (folded, plain):  # warm-up: the first call of each batch shape sets up its kernels
@@ -120,8 +139,7 @@ def run(folder: Path, *, n: int, width: int, height: int, repeats: int) -> list[
             measure("predict_each, not folded, 32", lambda: plain.predict_each(files, batch_size=32), photos=n)]
     photo = iter(files * repeats)
     rows.append(measure("predict, one photo per call", lambda: folded.predict(next(photo)), repeats))
-    # --- panel timing (upload -> answer, with and without heat-map) goes here, as more measure() rows.
-    return rows
+    return rows + panel_rows(plain, files, repeats)
 
 
 def main() -> None:
