@@ -1,5 +1,6 @@
 """Notebook 03's report: the rows it judges, its fallbacks, metrics.json, and answers equal to the Predictor's."""
 
+import dataclasses
 import json
 import math
 
@@ -203,3 +204,32 @@ def test_quality_table_adds_audit_and_generator_columns(tmp_path):
                                           nuisance_columns=["glare", "blur"])
     assert columns == ["brightness", "contrast", "sharpness", "glare (generator)"]
     assert table["glare (generator)"].tolist() == [0.0, 0.9]
+
+
+def test_per_group_sets_and_intervals_go_into_strict_metrics_json(tmp_path):
+    probs = np.array([[0.8, 0.1, 0.1], [0.2, 0.7, 0.1], [0.3, 0.3, 0.4], [0.5, 0.4, 0.1]])
+    labels = np.array([0, 1, 2, 1])
+    groups = np.array(["large", "small", "medium"], dtype=object)
+    quantiles = {"small": math.inf, "medium": 0.9, "large": 0.5}
+    table = report.set_coverage_table(probs, labels, groups, marginal_quantile=0.6, quantiles=quantiles, u=0.5)
+    assert table.index.tolist() == ["small", "medium", "large", "all"]
+    assert {"photos", "coverage", "mean_set_size", "coverage (marginal)", "mean_set_size (marginal)",
+            "quantile"} <= set(table.columns)
+    assert table.loc["small", "coverage"] == 1.0  # an infinite quantile: the class is in every set
+    intervals = report.intervals_on_test({"before": probs, "after": probs}, labels, n_bins=5, n_boot=20, seed=0)
+    assert report.interval_table(intervals).columns.tolist()[:3] == ["before value", "before low", "before high"]
+    metrics = report.honest_confidence_metrics({"conformal": {"method": "APS"}}, groups=table, intervals=intervals)
+    stored = _strict_loads(atomic.write_json(tmp_path / "m.json", metrics).read_text())
+    assert stored["conformal"]["method"] == "APS" and stored["conformal"]["groups"]["small"]["quantile"] is None
+    assert set(stored["test_calibration_intervals"]["after"]["ece"]) == {"value", "low", "high"}
+
+
+def test_per_class_thresholds_go_into_the_checkpoint_and_the_served_predictor():
+    fitted = dataclasses.replace(
+        _fitted(np.array([[0.8, 0.2], [0.3, 0.7]]), np.array([0, 1]), temperature=1.3, threshold=0.6),
+        conformal_class_thresholds=(0.5, math.inf), conformal_u=0.5)
+    fields = fitted.checkpoint_fields()
+    assert fields["conformal_class_thresholds"] == [0.5, math.inf] and fields["conformal_u"] == 0.5
+    served = fitted.serve(Predictor(model=None, class_names=["a", "b"], image_size=32, mean=[0.5] * 3,
+                                    std=[0.25] * 3))
+    assert served.conformal_class_thresholds == (0.5, math.inf) and served.conformal_u == 0.5

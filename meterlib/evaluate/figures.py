@@ -125,8 +125,11 @@ def plot_risk_coverage(curves: Mapping[str, pd.DataFrame], *, threshold: float |
 
 
 def plot_image_gallery(rows: pd.DataFrame, dataset_dir: str | os.PathLike, *, max_images: int = 24,
-                       columns: int = 6, max_side: int = 160):
-    """Thumbnails of result rows (e.g. the mistakes) captioned true / predicted / confidence."""
+                       columns: int = 6, max_side: int = 160, words: tuple[str, str] = ("true", "pred")):
+    """Thumbnails of result rows (e.g. the mistakes) captioned true / predicted / confidence.
+
+    ``words`` name the two classes in the captions (e.g. "given" and "suggested" for suspect labels).
+    """
     rows = rows.head(max_images)
     if rows.empty:
         fig, ax = plt.subplots(figsize=(4, 1))
@@ -143,7 +146,7 @@ def plot_image_gallery(rows: pd.DataFrame, dataset_dir: str | os.PathLike, *, ma
         except ImageError as exc:
             ax.text(0.5, 0.5, exc.problem[:40], ha="center", va="center",
                     fontsize=6, transform=ax.transAxes)
-        ax.set_title(f"true {row['true_class']}\npred {row['predicted_class']} "
+        ax.set_title(f"{words[0]} {row['true_class']}\n{words[1]} {row['predicted_class']} "
                      f"{row['confidence']:.2f}", fontsize=7, color=WRONG if not row["correct"] else "black")
     fig.tight_layout()
     return fig
@@ -197,3 +200,11 @@ def _share_histograms(ax, groups: Mapping[str, tuple[np.ndarray, str]], *, bins,
                  common_norm=False, palette={label: colour for label, (_, colour) in groups.items()},
                  alpha=0.55, ax=ax)
     sns.move_legend(ax, "best", title=None, frameon=False, fontsize=fontsize)
+
+
+def plot_suspect_labels(table: pd.DataFrame, dataset_dir: str | os.PathLike, *, max_images: int = 24):
+    """Thumbnails of suspect labels (``suspects.suspect_labels``): given and suggested class, its probability."""
+    rows = pd.DataFrame({"image": table["photo"], "true_class": table["given_class"],
+                         "predicted_class": table["suggested_class"],
+                         "confidence": table["suggested_probability"], "correct": False})
+    return plot_image_gallery(rows, dataset_dir, max_images=max_images, words=("given", "suggested"))

@@ -6,6 +6,7 @@ schema of everything it writes (metrics.json, the checkpoint's calibration field
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import os
 from dataclasses import dataclass
@@ -14,8 +15,8 @@ from typing import Mapping, Sequence
 import numpy as np
 import pandas as pd
 
-from meterlib.confidence import calibration, selective
-from meterlib.data import splitting
+from meterlib.confidence import bootstrap, calibration, conformal, mondrian, selective
+from meterlib.data import splitting, suspects
 from meterlib.model import checkpoint
 from meterlib.serve.predictor import Predictor
 
@@ -80,26 +81,36 @@ class FittedCalibration:
     threshold: selective.ThresholdChoice
     target_accuracy: float
     conformal_alpha: float
-    conformal_quantile: float
+    conformal_quantile: float  # marginal APS quantile (u = 0), served by checkpoints without the fields below
+    conformal_class_thresholds: tuple[float, ...] | None = None  # per class: its size group's quantile
+    conformal_u: float = 0.0
+    sources: Mapping[str, int] = dataclasses.field(default_factory=dict)  # calibration photos by source
 
     def record(self) -> dict:
         """The temperature fit and its before/after metrics (metrics.json and the checkpoint store it)."""
         metrics = {f"{metric}_{column.replace(' ', '_')}": float(self.table.loc[metric, column])
                    for metric in self.table.index for column in self.table.columns}
         return {"temperature": self.fit.temperature, "fitted": self.fit.fitted, "reason": self.fit.reason,
-                "val_images": self.fit.n_samples, "ece_bins": self.ece_bins, **metrics}
+                "val_images": self.fit.n_samples, "calibration_photos": dict(self.sources),
+                "ece_bins": self.ece_bins, **metrics}
 
     def serve(self, predictor: Predictor) -> Predictor:
         """``predictor`` answering with this calibration."""
         return predictor.with_calibration(temperature=self.fit.temperature,
                                           unknown_threshold=self.threshold.threshold,
-                                          conformal_quantile=self.conformal_quantile)
+                                          conformal_quantile=self.conformal_quantile,
+                                          conformal_class_thresholds=self.conformal_class_thresholds,
+                                          conformal_u=self.conformal_u)
 
     def checkpoint_fields(self) -> dict:
         """The fields 03 sets in the checkpoint it releases."""
-        return {"temperature": self.fit.temperature, "unknown_threshold": self.threshold.threshold,
-                "conformal_quantile": self.conformal_quantile, "conformal_alpha": self.conformal_alpha,
-                "calibration": self.record()}
+        fields = {"temperature": self.fit.temperature, "unknown_threshold": self.threshold.threshold,
+                  "conformal_quantile": self.conformal_quantile, "conformal_alpha": self.conformal_alpha,
+                  "calibration": self.record()}
+        if self.conformal_class_thresholds is not None:
+            fields.update(conformal_u=self.conformal_u,
+                          conformal_class_thresholds=list(self.conformal_class_thresholds))
+        return fields
 
 
 def build_metrics(*, checkpoint_created: str, test_metrics: Mapping[str, float],
@@ -145,3 +156,77 @@ def quality_table(results: pd.DataFrame, manifest: pd.DataFrame, *, nuisance_csv
             table[f"{name} (generator)"] = table["path"].map(nuisance[name])
             columns.append(f"{name} (generator)")
     return table, columns
+
+
+@dataclass(frozen=True)
+class CalibrationData:
+    """The photos 03 calibrates on: training photos out of fold (when 02 stored them), then val photos."""
+
+    logits: np.ndarray
+    labels: np.ndarray
+    sources: dict[str, int]  # photos per source, e.g. {"out_of_fold": 700, "val": 120}
+
+
+def calibration_data(content: dict, val_logits, val_labels) -> CalibrationData:
+    """The checkpoint's out-of-fold logits and labels followed by the val photos' (final model) ones."""
+    oof = content.get("out_of_fold")
+    parts = [] if oof is None else [(oof["logits"].double().numpy(), oof["labels"].numpy(), "out_of_fold")]
+    parts.append((np.asarray(val_logits, dtype=np.float64), np.asarray(val_labels, dtype=np.int64), "val"))
+    return CalibrationData(logits=np.concatenate([logits for logits, _, _ in parts]),
+                           labels=np.concatenate([labels for _, labels, _ in parts]),
+                           sources={name: len(labels) for _, labels, name in parts})
+
+
+def training_size_groups(manifest: pd.DataFrame, class_names: Sequence[str], *, small_below: int,
+                         large_from: int) -> np.ndarray:
+    """Each class's size group from its count of training photos (thresholds in training photos)."""
+    train = manifest.loc[manifest["split"] == "train", "class"].value_counts()
+    counts = train.reindex(list(class_names), fill_value=0).to_numpy()
+    return mondrian.size_groups(counts, small_below=small_below, large_from=large_from)
+
+
+def set_coverage_table(probs, labels, groups, *, marginal_quantile: float, quantiles: Mapping[str, float],
+                       u: float) -> pd.DataFrame:
+    """Coverage and mean set size per size group: the marginal APS sets (u = 0) against the per-group ones."""
+    sets = {"marginal": conformal.aps_prediction_sets(probs, marginal_quantile),
+            "per group": mondrian.mondrian_prediction_sets(probs, dict(quantiles), groups, u=u)}
+    tables = {name: mondrian.coverage_by_group(member, labels, groups) for name, member in sets.items()}
+    table = tables["per group"].join(tables["marginal"].drop(columns="photos"), rsuffix=" (marginal)")
+    return table.assign(quantile=pd.Series(dict(quantiles)))
+
+
+def interval_table(intervals: Mapping[str, Mapping[str, Mapping[str, float]]]) -> pd.DataFrame:
+    """Rows metric, columns "<when> value/low/high" from {when: summary_with_intervals(...)}."""
+    return pd.DataFrame({f"{when} {part}": {name: bounds[part] for name, bounds in summary.items()}
+                         for when, summary in intervals.items() for part in ("value", "low", "high")})
+
+
+def intervals_on_test(probs_by_when: Mapping[str, np.ndarray], labels, *, n_bins: int, n_boot: int,
+                   seed: int) -> dict:
+    """summary_with_intervals of each set of test probabilities (e.g. before and after calibration)."""
+    return {when: bootstrap.summary_with_intervals(probs, labels, n_bins=n_bins, n_boot=n_boot, seed=seed)
+            for when, probs in probs_by_when.items()}
+
+
+def honest_confidence_metrics(metrics: dict, *, groups: pd.DataFrame, intervals: Mapping) -> dict:
+    """``metrics`` with the per-size-group sets under conformal.groups and the test intervals.
+
+    NaN (a group without test photos) and inf (an uncalibrated group) become null in ``atomic.write_json``.
+    """
+    metrics = {**metrics, "conformal": {**metrics["conformal"], "groups": groups.to_dict(orient="index")}}
+    metrics["test_calibration_intervals"] = {when: dict(summary) for when, summary in intervals.items()}
+    return metrics
+
+
+def suspect_table(content: dict, *, temperature: float) -> tuple[pd.DataFrame | None, str]:
+    """cleanlab's suspect labels among the training photos out of fold, or None and why not."""
+    oof = content.get("out_of_fold")
+    if oof is None:
+        return None, "skipped: the checkpoint holds no out-of-fold predictions (02 made none)"
+    probs = calibration.softmax(oof["logits"].double().numpy(), temperature=temperature)
+    try:
+        table = suspects.suspect_labels(probs, oof["labels"].numpy(), class_names=content["class_names"],
+                                        photos=oof["photos"])
+    except ValueError as exc:  # e.g. a class with fewer than suspects.MIN_PHOTOS_PER_CLASS photos
+        return None, f"skipped: {exc}"
+    return table, f"{len(table)} suspect labels among {len(probs)} training photos"

@@ -12,6 +12,7 @@ weights_only=True)`` reads it without running any pickled code. Keys:
 - ``versions`` (python, torch, torchvision, timm, numpy, meterlib); ``metrics`` (best epoch, accuracies)
 - ``temperature`` (1.0), ``unknown_threshold`` (``DEFAULT_UNKNOWN_THRESHOLD``): set by 03's calibration
 - ``gallery`` (optional): some training photos (see ``gallery_format``); further fields via ``update_fields``
+- ``out_of_fold``, ``conformal_u``, ``conformal_class_thresholds`` (optional): see ``field_formats``
 
 ``load`` and ``write`` check every known field's type and range (see ``check_fields``).
 """
@@ -34,7 +35,7 @@ from typing import Any, Callable, Sequence
 
 from meterlib.confidence.selective import DEFAULT_UNKNOWN_THRESHOLD
 from meterlib.errors import MeterlibError
-from meterlib.model import backbones, gallery_format
+from meterlib.model import backbones, field_formats
 from meterlib.run import atomic
 
 FORMAT = "meterlib-checkpoint"
@@ -195,9 +196,8 @@ def check_fields(content: dict, *, source: str | os.PathLike = "checkpoint") -> 
         if field in content and not valid(content[field]):
             shown = textwrap.shorten(reprlib.repr(content[field]), 80, placeholder=" ...")
             raise CheckpointError(f"{source}: checkpoint field {field!r} must be {requirement}, got {shown}")
-    problem = gallery_format.problem(content.get("gallery"), n_classes=len(content["class_names"]))
-    if problem:
-        raise CheckpointError(f"{source}: checkpoint field 'gallery' {problem}")
+    for field, problem in field_formats.problems(content):
+        raise CheckpointError(f"{source}: checkpoint field {field!r} {problem}")
 
 
 def _is_int(value: Any) -> bool:

@@ -70,11 +70,12 @@ RANGES: dict[str, Range] = {
     "crop_scale_min": share(open_low=True), "rotation_deg": Range(0, 180), "perspective": share(),
     "perspective_p": share(), "brightness": NON_NEGATIVE, "contrast": NON_NEGATIVE,
     "saturation": NON_NEGATIVE, "hue": Range(0, 0.5), "blur_p": share(), "blur_sigma_max": POSITIVE,
-    "preview_photos": NON_NEGATIVE,
+    "preview_photos": NON_NEGATIVE, "crossfit_folds": Range(0, 50),
     # 03
     "ece_bins": COUNT, "min_calibration_images": NON_NEGATIVE, "target_accuracy": share(open_low=True),
     "conformal_alpha": share(open_low=True, open_high=True), "eval_batch_size": COUNT,
-    "gallery_size": NON_NEGATIVE, "quality_bins": COUNT,
+    "gallery_size": NON_NEGATIVE, "quality_bins": COUNT, "bootstrap_samples": COUNT,
+    "group_small_below": COUNT, "group_large_from": COUNT,
     # 04
     "prefill": NON_NEGATIVE, "neighbours": NON_NEGATIVE,
 }

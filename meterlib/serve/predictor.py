@@ -1,7 +1,7 @@
 """Predict a meter type from photos with one checkpoint: calibrated top-k, UNKNOWN flag, prediction set.
 
 Everything comes from the checkpoint file (weights, class names in order, preprocessing,
-temperature, UNKNOWN threshold, conformal quantile); nothing is read from folder listings.
+temperature, UNKNOWN threshold, conformal set thresholds); nothing is read from folder listings.
 Notebook 03 evaluates this same code: it fits a calibration, applies it with
 ``with_calibration`` and scores the answers of ``predictions_from_logits``.
 """
@@ -64,6 +64,9 @@ class Predictor:
     temperature: float = 1.0
     unknown_threshold: float = selective.DEFAULT_UNKNOWN_THRESHOLD
     conformal_quantile: float = math.inf  # inf: every class is in every set (not calibrated)
+    # One set threshold per class (03's per-size-group sets); None: conformal_quantile for all.
+    conformal_class_thresholds: tuple[float, ...] | None = None
+    conformal_u: float = 0.0  # APS tie-break the thresholds were calibrated with
     device: Any = None
     gallery: dict | None = None  # training photos' features and thumbnails (see serve.gallery)
 
@@ -71,7 +74,7 @@ class Predictor:
     def from_checkpoint(cls, path: str | os.PathLike, *, device=None) -> "Predictor":
         """Load the model and its calibration from a meterlib checkpoint."""
         content = checkpoint.load(path)
-        quantile = content.get("conformal_quantile")
+        quantile, thresholds = content.get("conformal_quantile"), content.get("conformal_class_thresholds")
         return cls(model=checkpoint.build_model(content, device=device, source=path),
                    class_names=list(content["class_names"]), image_size=int(content["image_size"]),
                    mean=list(content["mean"]), std=list(content["std"]),
@@ -79,13 +82,18 @@ class Predictor:
                    unknown_threshold=float(content.get("unknown_threshold",
                                                        selective.DEFAULT_UNKNOWN_THRESHOLD)),
                    conformal_quantile=math.inf if quantile is None else float(quantile),
+                   conformal_class_thresholds=None if thresholds is None else tuple(map(float, thresholds)),
+                   conformal_u=float(content.get("conformal_u", 0.0)),
                    device=device, gallery=content.get("gallery"))
 
-    def with_calibration(self, *, temperature: float, unknown_threshold: float,
-                         conformal_quantile: float) -> "Predictor":
+    def with_calibration(self, *, temperature: float, unknown_threshold: float, conformal_quantile: float,
+                         conformal_class_thresholds: Sequence[float] | None = None,
+                         conformal_u: float = 0.0) -> "Predictor":
         """The same model (shared, not copied) answering with another calibration."""
+        thresholds = None if conformal_class_thresholds is None else tuple(map(float, conformal_class_thresholds))
         return dataclasses.replace(self, temperature=temperature, unknown_threshold=unknown_threshold,
-                                   conformal_quantile=conformal_quantile)
+                                   conformal_quantile=conformal_quantile,
+                                   conformal_class_thresholds=thresholds, conformal_u=float(conformal_u))
 
     def with_folded_batch_norms(self) -> "Predictor":
         """The same calibration on a copy of the model with its batch norms folded into the convolutions.
@@ -157,7 +165,8 @@ class Predictor:
         if logits.ndim != 2 or logits.shape[1] != len(self.class_names):
             raise ValueError(f"expected logits of shape (n, {len(self.class_names)}), got {logits.shape}")
         probs = calibration.softmax(logits, temperature=self.temperature)
-        sets = conformal.aps_prediction_sets(probs, self.conformal_quantile)
+        qhat = self.conformal_quantile if self.conformal_class_thresholds is None else self.conformal_class_thresholds
+        sets = conformal.aps_prediction_sets(probs, qhat, u=self.conformal_u)
         names = self.class_names
         predictions = []
         for row, members in zip(probs, sets):

@@ -99,12 +99,15 @@ def augmented_activations(frozen_part, images: Sequence, *, cfg: TrainConfig, me
             for view in range(cfg.views)]
 
 
-def val_activations(frozen_part, images: Sequence, *, cfg: TrainConfig, mean, std, device,
-                    workers: int = 0, progress: bool = False):
-    """The frozen part's output for the un-augmented validation images; ``None`` when there are none."""
+def clean_activations(frozen_part, images: Sequence, *, cfg: TrainConfig, mean, std, device,
+                      workers: int = 0, progress: str | None = None):
+    """The frozen part's output for un-augmented images (as the model sees them later); ``None`` for none.
+
+    ``progress`` labels a progress bar; ``None`` shows none.
+    """
     if not len(images):
         return None
     return frozen_activations(frozen_part, images,
                               transforms.eval_transform(image_size=cfg.image_size, mean=mean, std=std),
                               batch_size=BATCH_SIZE, device=device, workers=workers,
-                              precision=cfg.frozen_precision, progress="val" if progress else None)
+                              precision=cfg.frozen_precision, progress=progress)

@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import copy
 import functools
+import time
 from dataclasses import dataclass
 from typing import Callable
 
-from meterlib.train import cache
+from meterlib.train import cache, recipe
 from meterlib.train.recipe import TrainConfig
 
 
@@ -35,7 +36,8 @@ class Tracker:
         key = (row["val_acc"], -row["val_loss"]) if self.use_val else (row["epoch"],)
         if self.best_key is None or key > self.best_key:
             self.best_key, self.best_epoch, self.stale = key, row["epoch"], 0
-            self.best_state = copy.deepcopy(model.state_dict())
+            # Keeping the last epoch, the model's own tensors are that state: no copy needed.
+            self.best_state = copy.deepcopy(model.state_dict()) if self.use_val else model.state_dict()
         else:
             self.stale += 1
 
@@ -58,6 +60,17 @@ class Fit:
     device: object
     tracker: Tracker
     seed: int
+    # Pooled features of ``train_views`` through the pretrained last block: phase 1 computes them
+    # once; cross-fitting folds reuse their rows (the last block is the same pretrained one there).
+    pooled: list | None = None
+
+
+def loss_function(labels, n_classes: int, *, cfg: TrainConfig, device):
+    """The recipe's training loss: class-weighted (from ``labels``' counts), label-smoothed cross-entropy."""
+    import torch
+
+    weights = recipe.class_weights(labels.numpy(), n_classes, power=cfg.class_weight_power)
+    return torch.nn.CrossEntropyLoss(weight=weights.to(device), label_smoothing=cfg.label_smoothing)
 
 
 @dataclass
@@ -82,11 +95,13 @@ def head_phase(fit: Fit) -> Phase:
     model, device = fit.model, fit.device
     model.eval()
     features_of = torch.nn.Sequential(model.last_block, model.pool)
-    features = [cache.batched(features_of, acts, batch_size=128, device=device) for acts in fit.train_views]
+    if fit.pooled is None:
+        fit.pooled = [cache.batched(features_of, acts, batch_size=128, device=device)
+                      for acts in fit.train_views]
     val_features = (None if fit.val_acts is None
                     else cache.batched(features_of, fit.val_acts, batch_size=128, device=device))
     return Phase(number=1, title="phase 1 (head)", epochs=fit.cfg.epochs_head, lr=fit.cfg.lr_head,
-                 forward=model.head, inputs=features, val_inputs=val_features, eval_batch_size=256,
+                 forward=model.head, inputs=fit.pooled, val_inputs=val_features, eval_batch_size=256,
                  train_mode=model.eval)
 
 
@@ -102,8 +117,32 @@ def finetune_phase(fit: Fit) -> Phase:
                  train_mode=functools.partial(set_finetune_mode, model, bn=fit.cfg.finetune_bn))
 
 
-def run_phase(fit: Fit, build: Callable[[Fit], Phase], *, progress: bool = False) -> None:
-    """Run the phase ``build`` describes, from the best state so far; one history row per epoch."""
+def run_recipe(fit: Fit, *, progress: bool = False,
+               stop_after: tuple[int | None, int | None] = (None, None)) -> tuple[dict, tuple[int, int]]:
+    """Phase 1, then phase 2; (seconds per phase, epochs of each phase on the way to the kept state).
+
+    ``stop_after`` cuts a phase short (None: all its epochs); its learning-rate schedule still spans
+    the configured epochs, so a run that replays another run's kept epochs follows the same path.
+    """
+    seconds, counts = {}, []
+    for name, build, epochs, limit in (("phase1", head_phase, fit.cfg.epochs_head, stop_after[0]),
+                                       ("phase2", finetune_phase, fit.cfg.epochs_finetune, stop_after[1])):
+        tick = time.perf_counter()
+        if epochs > 0 and limit != 0:
+            run_phase(fit, build, progress=progress, stop_after=limit)
+        seconds[name] = time.perf_counter() - tick
+        counts.append((len(fit.tracker.rows), fit.tracker.best_epoch))
+    (phase1_rows, phase1_best), (_, best) = counts
+    # Phase 2 started from phase 1's best state; it either improved on it or left it kept.
+    return seconds, ((phase1_best, best - phase1_rows) if best > phase1_rows else (best, 0))
+
+
+def run_phase(fit: Fit, build: Callable[[Fit], Phase], *, progress: bool = False,
+              stop_after: int | None = None) -> None:
+    """Run the phase ``build`` describes, from the best state so far; one history row per epoch.
+
+    ``stop_after`` ends the phase after that many epochs; the learning-rate schedule is unchanged.
+    """
     import torch
     from tqdm.auto import trange
 
@@ -114,7 +153,8 @@ def run_phase(fit: Fit, build: Callable[[Fit], Phase], *, progress: bool = False
     scheduler = _scheduler(optimizer, cfg, phase.epochs)
     # A generator per phase: one phase's batch order does not depend on how long the other ran.
     generator = torch.Generator().manual_seed(fit.seed + phase.number - 1)
-    for epoch in trange(phase.epochs, desc=phase.title, disable=not progress, leave=False):
+    epochs = phase.epochs if stop_after is None else min(stop_after, phase.epochs)
+    for epoch in trange(epochs, desc=phase.title, disable=not progress, leave=False):
         lr = optimizer.param_groups[0]["lr"]
         phase.train_mode()
         train_loss, train_acc = _epoch(phase.forward, optimizer, phase.inputs[epoch % len(phase.inputs)],
