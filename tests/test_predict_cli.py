@@ -149,3 +149,8 @@ def test_python_dash_m_runs_the_command(planted, random_checkpoint):
                            "--checkpoint", str(random_checkpoint)], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     assert done.stdout.splitlines()[-1] == "2 files: 1 answered (1 UNKNOWN), 1 could not be read"
+
+
+def test_a_mistyped_only_path_is_an_error_not_an_empty_success(tmp_path, capsys):
+    assert main(["predict", str(tmp_path / "myphotoz"), "--checkpoint", str(tmp_path / "unused.pt")]) == 1
+    assert "myphotoz" in capsys.readouterr().err

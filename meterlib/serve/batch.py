@@ -24,7 +24,8 @@ def expand_inputs(arguments: Sequence[str | os.PathLike]) -> list[Path]:
 
     Folders are searched recursively for photo names (``photos.is_image_name``), skipping hidden
     files and folders. A file named explicitly is kept whatever its suffix, and so is a path that
-    does not exist, so that each gets its own error. Nothing at all to predict is a MeterlibError.
+    does not exist, so that each gets its own error. Nothing at all to predict, or only paths that
+    do not exist (a typo), is a MeterlibError.
     """
     found: set[Path] = set()
     for argument in arguments:
@@ -33,9 +34,9 @@ def expand_inputs(arguments: Sequence[str | os.PathLike]) -> list[Path]:
             found.update(_photos_under(path))
         else:
             found.add(path)
-    if not found:
+    if not any(path.exists() for path in found):
         where = ", ".join(map(str, arguments)) or "(no paths given)"
-        raise MeterlibError(f"no photos found in {where}")
+        raise MeterlibError(f"no photos found in {where}" + (" (no such file or folder)" if found else ""))
     return sorted(found, key=str)
 
 
