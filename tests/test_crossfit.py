@@ -164,3 +164,29 @@ def test_stopping_a_phase_early_keeps_its_learning_rate_schedule():
     assert list(rows["phase"]) == [1, 1, 2]
     expected = pd.DataFrame(full.tracker.rows).groupby("phase")["lr"].apply(lambda lr: list(lr)[:2])
     assert list(rows["lr"]) == expected[1] + expected[2][:1]
+
+
+def test_feature_folds_see_through_a_wrong_label_they_did_not_train_on():
+    rng = np.random.default_rng(0)
+    labels = np.repeat(np.arange(3), 20)
+    features = np.eye(3)[labels] * 4 + rng.normal(0, 0.5, (60, 3))
+    noisy = labels.copy()
+    noisy[[0, 25, 50]] = [1, 2, 0]  # three photos given another class's label
+    fold = crossfit.assign_folds(noisy, 5, seed=0)
+    probs = crossfit.feature_out_of_fold(features, noisy, fold, classes=4, seed=0)
+    assert probs.shape == (60, 4) and np.allclose(probs.sum(axis=1), 1)
+    assert (probs[:, 3] == 0).all()  # a class no photo has gets nothing
+    assert (probs.argmax(axis=1) == labels).all()  # the swapped photos too: their own label was held out
+    assert (probs[[0, 25, 50], noisy[[0, 25, 50]]] < 0.2).all()
+
+
+def test_the_checkpoint_field_holds_every_row_and_the_suspect_probabilities(spied_run):
+    from meterlib.model import field_formats
+
+    oof = spied_run[1].out_of_fold
+    field = oof.checkpoint_field([f"p{i}.png" for i in range(len(oof.labels))])
+    assert field["method"] == f"3-fold cross-fitting, phase 1 replayed for {oof.epochs[0]} epochs per fold"
+    assert field["feature_probs"].shape == field["logits"].shape == (len(oof.labels), len(oof.class_names))
+    assert field_formats.out_of_fold_problem(field, n_classes=len(oof.class_names)) == ""
+    field["feature_probs"] = field["feature_probs"][:, :2]
+    assert "feature_probs" in field_formats.out_of_fold_problem(field, n_classes=len(oof.class_names))

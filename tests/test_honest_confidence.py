@@ -112,3 +112,51 @@ def test_suspect_table_skips_with_a_reason():
     oof = _out_of_fold(5)  # one photo of most classes: cleanlab's requirement fails
     table, note = report.suspect_table({"class_names": CLASSES, "out_of_fold": oof}, temperature=1.0)
     assert table is None and note.startswith("skipped") and "at least" in note
+
+
+def test_suspects_are_ranked_by_the_feature_probabilities_when_stored():
+    oof = _out_of_fold(40)
+    labels = oof["labels"].numpy()
+    confident = np.full((40, len(CLASSES)), 0.01)
+    confident[np.arange(40), labels] = 0.97
+    oof["logits"] = torch.tensor(np.log(confident), dtype=torch.float32)  # agrees with every label
+    wrong = (labels + 1) % len(CLASSES)
+    flipped = confident.copy()
+    flipped[:3] = 0.01
+    flipped[np.arange(3), wrong[:3]] = 0.97  # the feature model puts photos 0-2 in another class
+    content = {"class_names": CLASSES, "out_of_fold": oof}
+    table, _ = report.suspect_table(content, temperature=1.0)
+    assert table.empty
+    oof["feature_probs"] = torch.tensor(flipped)
+    table, note = report.suspect_table(content, temperature=1.0)
+    assert sorted(table["photo"]) == ["p0.jpg", "p1.jpg", "p2.jpg"] and note.startswith("3 suspect labels")
+
+
+@pytest.mark.slow
+def test_a_train_test_tree_without_val_is_calibrated(smoke_run, tmp_path):
+    """A user's processed/{train,test} tree (no val/): the calibration is fitted on out-of-fold predictions."""
+    import json
+    import shutil
+
+    from meterlib.run import paths, runner
+
+    mine = tmp_path / "data" / "mine"
+    for folder in sorted(p for p in smoke_run.raw_dir.iterdir() if p.is_dir()):
+        for i, photo in enumerate(sorted(folder.glob("*.jpg"))):
+            target = mine / "processed" / ("test" if i % 4 == 3 else "train") / folder.name / photo.name
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(photo, target)
+    runner.run(profile="smoke", overrides={"dataset": "mine", "holdout_classes": ""}, only=["01", "02", "03"],
+               data_dir=str(tmp_path / "data"), reports_dir=str(tmp_path / "reports"), echo=lambda _: None)
+    p = paths.resolve(dataset="mine", data_dir=tmp_path / "data", reports_dir=tmp_path / "reports")
+    trained = len(list((mine / "processed" / "train").rglob("*.jpg")))
+
+    saved = checkpoint.load(p.checkpoint)
+    record = saved["calibration"]
+    assert record["calibration_photos"] == {"out_of_fold": trained, "val": 0}
+    assert record["fitted"] and saved["temperature"] != 1.0
+    assert 0.0 < saved["conformal_quantile"] < 1.0  # informative sets: neither single classes nor all classes
+    assert 0.0 < saved["unknown_threshold"] < 1.0
+    assert not (mine / "processed" / "val").exists()  # the user's tree is left as it was
+    metrics = json.loads(p.metrics_json.read_text())
+    assert metrics["calibration"]["calibration_photos"]["out_of_fold"] == trained

@@ -223,7 +223,10 @@ def suspect_table(content: dict, *, temperature: float) -> tuple[pd.DataFrame | 
     oof = content.get("out_of_fold")
     if oof is None:
         return None, "skipped: the checkpoint holds no out-of-fold predictions (02 made none)"
-    probs = calibration.softmax(oof["logits"].double().numpy(), temperature=temperature)
+    # The final model's features separate the classes far better than the phase-1 folds' heads, so
+    # they rank suspects when 02 stored them (a weak model flags many clean photos).
+    probs = (oof["feature_probs"].double().numpy() if "feature_probs" in oof
+             else calibration.softmax(oof["logits"].double().numpy(), temperature=temperature))
     try:
         table = suspects.suspect_labels(probs, oof["labels"].numpy(), class_names=content["class_names"],
                                         photos=oof["photos"])

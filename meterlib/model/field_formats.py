@@ -4,7 +4,8 @@
 
 - ``out_of_fold`` (optional, from 02): each training photo's logits from models that did not
   train on it; a dict of ``logits`` (float, photos x classes), ``labels`` and ``fold`` (int64, one
-  per photo), ``photos`` (paths as in splits.csv) and ``method`` (how they were made).
+  per photo), ``photos`` (paths as in splits.csv) and ``method`` (how they were made); optionally
+  ``feature_probs`` (float, photos x classes): probabilities that rank suspect labels.
 - ``conformal_u`` / ``conformal_class_thresholds`` (optional, from 03): the APS tie-break and one
   set threshold per class (inf: the class enters every set).
 """
@@ -16,6 +17,7 @@ from typing import Any, Iterator
 from meterlib.model import gallery_format
 
 OUT_OF_FOLD_KEYS = ("logits", "labels", "photos", "fold", "method")
+OUT_OF_FOLD_OPTIONAL = ("feature_probs",)
 
 
 def problems(content: dict) -> Iterator[tuple[str, str]]:
@@ -35,13 +37,15 @@ def out_of_fold_problem(value: Any, *, n_classes: int) -> str:
 
     if value is None:
         return ""
-    if not isinstance(value, dict) or sorted(value) != sorted(OUT_OF_FOLD_KEYS):
-        return f"must be a dict with the keys {', '.join(OUT_OF_FOLD_KEYS)}"
-    logits = value["logits"]
-    if not (isinstance(logits, torch.Tensor) and logits.is_floating_point() and logits.ndim == 2
-            and logits.shape[1] == n_classes):
-        return f"needs 'logits' as a float tensor of shape (photos, {n_classes})"
-    rows = len(logits)
+    if not (isinstance(value, dict) and set(OUT_OF_FOLD_KEYS) <= set(value)
+            and set(value) <= {*OUT_OF_FOLD_KEYS, *OUT_OF_FOLD_OPTIONAL}):
+        return (f"must be a dict with the keys {', '.join(OUT_OF_FOLD_KEYS)} "
+                f"(optionally {', '.join(OUT_OF_FOLD_OPTIONAL)})")
+    rows = len(value["logits"]) if isinstance(value["logits"], torch.Tensor) else 0
+    for key in ("logits", *OUT_OF_FOLD_OPTIONAL):
+        item = value.get(key, value["logits"])
+        if not (isinstance(item, torch.Tensor) and item.is_floating_point() and item.shape == (rows, n_classes)):
+            return f"needs '{key}' as a float tensor of shape (photos, {n_classes})"
     for key in ("labels", "fold"):
         item = value[key]
         if not (isinstance(item, torch.Tensor) and item.dtype == torch.int64 and item.shape == (rows,)):

@@ -47,6 +47,19 @@ class OutOfFold:
     epochs: tuple[int, int]  # epochs of phase 1 and of phase 2 that each fold model trained
     history: pd.DataFrame  # per fold and epoch: training scores and scores on the held-out photos
     seconds: float
+    feature_probs: np.ndarray | None = None  # (photos, classes): see ``feature_out_of_fold``
+
+    def checkpoint_field(self, photos: list[str]) -> dict:
+        """The checkpoint's ``out_of_fold`` field; ``photos``: each row's path as in splits.csv."""
+        import torch
+
+        field = {"logits": torch.from_numpy(self.logits), "labels": torch.from_numpy(self.labels.astype(np.int64)),
+                 "photos": list(photos), "fold": torch.from_numpy(self.fold.astype(np.int64)),
+                 "method": f"{self.fold.max() + 1}-fold cross-fitting, phase 1 replayed for {self.epochs[0]} "
+                           "epochs per fold"}
+        if self.feature_probs is not None:
+            field["feature_probs"] = torch.from_numpy(self.feature_probs)
+        return field
 
 
 def assign_folds(labels, folds: int, *, seed: int) -> np.ndarray:
@@ -118,3 +131,22 @@ def _fold_fit(fit: phases.Fit, model, *, rest, held_acts: Rows) -> phases.Fit:
         # The kept epochs are replayed: choosing on the held-out photos would flatter their scores.
         tracker=phases.Tracker(use_val=False),
         pooled=None if fit.pooled is None else [Rows(view, rest) for view in fit.pooled])
+
+
+def feature_out_of_fold(features: np.ndarray, labels: np.ndarray, fold: np.ndarray, *, classes: int,
+                        seed: int) -> np.ndarray:
+    """OOF probabilities of a logistic regression on ``features`` (photos, dims), in the folds ``fold``.
+
+    A class missing from a fold's training photos gets probability 0 for that fold's photos.
+    """
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    probs = np.zeros((len(labels), classes))
+    for k in np.unique(fold):
+        held, rest = np.flatnonzero(fold == k), np.flatnonzero(fold != k)
+        clf = make_pipeline(StandardScaler(), LogisticRegression(max_iter=1000, random_state=seed))
+        clf.fit(features[rest], labels[rest])
+        probs[np.ix_(held, clf.classes_)] = clf.predict_proba(features[held])
+    return probs

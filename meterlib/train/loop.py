@@ -158,8 +158,17 @@ def cross_fit(run: Prepared, *, epochs: tuple[int | None, int | None], folds: in
     clean = fit.train_views[0] if fit.cfg.clean_view else cache.clean_activations(
         fit.model.frozen_part, run.images["train"], cfg=fit.cfg, mean=run.mean, std=run.std, device=fit.device,
         workers=workers)
-    return crossfit.out_of_fold(fit, start_state=run.start_state, clean_acts=clean, epochs=epochs, index=run.index,
-                                class_names=run.class_names, folds=folds, progress=progress)
+    oof = crossfit.out_of_fold(fit, start_state=run.start_state, clean_acts=clean, epochs=epochs, index=run.index,
+                               class_names=run.class_names, folds=folds, progress=progress)
+    import torch
+
+    tick = time.perf_counter()
+    features = cache.batched(torch.nn.Sequential(fit.model.last_block, fit.model.pool), clean, batch_size=128,
+                             device=fit.device).numpy()
+    oof.feature_probs = crossfit.feature_out_of_fold(features, oof.labels, oof.fold, classes=len(run.class_names),
+                                                     seed=fit.seed)
+    oof.seconds += time.perf_counter() - tick
+    return oof
 
 
 def accuracy(model, images: Sequence, class_names: Sequence[str], true_classes: Sequence[str], *,
