@@ -1,4 +1,5 @@
-"""Command line: ``python -m meterlib run --profile demo -p epochs_head=3``, ``python -m meterlib predict photos/``."""
+"""Command line: ``python -m meterlib run --profile demo -p epochs_head=3``, ``python -m meterlib predict photos/``,
+``python -m meterlib export --int8``."""
 
 from __future__ import annotations
 
@@ -28,6 +29,7 @@ def _parser() -> argparse.ArgumentParser:
                                             "(the reference that nbval compares against)")
     snap.add_argument("--only", nargs="+", default=[], metavar="PREFIX")
     _add_predict(sub)
+    _add_export(sub)
     return parser
 
 
@@ -35,14 +37,44 @@ def _add_predict(sub) -> None:
     predict = sub.add_parser("predict", help="identify the meter type in photos with the trained checkpoint")
     predict.add_argument("paths", nargs="+", metavar="PATH",
                          help="photo files, or folders searched recursively for photos")
-    predict.add_argument("--checkpoint", default="", metavar="FILE",
-                         help="model file (default: reports/model/meterlib_checkpoint.pt)")
+    predict.add_argument("--model", "--checkpoint", dest="model", default="", metavar="FILE",
+                         help="a checkpoint, or its ONNX export (.onnx, run by ONNX Runtime) "
+                              "(default: reports/model/meterlib_checkpoint.pt)")
     predict.add_argument("--csv", default="", metavar="OUT",
                          help="write one CSV row per file here instead of printing a table")
     predict.add_argument("--top-k", type=_positive_int, default=3, metavar="K",
                          help="classes listed per photo (default: 3)")
     predict.add_argument("--batch-size", type=_positive_int, metavar="N",
                          help="photos decoded and predicted at a time (default: 16)")
+
+
+def _add_export(sub) -> None:
+    export = sub.add_parser("export", help="write the trained model as an ONNX model with its calibration, "
+                                           "checked against the checkpoint on the test split")
+    export.add_argument("--checkpoint", default="", metavar="FILE",
+                        help="model to export (default: reports/model/meterlib_checkpoint.pt)")
+    export.add_argument("--out", default="", metavar="FILE",
+                        help="ONNX file to write (default: beside the checkpoint, .onnx or .int8.onnx)")
+    export.add_argument("--int8", action="store_true",
+                        help="quantise to INT8 (static, calibrated on training photos)")
+    export.add_argument("--force", action="store_true",
+                        help="write the INT8 model even when it loses more than 1 point of test accuracy")
+    export.add_argument("--dataset", default="",
+                        help="the dataset the model was trained on, for the check (default: the checkpoint's)")
+    export.add_argument("--data-dir", default="", help="folder holding the datasets (default: data/)")
+
+
+def _export(args: argparse.Namespace) -> str:
+    """The export command's report: the checks and the file written."""
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # as for predict
+    from meterlib.model import checkpoint
+    from meterlib.serve import export_command
+
+    source = args.checkpoint or paths.resolve().checkpoint
+    dataset = args.dataset or checkpoint.load(source).get("training", {}).get("dataset") or "demo"
+    splits_csv = paths.resolve(dataset=dataset, data_dir=args.data_dir).splits_csv
+    return export_command.export_model(source, splits_csv=splits_csv, out=args.out or None, int8=args.int8,
+                                       force=args.force)
 
 
 def _positive_int(text: str) -> int:
@@ -62,7 +94,7 @@ def _predict(args: argparse.Namespace) -> str:
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     from meterlib.serve import command  # loads the model stack, which `run` does not need
 
-    return command.predict_files(args.paths, checkpoint=args.checkpoint or paths.resolve().checkpoint,
+    return command.predict_files(args.paths, model=args.model or paths.resolve().checkpoint,
                                  csv_path=args.csv or None, top_k=args.top_k,
                                  batch_size=args.batch_size or command.BATCH_SIZE)
 
@@ -70,8 +102,8 @@ def _predict(args: argparse.Namespace) -> str:
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
-        if args.command == "predict":
-            print(_predict(args))
+        if args.command in ("predict", "export"):
+            print(_predict(args) if args.command == "predict" else _export(args))
             return 0
         # Progress bars inside executed notebooks only clutter the saved reports.
         os.environ.setdefault("TQDM_DISABLE", "1")

@@ -98,3 +98,21 @@ def test_logits_of_another_class_count_are_refused(saved):
     predictor = Predictor.from_checkpoint(saved, device="cpu")
     with pytest.raises(ValueError, match=r"expected logits of shape \(n, 3\), got \(2, 4\)"):
         predictor.predictions_from_logits(np.zeros((2, 4)))
+
+
+def test_load_picks_the_runtime_by_the_file(saved, photos):
+    loaded, direct = Predictor.load(saved, device="cpu"), Predictor.from_checkpoint(saved, device="cpu")
+    assert isinstance(loaded.model, torch.nn.Module)
+    np.testing.assert_array_equal(loaded.logits(photos), direct.logits(photos))
+
+
+@pytest.mark.parametrize("mean, std", [((0.5,) * 3, (0.5,) * 3), (backbones.IMAGENET_MEAN, backbones.IMAGENET_STD)])
+def test_preprocessing_equals_torchvisions_to_the_bit(mean, std):
+    from torchvision import transforms as T
+
+    rng = np.random.default_rng(0)
+    pictures = [Image.fromarray(rng.integers(0, 256, (24, 24, 3), dtype=np.uint8)) for _ in range(3)]
+    reference = T.Compose([T.ToTensor(), T.Normalize(list(mean), list(std))])
+    expected = torch.stack([reference(picture) for picture in pictures])
+    batch = next(inference.input_batches(pictures, image_size=24, mean=mean, std=std))
+    assert torch.equal(torch.from_numpy(np.ascontiguousarray(batch)), expected)

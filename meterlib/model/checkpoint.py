@@ -182,22 +182,22 @@ def _unreadable_reason(path: Path, exc: Exception) -> str:
     return "not a PyTorch file"
 
 
-def check_fields(content: dict, *, source: str | os.PathLike = "checkpoint") -> None:
+def check_fields(content: dict, *, source: str | os.PathLike = "checkpoint", required: Sequence[str] = REQUIRED,
+                 kind: str = "checkpoint") -> None:
     """Raise CheckpointError naming ``source`` and the field when a field has the wrong type or range."""
     version = content.get("format_version")
     if _is_int(version) and version > FORMAT_VERSION:
-        raise CheckpointError(f"{source}: checkpoint format {version} is newer than this meterlib "
+        raise CheckpointError(f"{source}: {kind} format {version} is newer than this meterlib "
                               f"understands ({FORMAT_VERSION}); upgrade meterlib")
-    missing = [key for key in REQUIRED if key not in content]
-    if missing:
-        raise CheckpointError(f"{source}: checkpoint field{'s' * (len(missing) > 1)} "
+    if missing := [key for key in required if key not in content]:
+        raise CheckpointError(f"{source}: {kind} field{'s' * (len(missing) > 1)} "
                               f"{', '.join(map(repr, missing))} missing")
     for field, (valid, requirement) in _FIELD_RULES.items():
         if field in content and not valid(content[field]):
             shown = textwrap.shorten(reprlib.repr(content[field]), 80, placeholder=" ...")
-            raise CheckpointError(f"{source}: checkpoint field {field!r} must be {requirement}, got {shown}")
+            raise CheckpointError(f"{source}: {kind} field {field!r} must be {requirement}, got {shown}")
     for field, problem in field_formats.problems(content):
-        raise CheckpointError(f"{source}: checkpoint field {field!r} {problem}")
+        raise CheckpointError(f"{source}: {kind} field {field!r} {problem}")
 
 
 def _is_int(value: Any) -> bool:

@@ -33,10 +33,10 @@ def problems(content: dict) -> Iterator[tuple[str, str]]:
 
 def out_of_fold_problem(value: Any, *, n_classes: int) -> str:
     """What is wrong with an ``out_of_fold`` field; '' when it is absent or fine."""
-    import torch
-
     if value is None:
         return ""
+    import torch  # here: a model without the field (an ONNX file) is checked without PyTorch
+
     if not (isinstance(value, dict) and set(OUT_OF_FOLD_KEYS) <= set(value)
             and set(value) <= {*OUT_OF_FOLD_KEYS, *OUT_OF_FOLD_OPTIONAL}):
         return (f"must be a dict with the keys {', '.join(OUT_OF_FOLD_KEYS)} "

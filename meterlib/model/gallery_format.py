@@ -16,10 +16,10 @@ KEYS = ("features", "labels", "thumbnails", "names")
 
 def problem(gallery: Any, *, n_classes: int) -> str:
     """What is wrong with a ``gallery`` field of a checkpoint with ``n_classes``; '' when it is absent or fine."""
-    import torch
-
     if gallery is None:
         return ""
+    import torch  # here: a model without a gallery (an ONNX file) is checked without PyTorch
+
     if not isinstance(gallery, dict) or sorted(gallery) != sorted(KEYS):
         return f"must be a dict with the keys {', '.join(KEYS)}"
     features, labels = gallery["features"], gallery["labels"]

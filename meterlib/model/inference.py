@@ -54,9 +54,28 @@ def load_resized_each(images: Sequence[photos.PhotoSource], *, image_size: int, 
         except photos.ImageError as exc:
             return exc.with_traceback(None)  # the traceback would keep the decoder's frames alive
 
+    if len(images) == 1:  # one photo (the latency case): starting threads would cost more than they give
+        return [decode(images[0])]
     with ThreadPoolExecutor(decode_threads()) as pool:
         jobs = pool.map(decode, images)
         return list(tqdm(jobs, total=len(images), desc="decode", disable=not progress, leave=False))
+
+
+def input_batches(images: Sequence, *, image_size: int, mean: Sequence[float], std: Sequence[float],
+                  batch_size: int = 32):
+    """The eval preprocessing of PIL images: normalised float32 arrays (n x 3 x side x side), a batch at a time.
+
+    Every runtime (PyTorch or ONNX Runtime) takes its input from here, so all see the same numbers.
+    Photos already squashed to ``image_size`` (``load_resized``) are used as they are.
+    """
+    batch_size = positive_int("batch_size", batch_size)
+    squash, side = transforms.resize(image_size), (image_size, image_size)
+
+    def batch(part: Sequence):
+        pictures = [picture if picture.size == side else squash(picture) for picture in part]
+        return transforms.normalised_pixels(pictures, mean=mean, std=std)
+
+    return (batch(images[start:start + batch_size]) for start in range(0, len(images), batch_size))
 
 
 def logits_for_images(model, images: Sequence, *, image_size: int, mean: Sequence[float],
@@ -64,16 +83,13 @@ def logits_for_images(model, images: Sequence, *, image_size: int, mean: Sequenc
     """Logits (N x classes, CPU float tensor) for PIL images, with the eval preprocessing."""
     import torch
 
-    batch_size = positive_int("batch_size", batch_size)
-
+    batches = input_batches(images, image_size=image_size, mean=mean, std=std, batch_size=batch_size)
     device = torch.device(device) if device is not None else default_device()
-    prepare = transforms.eval_transform(image_size=image_size, mean=mean, std=std)
     model = model.to(device).eval()
     outputs = []
     with torch.inference_mode():
-        for start in range(0, len(images), batch_size):
-            batch = torch.stack([prepare(img) for img in images[start:start + batch_size]])
-            batch = batch.to(device).contiguous(memory_format=torch.channels_last)
+        for batch in batches:
+            batch = torch.from_numpy(batch).to(device).contiguous(memory_format=torch.channels_last)
             outputs.append(model(batch).float().cpu())
     if not outputs:
         return torch.empty(0, model.head.out_features)

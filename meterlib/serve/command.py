@@ -19,12 +19,12 @@ PROGRESS_FROM = 9  # photos from which a progress bar is shown (on a terminal)
 BATCH_SIZE = 16
 
 
-def predict_files(arguments: Sequence[str | os.PathLike], *, checkpoint: str | os.PathLike,
+def predict_files(arguments: Sequence[str | os.PathLike], *, model: str | os.PathLike,
                   csv_path: str | os.PathLike | None = None, top_k: int = 3,
                   batch_size: int = BATCH_SIZE) -> str:
     """Predict every photo named or found in ``arguments``; the table (or, with ``csv_path``, a summary)."""
     files = batch.expand_inputs(arguments)
-    predictor = load_predictor(checkpoint)
+    predictor = load_predictor(model)
     outcomes = predictor.predict_each(files, top_k=top_k, batch_size=batch_size,
                                       progress=len(files) >= PROGRESS_FROM and sys.stderr.isatty())
     columns = min(top_k, len(predictor.class_names))
@@ -35,11 +35,13 @@ def predict_files(arguments: Sequence[str | os.PathLike], *, checkpoint: str | o
 
 
 def load_predictor(path: str | os.PathLike) -> Predictor:
-    """The checkpoint's Predictor, batch norms folded for speed; a missing file says how to get one."""
+    """The Predictor of a checkpoint (batch norms folded) or an ONNX export; a missing file says how to get one."""
     if not os.path.lexists(path):
+        if Path(path).suffix.lower() == ".onnx":
+            raise CheckpointError(f"{path}: ONNX model not found; `python -m meterlib export` writes one")
         raise CheckpointError(f"{path}: checkpoint not found; `bash run.sh demo` trains one on the demo data, "
-                              "or give another file with --checkpoint")
-    return Predictor.from_checkpoint(path).with_folded_batch_norms()
+                              "or give another file with --model")
+    return Predictor.load(path).with_folded_batch_norms()
 
 
 def csv_columns(top_k: int) -> list[str]:

@@ -1,7 +1,8 @@
-"""Predict a meter type from photos with one checkpoint: calibrated top-k, UNKNOWN flag, prediction set.
+"""Predict a meter type from photos with one model file: calibrated top-k, UNKNOWN flag, prediction set.
 
-Everything comes from the checkpoint file (weights, class names in order, preprocessing,
-temperature, UNKNOWN threshold, conformal set thresholds); nothing is read from folder listings.
+Everything comes from the checkpoint file or its ONNX export (weights, class names in order,
+preprocessing, temperature, UNKNOWN threshold, conformal set thresholds); nothing is read from
+folder listings.
 Notebook 03 evaluates this same code: it fits a calibration, applies it with
 ``with_calibration`` and scores the answers of ``predictions_from_logits``.
 """
@@ -13,6 +14,7 @@ import math
 import os
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Union
 
 import numpy as np
@@ -20,7 +22,7 @@ import numpy as np
 from meterlib.confidence import calibration, conformal, selective
 from meterlib.data import photos
 from meterlib.model import checkpoint, folding, inference
-from meterlib.serve import batch
+from meterlib.serve import batch, onnx_runtime
 
 UNKNOWN = "UNKNOWN"
 # One photo source (see photos.load_rgb) or an iterable of them.
@@ -54,7 +56,11 @@ class Outcome:
 
 @dataclass
 class Predictor:
-    """A trained classifier with its calibration, loaded from one checkpoint file."""
+    """A trained classifier with its calibration, loaded from one checkpoint or its ONNX export.
+
+    ``model`` is the PyTorch module of a checkpoint, or the ``onnx_runtime.OnnxModel`` of an export;
+    both get the same preprocessing and give the same answers (see ``serve.onnx_check``).
+    """
 
     model: Any
     class_names: list[str]
@@ -71,20 +77,39 @@ class Predictor:
     gallery: dict | None = None  # training photos' features and thumbnails (see serve.gallery)
 
     @classmethod
+    def load(cls, path: str | os.PathLike, *, device=None) -> "Predictor":
+        """A Predictor from a model file: an ONNX export (``.onnx``, run by ONNX Runtime) or a checkpoint.
+
+        ``device`` applies to a checkpoint (PyTorch); an ONNX model runs on the CPU.
+        """
+        if Path(path).suffix.lower() == ".onnx":
+            return cls.from_onnx(path)
+        return cls.from_checkpoint(path, device=device)
+
+    @classmethod
     def from_checkpoint(cls, path: str | os.PathLike, *, device=None) -> "Predictor":
         """Load the model and its calibration from a meterlib checkpoint."""
         content = checkpoint.load(path)
-        quantile, thresholds = content.get("conformal_quantile"), content.get("conformal_class_thresholds")
-        return cls(model=checkpoint.build_model(content, device=device, source=path),
-                   class_names=list(content["class_names"]), image_size=int(content["image_size"]),
-                   mean=list(content["mean"]), std=list(content["std"]),
-                   temperature=float(content.get("temperature", 1.0)),
-                   unknown_threshold=float(content.get("unknown_threshold",
-                                                       selective.DEFAULT_UNKNOWN_THRESHOLD)),
+        return cls._from_fields(content, model=checkpoint.build_model(content, device=device, source=path),
+                                device=device, gallery=content.get("gallery"))
+
+    @classmethod
+    def from_onnx(cls, path: str | os.PathLike, *, threads: int | None = None) -> "Predictor":
+        """Load an exported ONNX model and the calibration in its metadata (needs the onnx extra)."""
+        fields, model = onnx_runtime.load(path, threads=threads)
+        return cls._from_fields(fields, model=model)
+
+    @classmethod
+    def _from_fields(cls, fields: Mapping, *, model, device=None, gallery=None) -> "Predictor":
+        """A Predictor of ``model`` with the preprocessing and calibration of checked checkpoint fields."""
+        quantile, thresholds = fields.get("conformal_quantile"), fields.get("conformal_class_thresholds")
+        return cls(model=model, class_names=list(fields["class_names"]), image_size=int(fields["image_size"]),
+                   mean=list(fields["mean"]), std=list(fields["std"]),
+                   temperature=float(fields.get("temperature", 1.0)),
+                   unknown_threshold=float(fields.get("unknown_threshold", selective.DEFAULT_UNKNOWN_THRESHOLD)),
                    conformal_quantile=math.inf if quantile is None else float(quantile),
                    conformal_class_thresholds=None if thresholds is None else tuple(map(float, thresholds)),
-                   conformal_u=float(content.get("conformal_u", 0.0)),
-                   device=device, gallery=content.get("gallery"))
+                   conformal_u=float(fields.get("conformal_u", 0.0)), device=device, gallery=gallery)
 
     def with_calibration(self, *, temperature: float, unknown_threshold: float, conformal_quantile: float,
                          conformal_class_thresholds: Sequence[float] | None = None,
@@ -99,7 +124,10 @@ class Predictor:
         """The same calibration on a copy of the model with its batch norms folded into the convolutions.
 
         About 30% less CPU time per photo; the answers agree with the original's up to float rounding.
+        An ONNX model is returned as it is: its batch norms were folded when it was exported.
         """
+        if isinstance(self.model, onnx_runtime.OnnxModel):
+            return self
         return dataclasses.replace(self, model=folding.fold_batch_norms(self.model))
 
     def logits(self, images: Photos, *, batch_size: int = 32, progress: bool = False) -> np.ndarray:
@@ -110,6 +138,9 @@ class Predictor:
 
     def _logits_of(self, pictures: list, *, batch_size: int) -> np.ndarray:
         """Logits (n, classes) of decoded, squashed photos."""
+        if isinstance(self.model, onnx_runtime.OnnxModel):
+            return self.model.logits(pictures, image_size=self.image_size, mean=self.mean, std=self.std,
+                                     batch_size=batch_size).astype(np.float64)
         result = inference.logits_for_images(self.model, pictures, image_size=self.image_size,
                                              mean=self.mean, std=self.std, batch_size=batch_size,
                                              device=self.device)

@@ -1,0 +1,180 @@
+"""PyTorch against ONNX Runtime (float32 and INT8), side by side in one run: one photo's latency and batch throughput.
+
+    python benchmarks/bench_onnx.py [--photos 64] [--repeats 40] [--batch-size 16]
+
+End to end, as the Predictor serves: a 720x1280 JPEG file in, the calibrated answer out (decode at
+reduced scale, squash, normalise, network, temperature, UNKNOWN rule, prediction set). Models:
+
+- EfficientNet-Lite0 (the default backbone): the demo checkpoint (``bash run.sh demo``) when it
+  exists, else the bundled ImageNet weights with an untrained head; ResNet-18: random weights
+  (speed does not depend on what the weights learnt). Both at 224 px.
+- Runtimes: eager PyTorch (the checkpoint as loaded), PyTorch channels-last with batch norms
+  folded (what ``meterlib predict`` runs on a checkpoint), ONNX Runtime float32 and INT8 (the
+  ``meterlib export`` code; INT8 calibrated on demo training photos, or on the benchmark photos
+  when there is no demo model).
+
+The runtimes take turns photo by photo, so load from other work on the machine hits them alike;
+the load average is printed. With the demo model, the demo test accuracy of float32 and INT8 is
+printed too. CPU ms is the process time of all threads, which other work inflates far less than
+wall time: on an idle 2-core machine a call would take roughly half of it to all of it.
+
+Targets on 2 CPU cores, fastest runtime: one photo p50 <= 15 ms, batch >= 70 photos/s, >= 2x
+eager PyTorch for one photo; INT8 loses <= 0.5 point of test accuracy.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import tempfile
+import time
+from pathlib import Path
+
+# As the predict command does, before torch loads: idle OpenMP threads sleep instead of spinning.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+
+from meterlib.model import backbones, checkpoint, inference  # noqa: E402
+from meterlib.run import paths  # noqa: E402
+from meterlib.serve import Predictor, batch, onnx_check, onnx_export, onnx_format, onnx_int8  # noqa: E402
+from meterlib.synth import DatasetSpec, class_names, generate_dataset  # noqa: E402
+
+IMAGE_SIZE, N_CLASSES = 224, 35
+TARGET_P50_MS, TARGET_RATE, TARGET_SPEED_UP, TARGET_INT8_LOSS = 15.0, 70.0, 2.0, 0.005
+RUNTIMES = ("PyTorch eager", "PyTorch channels-last", "ORT float32", "ORT INT8")
+
+
+def resnet18_checkpoint(folder: Path) -> Path:
+    """ResNet-18 with random weights, saved as a checkpoint of its real backbone name."""
+    torch.manual_seed(0)
+    mean, std = backbones.normalisation("resnet18")
+    spec = checkpoint.ModelSpec("resnet18", class_names(N_CLASSES), IMAGE_SIZE, mean=mean, std=std)
+    model = backbones.build_classifier("resnet18", N_CLASSES, pretrained=False)
+    return checkpoint.save(folder / "resnet18.pt", model=model, spec=spec)
+
+
+def lite0_checkpoint(folder: Path) -> tuple[Path, bool]:
+    """The demo model when it exists (True), else the bundled Lite0 weights with an untrained head (False)."""
+    demo = paths.resolve().checkpoint
+    if demo.is_file() and checkpoint.load(demo)["backbone"] == "efficientnet_lite0":
+        return demo, True
+    torch.manual_seed(0)
+    model, name, _ = backbones.create("efficientnet_lite0", N_CLASSES)
+    mean, std = backbones.normalisation(name)
+    spec = checkpoint.ModelSpec(name, class_names(N_CLASSES), IMAGE_SIZE, mean=mean, std=std)
+    return checkpoint.save(folder / "lite0.pt", model=model, spec=spec), False
+
+
+def predictors(model_path: Path, folder: Path, calibration: list) -> dict[str, Predictor]:
+    """The four runtimes of one checkpoint; the ONNX ones exported as ``meterlib export`` does."""
+    content = checkpoint.load(model_path)
+    float32 = onnx_export.write_float32(content, folder / f"{model_path.stem}.onnx", source=model_path)
+    fields = onnx_format.fields_from_checkpoint(content, precision="float32")
+    int8 = onnx_int8.quantize(float32, folder / f"{model_path.stem}.int8.onnx", pictures=calibration, fields=fields)
+    eager = Predictor.from_checkpoint(model_path, device="cpu")
+    return dict(zip(RUNTIMES, (eager, eager.with_folded_batch_norms(), Predictor.load(float32), Predictor.load(int8))))
+
+
+def latencies(runtimes: dict[str, Predictor], files: list[Path], *, repeats: int) -> dict[str, np.ndarray]:
+    """Wall and CPU seconds (repeats x 2) of one-photo ``predict`` calls, the runtimes taking turns."""
+    seconds = {name: [] for name in runtimes}
+    for predictor in runtimes.values():  # warm-up: the first calls set up kernels and caches
+        for path in files[:3]:
+            predictor.predict(path)
+    for index in range(repeats):
+        for name, predictor in runtimes.items():
+            start, cpu = time.perf_counter(), time.process_time()
+            predictor.predict(files[index % len(files)])
+            seconds[name].append((time.perf_counter() - start, time.process_time() - cpu))
+    return {name: np.array(values) for name, values in seconds.items()}
+
+
+def throughputs(runtimes: dict[str, Predictor], files: list[Path], *, batch_size: int, rounds: int = 3) -> dict:
+    """Photos per second of ``predict_each`` over every file (the best of ``rounds``, taking turns), CPU ms a photo."""
+    rates = {name: [] for name in runtimes}
+    for _ in range(rounds):
+        for name, predictor in runtimes.items():
+            start, cpu = time.perf_counter(), time.process_time()
+            predictor.predict_each(files, batch_size=batch_size)
+            rates[name].append((len(files) / (time.perf_counter() - start),
+                                1000 * (time.process_time() - cpu) / len(files)))
+    return {name: max(values) for name, values in rates.items()}
+
+
+def table(model: str, seconds: dict[str, np.ndarray], rates: dict[str, tuple]) -> list[str]:
+    """One row per runtime: one photo's p50/p95 and CPU ms, a batch's photos/s and CPU ms a photo, beside eager."""
+    base_p50, base_rate = np.median(seconds[RUNTIMES[0]][:, 0]) * 1000, rates[RUNTIMES[0]][0]
+    rows = []
+    for name in RUNTIMES:
+        p50, p95 = np.percentile(seconds[name][:, 0], [50, 95]) * 1000
+        cpu = np.median(seconds[name][:, 1]) * 1000
+        rate, batch_cpu = rates[name]
+        rows.append(f"{model:18} {name:22} {p50:7.1f} {p95:7.1f} {cpu:7.1f} {base_p50 / p50:8.2f}x "
+                    f"{rate:9.1f} {batch_cpu:7.1f} {rate / base_rate:8.2f}x")
+    return rows
+
+
+def verdict(model: str, seconds: dict[str, np.ndarray], rates: dict[str, tuple]) -> str:
+    """Whether the fastest runtime meets the targets."""
+    p50 = {name: float(np.median(values[:, 0])) * 1000 for name, values in seconds.items()}
+    fastest = min(p50, key=p50.get)
+    speed_up, best_rate = p50[RUNTIMES[0]] / p50[fastest], max(rate for rate, _ in rates.values())
+    checks = (p50[fastest] <= TARGET_P50_MS, speed_up >= TARGET_SPEED_UP, best_rate >= TARGET_RATE)
+    met = ", ".join("met" if ok else "NOT met" for ok in checks)
+    return (f"{model}: fastest one photo {fastest} {p50[fastest]:.1f} ms, {speed_up:.2f}x eager; "
+            f"best batch {best_rate:.1f} photos/s (targets: {met})")
+
+
+def demo_accuracy(runtimes: dict[str, Predictor], model_path: Path) -> list[str]:
+    """Demo test accuracy: ONNX float32 beside PyTorch, INT8 beside float32."""
+    test = onnx_check.split_photos(paths.resolve().splits_csv, checkpoint.load(model_path), split="test")
+    pictures = inference.load_resized(test.paths, image_size=IMAGE_SIZE)
+    float32, int8 = runtimes["ORT float32"], runtimes["ORT INT8"]
+    exported = onnx_check.compare(runtimes[RUNTIMES[0]], float32, pictures, test.labels)
+    quantized = onnx_check.compare(float32, int8, pictures, test.labels)
+    met = "met" if -quantized.accuracy_change <= TARGET_INT8_LOSS else "NOT met"
+    return [f"ORT float32, {onnx_check.summary(exported, against='PyTorch')}",
+            f"ORT INT8, {onnx_check.summary(quantized, against='float32')} "
+            f"(target: loses <= {100 * TARGET_INT8_LOSS:g} point: {met})"]
+
+
+def run(folder: Path, *, photos: int, repeats: int, batch_size: int) -> list[str]:
+    generate_dataset(folder / "photos", DatasetSpec(n_images=photos, n_classes=8), progress=False)
+    files = batch.expand_inputs([folder / "photos"])
+    lite0, trained = lite0_checkpoint(folder)
+    calibration = (onnx_int8.calibration_pictures(paths.resolve().splits_csv, checkpoint.load(lite0)) if trained
+                   else inference.load_resized(files, image_size=IMAGE_SIZE))
+    lines, verdicts, accuracy = [], [], []
+    for model, path in (("EfficientNet-Lite0", lite0), ("ResNet-18", resnet18_checkpoint(folder))):
+        runtimes = predictors(path, folder, calibration)
+        seconds = latencies(runtimes, files, repeats=repeats)
+        rates = throughputs(runtimes, files, batch_size=batch_size)
+        lines += table(model, seconds, rates)
+        verdicts.append(verdict(model, seconds, rates))
+        if trained and not accuracy:
+            accuracy = demo_accuracy(runtimes, path)
+    return lines + verdicts + (accuracy or ["no demo model (bash run.sh demo): accuracy not measured"])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--photos", type=int, default=64, help="720x1280 JPEG photos, each predicted in turn")
+    parser.add_argument("--repeats", type=int, default=40, help="one-photo calls per runtime")
+    parser.add_argument("--batch-size", type=int, default=16, help="photos per batch (as meterlib predict)")
+    args = parser.parse_args()
+    print(f"{args.photos} photos of 720x1280, {IMAGE_SIZE} px, {os.cpu_count()} cores, torch threads "
+          f"{torch.get_num_threads()}, load average before: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
+    with tempfile.TemporaryDirectory() as tmp:
+        lines = run(Path(tmp), photos=args.photos, repeats=args.repeats, batch_size=args.batch_size)
+    print(f"{'':41} {'one photo':-^34} {'batch':-^28}")
+    print(f"{'model':18} {'runtime':22} {'p50 ms':>7} {'p95 ms':>7} {'CPU ms':>7} {'vs eager':>9} "
+          f"{'photos/s':>9} {'CPU ms':>7} {'vs eager':>9}")
+    print("\n".join(lines))
+    print(f"targets (fastest runtime): one photo p50 <= {TARGET_P50_MS:g} ms and >= {TARGET_SPEED_UP:g}x eager, "
+          f"batch >= {TARGET_RATE:g} photos/s; load average after: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
+
+
+if __name__ == "__main__":
+    main()

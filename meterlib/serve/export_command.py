@@ -1,0 +1,63 @@
+"""``python -m meterlib export``: a checkpoint as an ONNX model, written only when the check after export passes.
+
+Both the float32 export and its INT8 quantisation are compared with the checkpoint on the test
+split of the manifest the model was trained on; the INT8 model is calibrated on training photos.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+from meterlib.model import checkpoint, inference
+from meterlib.run import atomic
+from meterlib.serve import onnx_check, onnx_export, onnx_format, onnx_int8
+from meterlib.serve.predictor import Predictor
+
+
+def default_output(checkpoint_path: str | os.PathLike, *, int8: bool) -> Path:
+    """Beside the checkpoint: ``meterlib_checkpoint.onnx``, or ``meterlib_checkpoint.int8.onnx``."""
+    return Path(checkpoint_path).with_suffix(".int8.onnx" if int8 else ".onnx")
+
+
+def export_model(checkpoint_path: str | os.PathLike, *, splits_csv: str | os.PathLike,
+                 out: str | os.PathLike | None = None, int8: bool = False, force: bool = False) -> str:
+    """Export, check on the test split of ``splits_csv`` and write ``out``; what was written, in a few lines."""
+    for package in ("onnx", "onnxscript", "onnxruntime"):  # before minutes of work, not after
+        onnx_format.require(package)
+    content = checkpoint.load(checkpoint_path)
+    out = Path(out or default_output(checkpoint_path, int8=int8))
+    test = onnx_check.split_photos(Path(splits_csv), content, split="test")
+    reference = Predictor.from_checkpoint(checkpoint_path, device="cpu")
+    pictures = inference.load_resized(test.paths, image_size=reference.image_size)
+    with tempfile.TemporaryDirectory(prefix="meterlib-export-") as work:
+        float32 = onnx_export.write_float32(content, Path(work, "float32.onnx"), source=checkpoint_path)
+        check = onnx_check.compare(reference, Predictor.from_onnx(float32), pictures, test.labels)
+        onnx_check.refuse_float32_difference(check, source=str(checkpoint_path))
+        fields = onnx_format.fields_from_checkpoint(content, precision="float32",
+                                                    checks={"float32_vs_pytorch": check.as_fields()})
+        lines = ["float32 " + onnx_check.summary(check, against="PyTorch")]
+        with atomic.atomic_path(out) as tmp:
+            if int8:
+                calibration = onnx_int8.calibration_pictures(Path(splits_csv), content)
+                check = _write_int8(float32, tmp, fields=fields, calibration=calibration,
+                                    test=(reference, pictures, test.labels))
+                onnx_check.refuse_int8_loss(check, source=str(out), force=force)
+                lines.append(f"int8 (calibrated on {len(calibration)} training photos) "
+                             + onnx_check.summary(check, against="PyTorch"))
+            else:
+                onnx_export.write_with_metadata(float32, tmp, fields)
+    size = out.stat().st_size / 2**20
+    return "\n".join([*lines, f"wrote {out} ({'int8' if int8 else 'float32'}, {size:.1f} MB)"])
+
+
+def _write_int8(float32: Path, path: Path, *, fields: dict, calibration: list,
+                test: tuple) -> onnx_check.Comparison:
+    """Quantise ``float32`` into ``path``, compare it on the test photos and record the comparison."""
+    reference, pictures, labels = test
+    onnx_int8.quantize(float32, path, pictures=calibration, fields=fields)
+    check = onnx_check.compare(reference, Predictor.from_onnx(path), pictures, labels)
+    checks = {**fields["checks"], "int8_vs_pytorch": check.as_fields(), "calibration_photos": len(calibration)}
+    onnx_export.write_with_metadata(path, path, {**fields, "precision": "int8", "checks": checks})
+    return check

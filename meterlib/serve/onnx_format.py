@@ -1,0 +1,88 @@
+"""The metadata an exported ONNX model carries: everything the Predictor needs besides the network.
+
+One metadata entry, ``meterlib``, holds strict JSON (readable from any language) with the
+checkpoint's fields under the same names and meanings (see ``model.checkpoint``):
+
+- ``format`` / ``format_version``: ``"meterlib-onnx"`` / 1
+- ``class_names`` (output order), ``backbone``, ``image_size``, ``mean``, ``std``: the input
+  ``pixels`` is float32, batch x 3 x image_size x image_size, RGB scaled to [0, 1], then
+  normalised with mean and std; the output ``logits`` is batch x classes
+- ``temperature``, ``unknown_threshold``, ``conformal_quantile``, ``conformal_u``,
+  ``conformal_class_thresholds``: the calibration; JSON has no infinity, so an infinite threshold
+  is written as null (the class enters every prediction set)
+- ``splits_sha256``, ``versions`` (libraries that trained the model), ``meterlib_version`` (that
+  exported it), ``precision`` (``float32`` or ``int8``), ``checks`` (what the check after export found)
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import math
+import os
+
+from meterlib.errors import MeterlibError
+from meterlib.model import checkpoint
+from meterlib.run import atomic
+
+INSTALL_HINT = 'pip install "meterlib[onnx]"'
+METADATA_KEY = "meterlib"
+FORMAT, FORMAT_VERSION = "meterlib-onnx", 1
+INPUT_NAME, OUTPUT_NAME = "pixels", "logits"
+PRECISIONS = ("float32", "int8")
+CALIBRATION = ("temperature", "unknown_threshold", "conformal_quantile", "conformal_u", "conformal_class_thresholds")
+FROM_CHECKPOINT = ("class_names", "backbone", "image_size", "mean", "std", *CALIBRATION, "splits_sha256", "versions")
+REQUIRED = ("class_names", "backbone", "image_size", "mean", "std", "temperature", "unknown_threshold", "precision")
+
+
+class OnnxUnavailableError(MeterlibError, ImportError):
+    """An ONNX package (onnx, onnxruntime, onnxscript) that exporting or loading needs is not installed."""
+
+
+def require(module: str):
+    """Import one of the optional ONNX packages, or say how to install them."""
+    try:
+        return importlib.import_module(module)
+    except ImportError:
+        raise OnnxUnavailableError(f"{module} is not installed; exported models need the onnx extra: "
+                                   f"{INSTALL_HINT}") from None
+
+
+def fields_from_checkpoint(content: dict, *, precision: str, checks: dict | None = None) -> dict:
+    """The metadata fields of a loaded checkpoint's export."""
+    import meterlib
+
+    fields = {key: content[key] for key in FROM_CHECKPOINT if key in content}
+    return {"format": FORMAT, "format_version": FORMAT_VERSION, **fields, "meterlib_version": meterlib.__version__,
+            "precision": precision, "checks": dict(checks or {})}
+
+
+def encode(fields: dict) -> str:
+    """The fields as strict JSON text (infinities as null)."""
+    return json.dumps(atomic.strict_json_value(fields), allow_nan=False, sort_keys=True)
+
+
+def decode(text: str | None, *, source: str | os.PathLike) -> dict:
+    """The checked fields of a model's metadata text; CheckpointError naming ``source`` when unusable."""
+    if text is None:
+        raise checkpoint.CheckpointError(f"{source}: an ONNX model without meterlib's metadata; export "
+                                         "models with `python -m meterlib export`")
+    try:
+        fields = json.loads(text)
+    except ValueError as exc:
+        raise checkpoint.CheckpointError(f"{source}: meterlib metadata is not valid JSON ({exc})") from None
+    if not isinstance(fields, dict) or fields.get("format") != FORMAT:
+        raise checkpoint.CheckpointError(f"{source}: meterlib metadata without format={FORMAT!r}")
+    version = fields.get("format_version")
+    if not isinstance(version, int) or not 1 <= version <= FORMAT_VERSION:
+        raise checkpoint.CheckpointError(f"{source}: meterlib metadata format {version!r} is not one this "
+                                         f"meterlib reads (1 to {FORMAT_VERSION}); upgrade meterlib")
+    thresholds = fields.get("conformal_class_thresholds")
+    if isinstance(thresholds, list):
+        fields["conformal_class_thresholds"] = [math.inf if value is None else value for value in thresholds]
+    checkpoint.check_fields({key: value for key, value in fields.items() if key != "format_version"},
+                            source=source, required=REQUIRED, kind="metadata")
+    if fields["precision"] not in PRECISIONS:
+        raise checkpoint.CheckpointError(f"{source}: metadata field 'precision' must be one of "
+                                         f"{', '.join(PRECISIONS)}, got {fields['precision']!r}")
+    return fields

@@ -1,0 +1,170 @@
+"""ONNX export: the metadata it carries, answers equal to PyTorch's, clear errors, and ``predict --model``."""
+
+import csv
+import json
+import math
+import shutil
+import sys
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from meterlib.__main__ import main
+from meterlib.model import checkpoint
+from meterlib.serve import Predictor, export_command, onnx_check, onnx_export, onnx_format
+
+onnx = pytest.importorskip("onnx")
+pytest.importorskip("onnxruntime")
+
+CALIBRATION = dict(temperature=2.0, unknown_threshold=0.4, conformal_quantile=0.8, conformal_u=0.25,
+                   conformal_class_thresholds=[0.5, math.inf, 0.7])
+
+
+@pytest.fixture(scope="module")
+def calibrated(random_checkpoint, tmp_path_factory):
+    """A copy of the random checkpoint with a full calibration (an infinite class threshold included)."""
+    path = tmp_path_factory.mktemp("calibrated") / "model.pt"
+    shutil.copy(random_checkpoint, path)
+    checkpoint.update_fields(path, splits_sha256="ab" * 32, **CALIBRATION)
+    return path
+
+
+@pytest.fixture(scope="module")
+def exported(calibrated):
+    """The calibrated checkpoint exported as a float32 ONNX model beside it."""
+    return onnx_export.write_float32(checkpoint.load(calibrated), calibrated.with_suffix(".onnx"), source=calibrated)
+
+
+@pytest.fixture()
+def photos(tmp_path):
+    rng = np.random.default_rng(1)
+    files = []
+    for index, size in enumerate([(60, 40), (32, 32), (90, 120), (45, 45)]):
+        files.append(tmp_path / f"photo {index}.png")
+        Image.fromarray(rng.integers(0, 256, (*size, 3), dtype=np.uint8)).save(files[-1])
+    return files
+
+
+def _metadata(path) -> dict:
+    entries = {entry.key: entry.value for entry in onnx.load(path).metadata_props}
+
+    def refuse(constant):
+        raise ValueError(f"not strict JSON: {constant}")
+
+    return json.loads(entries[onnx_format.METADATA_KEY], parse_constant=refuse)
+
+
+def test_metadata_carries_everything_the_predictor_needs(calibrated, exported):
+    fields = _metadata(exported)  # strict JSON: the infinite threshold is null
+    content = checkpoint.load(calibrated)
+    assert fields["class_names"] == ["zeta", "alpha", "mu"]
+    assert (fields["image_size"], fields["mean"], fields["std"]) == (32, [0.5] * 3, [0.25] * 3)
+    assert (fields["backbone"], fields["precision"], fields["splits_sha256"]) == ("random", "float32", "ab" * 32)
+    assert fields["conformal_class_thresholds"] == [0.5, None, 0.7]
+    assert fields["meterlib_version"] == content["versions"]["meterlib"] and fields["versions"] == content["versions"]
+    served = Predictor.load(exported)
+    for name, value in CALIBRATION.items():
+        assert getattr(served, name) == (tuple(value) if isinstance(value, list) else value)
+    assert (served.class_names, served.image_size, served.mean, served.std) == (
+        ["zeta", "alpha", "mu"], 32, [0.5] * 3, [0.25] * 3)
+
+
+def test_onnx_answers_as_the_checkpoint_does(calibrated, exported, photos):
+    torch_predictor, onnx_predictor = Predictor.load(calibrated, device="cpu"), Predictor.load(exported)
+    assert onnx_predictor.with_folded_batch_norms() is onnx_predictor
+    np.testing.assert_allclose(onnx_predictor.probabilities(photos), torch_predictor.probabilities(photos),
+                               atol=1e-4)
+    expected, got = torch_predictor.predict_many(photos, top_k=3), onnx_predictor.predict_many(photos, top_k=3)
+    assert [(p.label, p.unknown, p.top_classes, p.prediction_set) for p in got] == \
+           [(p.label, p.unknown, p.top_classes, p.prediction_set) for p in expected]
+    outcomes = onnx_predictor.predict_each([photos[0], b"not a photo"], names=["good", "bad"], batch_size=1)
+    assert outcomes[0].ok and outcomes[1].error.startswith("not an image file")
+    assert onnx_predictor.logits([]).shape == (0, 3)
+
+
+def test_predict_command_runs_an_onnx_model(calibrated, exported, photos, tmp_path, capsys):
+    rows = {}
+    for model in (calibrated, exported):
+        out = tmp_path / f"{model.suffix[1:]}.csv"
+        assert main(["predict", str(photos[0].parent), "--model", str(model), "--csv", str(out)]) == 0
+        with open(out, newline="") as handle:
+            rows[model.suffix] = list(csv.DictReader(handle))
+    assert capsys.readouterr().err == ""
+    assert len(rows[".onnx"]) == len(photos)
+    for ours, theirs in zip(rows[".onnx"], rows[".pt"]):
+        assert [ours[key] for key in ("file", "label", "top1_class", "prediction_set")] == \
+               [theirs[key] for key in ("file", "label", "top1_class", "prediction_set")]
+        assert float(ours["confidence"]) == pytest.approx(float(theirs["confidence"]), abs=1e-4)
+
+
+def _rewritten(exported, tmp_path, change) -> str:
+    """A copy of the export whose metadata text is ``change(fields)`` (None: no metadata)."""
+    proto = onnx.load(exported)
+    text = change(_metadata(exported))
+    del proto.metadata_props[:]
+    if text is not None:
+        proto.metadata_props.add(key=onnx_format.METADATA_KEY, value=text)
+    path = tmp_path / "changed.onnx"
+    onnx.save_model(proto, path)
+    return str(path)
+
+
+@pytest.mark.parametrize("change, message", [
+    (lambda fields: None, "an ONNX model without meterlib's metadata"),
+    (lambda fields: "{not json", "meterlib metadata is not valid JSON"),
+    (lambda fields: json.dumps({**fields, "format_version": 9}), "metadata format 9 is not one this meterlib reads"),
+    (lambda fields: json.dumps({**fields, "temperature": -1}),
+     "metadata field 'temperature' must be a finite number > 0"),
+    (lambda fields: json.dumps({k: v for k, v in fields.items() if k != "class_names"}),
+     "metadata field 'class_names' missing"),
+    (lambda fields: json.dumps({**fields, "class_names": ["a", "b"], "conformal_class_thresholds": None}),
+     "not one logit for each of the 2 classes"),
+    (lambda fields: json.dumps({**fields, "image_size": 64}), "is not 'pixels' of shape (batch, 3, 64, 64)"),
+    (lambda fields: json.dumps({**fields, "precision": "int4"}), "metadata field 'precision' must be one of"),
+])
+def test_bad_metadata_is_refused_naming_the_file(exported, tmp_path, change, message):
+    path = _rewritten(exported, tmp_path, change)
+    with pytest.raises(checkpoint.CheckpointError) as caught:
+        Predictor.load(path)
+    assert str(caught.value).startswith(f"{path}: ") and message in str(caught.value)
+
+
+def test_files_that_are_no_onnx_model_are_refused(tmp_path, photos, capsys):
+    (tmp_path / "letter.onnx").write_text("Dear customer")
+    with pytest.raises(checkpoint.CheckpointError, match=r"letter\.onnx: not a usable ONNX model"):
+        Predictor.load(tmp_path / "letter.onnx")
+    with pytest.raises(checkpoint.CheckpointError, match=r"gone\.onnx: ONNX model not found"):
+        Predictor.load(tmp_path / "gone.onnx")
+    assert main(["predict", str(photos[0]), "--model", str(tmp_path / "gone.onnx")]) == 1
+    assert "gone.onnx: ONNX model not found; `python -m meterlib export` writes one" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("package", ["onnxruntime", "onnx"])
+def test_a_missing_onnx_package_says_how_to_install_it(package, calibrated, exported, photos, monkeypatch, capsys):
+    monkeypatch.setitem(sys.modules, package, None)  # makes `import package` fail, as when not installed
+    hint = 'pip install "meterlib[onnx]"'
+    if package == "onnxruntime":
+        with pytest.raises(onnx_format.OnnxUnavailableError, match=r"onnxruntime is not installed.*meterlib\[onnx\]"):
+            Predictor.load(exported)
+        assert main(["predict", str(photos[0]), "--model", str(exported)]) == 1
+        assert capsys.readouterr().err.strip().endswith(hint)
+    with pytest.raises(onnx_format.OnnxUnavailableError) as caught:
+        export_command.export_model(calibrated, splits_csv=calibrated.parent / "splits.csv")
+    assert str(caught.value).startswith(f"{package} is not installed") and hint in str(caught.value)
+
+
+def test_int8_that_loses_more_than_a_point_is_refused_unless_forced():
+    check = onnx_check.Comparison(photos=200, reference_accuracy=0.9, accuracy=0.885, agreement=0.95,
+                                  max_probability_difference=0.3)
+    with pytest.raises(checkpoint.CheckpointError, match=r"m\.onnx: INT8 loses 1\.5 points .*--force"):
+        onnx_check.refuse_int8_loss(check, source="m.onnx", force=False)
+    onnx_check.refuse_int8_loss(check, source="m.onnx", force=True)
+    onnx_check.refuse_int8_loss(onnx_check.Comparison(200, 0.9, 0.891, 0.97, 0.2), source="m.onnx", force=False)
+
+
+def test_float32_that_answers_otherwise_is_refused():
+    check = onnx_check.Comparison(photos=10, reference_accuracy=0.9, accuracy=0.9, agreement=0.9,
+                                  max_probability_difference=2e-3)
+    with pytest.raises(checkpoint.CheckpointError, match="1 with another top-1 class"):
+        onnx_check.refuse_float32_difference(check, source="m.pt")
