@@ -1,0 +1,74 @@
+"""nbval guards notebook 03's confidence: a broken temperature fit, set calibration or UNKNOWN rule fails it.
+
+Each case runs 03 (smoke profile, on the smoke pipeline's data and a copy of its reports) with one
+rule broken in the kernel, and expects nbval to fail on the checked cell that reports that rule.
+"""
+
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import nbformat
+import pytest
+
+from meterlib.run import nbcheck, runner
+
+SANITIZE = Path(__file__).with_name("nbval_sanitize.cfg")
+
+# name: (code that breaks a rule in the kernel, the start of the checked line that must change)
+BREAKS = {
+    "temperature": ("import dataclasses\n_fit = calibration.fit_temperature\n"
+                    "calibration.fit_temperature = lambda *a, **k: (lambda f: dataclasses.replace(\n"
+                    "    f, temperature=1.25 * f.temperature))(_fit(*a, **k))",
+                    "calibration photos: "),
+    "sets": ("_calibrate = mondrian.calibrate_mondrian\n"
+             "mondrian.calibrate_mondrian = lambda *a, alpha, **k: _calibrate(*a, alpha=2 * alpha, **k)",
+             "target coverage "),
+    "unknown": ("selective.is_unknown = lambda confidence, threshold: np.asarray(confidence) < threshold / 2",
+                "UNKNOWN threshold: "),
+}
+
+
+def _broken_notebook(case: str, smoke_run, folder: Path) -> tuple[Path, dict[str, int]]:
+    """03 prepared for ``folder`` with the rule of ``case`` broken; the code-cell index of each checked line."""
+    reports = folder / "reports"
+    shutil.copytree(smoke_run.reports_dir, reports, ignore=shutil.ignore_patterns("notebooks", "figures"))
+    parameters = {**runner.load_profile("smoke"), "data_dir": str(smoke_run.dataset_dir.parent),
+                  "reports_dir": str(reports)}
+    # Planned with every notebook: the profile also holds 01's and 02's parameters.
+    planned = next(item for item in runner.plan(runner.discover_notebooks(), parameters)
+                   if item.path.name.startswith("03"))
+    prepared = runner.prepare(planned, folder / f"03_broken_{case}.ipynb")
+    nb = nbformat.read(prepared, as_version=4)
+    first_code = next(i for i, c in enumerate(nb.cells) if c.cell_type == "code")
+    nb.cells.insert(first_code + 1, nbformat.v4.new_code_cell(BREAKS[case][0]))
+    code = [c for c in nb.cells if c.cell_type == "code"]
+    where = {marker: next(i for i, c in enumerate(code) if nbcheck.is_checked(c) and marker in c.source)
+             for _, marker in BREAKS.values()}
+    nbformat.write(nb, prepared)
+    return prepared, where
+
+
+def _failed_cells(notebook: Path) -> tuple[set[int], str]:
+    """The code cells (numbered from 0, as nbval does) that nbval fails in ``notebook``, and its report."""
+    command = [sys.executable, "-m", "pytest", "--nbval-lax", "--nbval-current-env", "--nbval-sanitize-with",
+               str(SANITIZE), "-p", "no:cacheprovider", "-q", "-rf", str(notebook)]
+    result = subprocess.run(command, capture_output=True, text=True, cwd=notebook.parent, timeout=600)
+    return {int(cell) for cell in re.findall(r"^FAILED \S+::Cell (\d+)", result.stdout, re.M)}, result.stdout
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("case", BREAKS)
+def test_nbval_fails_where_a_confidence_rule_breaks(case, smoke_run, tmp_path):
+    notebook, where = _broken_notebook(case, smoke_run, tmp_path)
+    assert any(c.outputs for c in nbformat.read(notebook, as_version=4).cells if nbcheck.is_checked(c)), \
+        f"{notebook.name} has no checked output to compare against"
+    failed, report = _failed_cells(notebook)
+    marker = BREAKS[case][1]
+    assert where[marker] in failed, f"nbval did not flag {marker!r}\n{report[-3000:]}"
+    # Each break shows where it happens: the UNKNOWN rule and the sets leave the temperature's cell alone.
+    untouched = {"temperature": (), "sets": ("calibration photos: ", "UNKNOWN threshold: "),
+                 "unknown": ("calibration photos: ", "target coverage ")}[case]
+    assert not failed & {where[line] for line in untouched}, report[-3000:]
