@@ -392,10 +392,58 @@ def test_figures_show_one_photo_per_class_and_the_flagged_files(planted):
     labels = {t.get_text() for ax in flagged.axes for t in ax.texts}
     assert {"truncated", "zero_byte", "not_image", "duplicate", "label_conflict", "tiny"} <= labels
     assert "cmyk" not in labels  # a format fact, not a problem to look at
-    for fig in (sheet, flagged, figures.plot_class_counts(manifest, classes=result.classes),
-                figures.plot_class_samples(manifest, planted),
-                figures.plot_size_and_quality(result.files, result.settings)):
-        plt.close(fig)
+    plt.close("all")
+
+
+def test_class_counts_stack_each_classes_splits_largest_on_top(planted, tmp_path):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from meterlib.data import figures
+
+    result, manifest = split_raw(planted)
+    fig = figures.plot_class_counts(manifest, classes=result.classes)
+    ax = fig.axes[0]
+    assert ax.get_title() == "25 files in 3 classes"  # the loose file has no class
+    assert [t.get_text() for t in ax.get_yticklabels()] == ["gamma", "alpha", "beta"]
+    splits = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert splits == ["train", "val", "test", "excluded"]
+    # One bar per class and split, each starting where the class's previous split ended.
+    bars = {(row, split): (p.get_x(), p.get_width())
+            for split, group in zip(splits, np.split(np.array(ax.patches), 4))
+            for row, p in zip(["gamma", "alpha", "beta"], group)}
+    assert [bars["beta", split] for split in splits] == [(0, 7), (7, 2), (9, 3), (12, 1)]
+    assert [bars["alpha", split][1] for split in splits] == [4, 0, 2, 6]
+    assert all(bars["gamma", split][1] == 0 for split in splits)
+    fig.savefig(tmp_path / "counts.png", dpi=50)
+    assert Image.open(tmp_path / "counts.png").size == (350, 125)  # 7 x 2.5 inches
+    plt.close("all")
+
+
+def test_class_samples_and_quality_histograms_show_the_usable_photos(planted):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from meterlib.data import figures
+
+    result, manifest = split_raw(planted)
+    samples = figures.plot_class_samples(manifest, planted, per_class=5)
+    assert len(samples.axes) == 2 * 5 and sum(len(ax.images) for ax in samples.axes) == 10
+    assert [t.get_text() for ax in samples.axes for t in ax.texts] == ["alpha", "beta"]
+    quality = figures.plot_size_and_quality(result.files, result.settings)
+    assert [ax.get_xlabel() for ax in quality.axes] == [
+        "width (px)", "height (px)", "mean brightness (0-1)", "contrast (std, 0-1)",
+        "sharpness (Laplacian variance, log)"]
+    readable = int((result.files["error"].fillna("") == "").sum())
+    assert all(sum(p.get_height() for p in ax.patches) == readable for ax in quality.axes)
+    # The flag thresholds are drawn where the audit applied them.
+    thresholds = [ax.lines[0].get_xdata()[0] if ax.lines else None for ax in quality.axes]
+    assert thresholds == [None, None, 0.15, 0.05, pytest.approx(np.log10(60.0))]
+    plt.close("all")
 
 
 def test_holdout_classes_leave_train_val_and_test(tmp_path):

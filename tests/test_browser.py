@@ -2,7 +2,7 @@
 
 Runs the smoke pipeline, serves a parameterised copy of the notebook from a scratch folder (never
 the project's notebooks/: JupyterLab autosaves) and drives headless chromium with Playwright.
-Screenshots go to $METERLIB_SCREENSHOTS, else to the reports' figures folder.
+Screenshots go to $METERLIB_SCREENSHOTS, else to a scratch folder.
 """
 
 from __future__ import annotations
@@ -66,8 +66,10 @@ def browser():
 
 
 @pytest.fixture(scope="module")
-def screenshots() -> Path:
-    folder = Path(os.environ.get("METERLIB_SCREENSHOTS") or paths.resolve().figures_dir)
+def screenshots(tmp_path_factory) -> Path:
+    """$METERLIB_SCREENSHOTS when set (to keep them), else a scratch folder: tests never write into the project."""
+    kept = os.environ.get("METERLIB_SCREENSHOTS")
+    folder = Path(kept) if kept else tmp_path_factory.mktemp("screenshots")
     folder.mkdir(parents=True, exist_ok=True)
     return folder
 

@@ -1,5 +1,7 @@
 """Calibration metrics against hand-computed cases, and temperature scaling."""
 
+import warnings
+
 import numpy as np
 import pytest
 
@@ -160,3 +162,106 @@ def test_a_fit_that_raises_ece_on_its_own_split_is_rejected():
     with pytest.warns(calibration.CalibrationWarning, match="lowers NLL but raises ECE"):
         fit = calibration.fit_temperature(true_logits * 1.5, labels)
     assert fit.temperature == 1.0 and not fit.fitted
+
+
+def test_metrics_use_15_bins_unless_told_otherwise():
+    _, labels, probs = _calibrated_sample(np.random.default_rng(6), n=200, k=5)
+    for metric in (calibration.expected_calibration_error, calibration.adaptive_calibration_error,
+                   calibration.debiased_calibration_error, calibration.max_calibration_error):
+        assert metric(probs, labels) == metric(probs, labels, n_bins=15) != metric(probs, labels, n_bins=16)
+    bins = calibration.reliability_bins(probs, labels)
+    assert list(bins.columns) == ["lower", "upper", "count", "accuracy", "mean_confidence"]
+    np.testing.assert_allclose(bins["lower"], np.arange(15) / 15)
+    np.testing.assert_allclose(bins["upper"], np.arange(1, 16) / 15)
+    summary = calibration.calibration_summary(probs, labels, n_bins=4)
+    assert summary == {
+        "ece": calibration.expected_calibration_error(probs, labels, n_bins=4),
+        "mce": calibration.max_calibration_error(probs, labels, n_bins=4),
+        "nll": calibration.negative_log_likelihood(probs, labels),
+        "brier": calibration.brier_score(probs, labels), "accuracy": pytest.approx(np.mean(probs.argmax(1) == labels))}
+    assert calibration.calibration_summary(probs, labels) == calibration.calibration_summary(probs, labels, n_bins=15)
+
+
+def test_no_photos_and_empty_bins_give_nan_without_a_warning():
+    empty = np.zeros((0, 3))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        bins = calibration.reliability_bins(PROBS, LABELS, n_bins=15)
+        for metric in (calibration.expected_calibration_error, calibration.max_calibration_error,
+                       calibration.negative_log_likelihood, calibration.brier_score):
+            assert np.isnan(metric(empty, []))
+    assert bins["count"].sum() == 4 and bins["accuracy"].isna().sum() == 11
+
+
+def test_malformed_inputs_are_named():
+    with pytest.raises(ValueError, match=r"expected logits of shape \(n, classes\), got \(3,\)"):
+        calibration.softmax(np.zeros(3))
+    with pytest.raises(ValueError, match=r"expected probabilities of shape \(n, classes\), got \(3,\)"):
+        calibration.brier_score(np.zeros(3), [0, 0, 0])
+    with pytest.raises(ValueError, match="0 labels for 4 rows"):
+        calibration.as_probs_and_labels(PROBS, 0)
+    with pytest.raises(ValueError, match="n_bins must be at least 1, got 0"):
+        calibration.expected_calibration_error(PROBS, LABELS, n_bins=0)
+    assert calibration.softmax(np.zeros((2, 1))).tolist() == [[1.0], [1.0]]  # one class: certain
+
+
+def test_a_fitted_temperature_says_so():
+    true_logits, labels, _ = _calibrated_sample(np.random.default_rng(1), n=6000, k=6)
+    fit = calibration.fit_temperature(true_logits * 14.0, labels)  # within the range, near its top
+    assert fit.fitted is True and fit.temperature == pytest.approx(14.0, rel=0.06)
+    assert (fit.reason, fit.n_samples) == ("fitted on the calibration split by minimising NLL", 6000)
+
+
+def test_thirty_images_are_enough_by_default():
+    true_logits, labels, _ = _calibrated_sample(np.random.default_rng(5), n=30, k=3)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # whether 30 images support a fit is not the question here
+        assert "calibration images" not in calibration.fit_temperature(true_logits, labels).reason
+    with pytest.warns(calibration.CalibrationWarning):
+        fit = calibration.fit_temperature(true_logits[:29], labels[:29])
+    assert fit == calibration.TemperatureFit(1.0, False, "only 29 calibration images (need at least 30)",
+                                             29, fit.nll_before, fit.nll_before)
+    with pytest.warns(calibration.CalibrationWarning, match="only 0 calibration images"):
+        calibration.fit_temperature(np.zeros((0, 3)), [], min_samples=0)
+
+
+def test_an_optimum_below_the_temperature_range_is_not_used():
+    true_logits, labels, _ = _calibrated_sample(np.random.default_rng(1), n=6000, k=6)
+    errors = int((true_logits.argmax(axis=1) != labels).sum())
+    with pytest.warns(calibration.CalibrationWarning):
+        fit = calibration.fit_temperature(true_logits * 0.035, labels)  # optimum T = .035 < .05
+    assert not fit.fitted and fit.reason == (
+        f"NLL still falls at T = 0.05 ({errors} errors in 6000 images): too few mistakes to tell how "
+        "confident the model should be")
+
+
+def test_saturated_right_answers_are_not_sharpened():
+    labels = np.arange(40) % 3
+    logits = np.zeros((40, 3))
+    logits[np.arange(40), labels] = 1000.0  # probabilities exactly 0 and 1 at every T in range
+    with pytest.warns(calibration.CalibrationWarning, match=r"0 errors in 40 images"):
+        assert calibration.fit_temperature(logits, labels).temperature == 1.0
+
+
+def test_predictions_that_point_away_from_the_truth_keep_t1():
+    labels = np.arange(40) % 4
+    logits = np.zeros((40, 4))
+    logits[np.arange(40), labels] = -0.5  # the true class always the least likely
+    with pytest.warns(calibration.CalibrationWarning) as caught:
+        fit = calibration.fit_temperature(logits, labels)
+    assert fit.reason == "NLL still falls at T = 20.0: the predictions carry almost no information on this split"
+    assert str(caught[0].message) == f"temperature scaling skipped, keeping T = 1: {fit.reason}"
+
+
+def test_the_ece_check_uses_the_bins_it_is_given():
+    # The 40-image case below raises ECE with 15 bins, but not with 14.
+    rng = np.random.default_rng(0)
+    true_logits = rng.normal(scale=2.0, size=(40, 4))
+    labels = (calibration.softmax(true_logits).cumsum(axis=1) > rng.uniform(size=(40, 1))).argmax(axis=1)
+    assert calibration.fit_temperature(true_logits * 1.5, labels, n_bins=14).fitted
+
+
+def test_the_fallback_warning_is_at_the_callers_line():
+    with pytest.warns(calibration.CalibrationWarning) as caught:
+        calibration.fit_temperature(np.zeros((3, 2)), [0, 1, 1])
+    assert caught[0].filename == __file__

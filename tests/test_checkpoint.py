@@ -1,6 +1,9 @@
 """Checkpoint files: round trip with weights_only=True, atomic writes, mismatch errors."""
 
 import dataclasses
+import hashlib
+import platform
+import re
 
 import pytest
 import torch
@@ -83,6 +86,9 @@ def test_mismatching_classes_or_backbone_give_clear_errors(saved):
         checkpoint.check_matches(content, class_names=[*CLASSES, "brand_z"])
     with pytest.raises(checkpoint.CheckpointError, match="different order"):
         checkpoint.check_matches(content, class_names=CLASSES[::-1])
+    with pytest.raises(checkpoint.CheckpointError,
+                       match=r"its 3 classes do not match the data's 2 classes \(missing from the data: brand_c\)"):
+        checkpoint.check_matches(content, class_names=CLASSES[:2])
     with pytest.raises(checkpoint.CheckpointError, match="backbone 'random'"):
         checkpoint.check_matches(content, backbone="efficientnet_lite0")
 
@@ -104,3 +110,206 @@ def test_a_field_that_load_would_refuse_is_never_written(saved, tmp_path, model)
     with pytest.raises(checkpoint.CheckpointError, match=r"x\.pt: checkpoint field 'image_size' must be an int"):
         checkpoint.save(tmp_path / "x.pt", model=model, spec=dataclasses.replace(SPEC, image_size=8))
     assert not (tmp_path / "x.pt").exists()
+
+
+def test_a_checkpoint_of_a_newer_format_is_refused_and_the_current_one_loads(saved):
+    content = torch.load(saved, weights_only=True)
+    assert content["format_version"] == checkpoint.FORMAT_VERSION
+    torch.save({**content, "format_version": checkpoint.FORMAT_VERSION + 1}, saved)
+    with pytest.raises(checkpoint.CheckpointError,
+                       match=rf"checkpoint format {checkpoint.FORMAT_VERSION + 1} is newer than this meterlib"):
+        checkpoint.load(saved)
+    torch.save(content, saved)
+    assert checkpoint.load(saved)["format_version"] == checkpoint.FORMAT_VERSION
+
+
+def _fields(**changes) -> dict:
+    """The smallest valid checkpoint content, with fields replaced."""
+    content = {"format": checkpoint.FORMAT, "format_version": 1, "state_dict": {"w": torch.zeros(1)},
+               "backbone": "random", "class_names": ["a", "b"], "image_size": 32, "mean": [0.5] * 3,
+               "std": [0.25] * 3}
+    return {**content, **changes}
+
+
+@pytest.mark.parametrize("changes", [
+    {}, dict(image_size=2048), dict(unknown_threshold=0), dict(unknown_threshold=1.0), dict(temperature=1e-9),
+    dict(conformal_quantile=None), dict(conformal_quantile=0.0), dict(conformal_quantile=float("inf")),
+    dict(mean=[-1, 0, 2.5]), dict(std=[1e-9, 1, 1]), dict(backbone="resnet18"), dict(backbone="efficientnet_lite0"),
+    dict(conformal_u=0), dict(conformal_u=1.0), dict(conformal_class_thresholds=[0.0, float("inf")]),
+])
+def test_values_at_the_edge_of_each_range_are_accepted(changes):
+    checkpoint.check_fields(_fields(**changes))
+
+
+@pytest.mark.parametrize(("changes", "message"), [
+    (dict(format_version=0), "field 'format_version' must be an int >= 1, got 0"),
+    (dict(format_version=True), "field 'format_version' must be an int >= 1, got True"),
+    (dict(image_size=31), "field 'image_size' must be an int from 32 to 2048, got 31"),
+    (dict(image_size=2049), "field 'image_size' must be an int from 32 to 2048, got 2049"),
+    (dict(unknown_threshold=1.01), "field 'unknown_threshold' must be a number from 0 to 1"),
+    (dict(unknown_threshold=-0.01), "field 'unknown_threshold' must be a number from 0 to 1"),
+    (dict(unknown_threshold=True), "field 'unknown_threshold' must be a number from 0 to 1"),
+    (dict(temperature=0), "field 'temperature' must be a finite number > 0"),
+    (dict(temperature=float("inf")), "field 'temperature' must be a finite number > 0"),
+    (dict(conformal_quantile=-1e-9), "field 'conformal_quantile' must be None, a number >= 0 or inf"),
+    (dict(conformal_quantile="0.5"), "field 'conformal_quantile' must be None, a number >= 0 or inf"),
+    (dict(mean=[0.5, 0.5, float("-inf")]), "field 'mean' must be a list of 3 finite numbers"),
+    (dict(mean=(0.5, 0.5, 0.5)), "field 'mean' must be a list of 3 finite numbers"),
+    (dict(mean=[0.5] * 4), "field 'mean' must be a list of 3 finite numbers"),
+    (dict(std=[0.25, 0.25, -0.25]), r"field 'std' must be a list of 3 finite numbers > 0"),
+    (dict(class_names=["a", " "]), "field 'class_names' must be a list of at least 2 distinct, non-empty"),
+    (dict(class_names=["a"]), "field 'class_names' must be a list of at least 2"),
+    (dict(class_names=("a", "b")), "field 'class_names' must be a list"),
+    (dict(state_dict={"w": [0.0]}), "field 'state_dict' must be a non-empty dict of tensors by parameter name"),
+    (dict(state_dict={1: torch.zeros(1)}), "field 'state_dict' must be a non-empty dict of tensors"),
+    (dict(state_dict=[torch.zeros(1)]), "field 'state_dict' must be a non-empty dict of tensors"),
+    (dict(conformal_u=1.5), "field 'conformal_u' must be a number from 0 to 1"),
+    (dict(conformal_u=-0.5), "field 'conformal_u' must be a number from 0 to 1"),
+    (dict(conformal_u=float("nan")), "field 'conformal_u' must be a number from 0 to 1"),
+    (dict(conformal_class_thresholds=[0.5]), "field 'conformal_class_thresholds' must be a list of 2 numbers"),
+    (dict(conformal_class_thresholds=(0.5, 0.5)), "field 'conformal_class_thresholds' must be a list of 2 numbers"),
+    (dict(conformal_class_thresholds=[0.5, -0.1]), r"field 'conformal_class_thresholds' must hold numbers >= 0 \(inf allowed\)"),
+    (dict(conformal_class_thresholds=[0.5, True]), r"field 'conformal_class_thresholds' must hold numbers >= 0 \(inf allowed\)"),
+])
+def test_a_value_out_of_range_names_the_field_and_the_rule(changes, message):
+    with pytest.raises(checkpoint.CheckpointError, match=rf"^model\.pt: checkpoint {message}"):
+        checkpoint.check_fields(_fields(**changes), source="model.pt")
+
+
+def test_missing_fields_are_listed_in_order():
+    content = _fields()
+    del content["mean"]
+    with pytest.raises(checkpoint.CheckpointError, match=r"^x: checkpoint field 'mean' missing$"):
+        checkpoint.check_fields(content, source="x")
+    del content["image_size"], content["std"]
+    with pytest.raises(checkpoint.CheckpointError, match=r"^x: checkpoint fields 'image_size', 'mean', 'std' missing$"):
+        checkpoint.check_fields(content, source="x")
+
+
+def test_a_long_bad_value_is_shortened_in_the_message():
+    with pytest.raises(checkpoint.CheckpointError) as caught:
+        checkpoint.check_fields(_fields(class_names=["a b c d e f g h i j k l m n o p"] * 6), source="m.pt")
+    shown = str(caught.value).partition(", got ")[2]
+    assert shown.endswith(" ...") and len(shown) <= 80
+
+
+def test_file_sha256_hashes_every_chunk(tmp_path):
+    data = bytes(range(256)) * 8200  # a little over 2 MiB: three 1 MiB reads
+    (tmp_path / "splits.csv").write_bytes(data)
+    assert checkpoint.file_sha256(tmp_path / "splits.csv") == hashlib.sha256(data).hexdigest()
+
+
+def test_library_versions_name_each_library_as_installed():
+    import numpy
+    import timm
+    import torchvision
+
+    import meterlib
+
+    assert checkpoint.library_versions() == {
+        "python": platform.python_version(), "torch": torch.__version__, "torchvision": torchvision.__version__,
+        "timm": timm.__version__, "numpy": numpy.__version__, "meterlib": meterlib.__version__}
+
+
+def test_plain_keeps_only_literals_and_tensors(tmp_path):
+    import numpy as np
+
+    tensor = torch.ones(2)
+    value = {"n": np.int64(3), "x": np.float32(0.5), "a": np.arange(3).reshape(1, 3), "p": tmp_path,
+             "t": (1, "b"), "flag": True, "v": torch.__version__, "none": None, "w": tensor, 7: "key"}
+    plain = checkpoint.plain(value)
+    assert plain == {"n": 3, "x": 0.5, "a": [[0, 1, 2]], "p": str(tmp_path), "t": [1, "b"], "flag": True,
+                     "v": str(torch.__version__), "none": None, "w": tensor, "7": "key"}
+    assert plain["w"] is tensor and type(plain["v"]) is str and type(plain["n"]) is int
+    assert type(plain["flag"]) is bool
+
+
+def test_check_matches_names_what_differs_and_auto_matches_any_backbone(saved):
+    content = checkpoint.load(saved)
+    checkpoint.check_matches(content)  # nothing asked: nothing to differ
+    checkpoint.check_matches(content, backbone="auto")
+    with pytest.raises(checkpoint.CheckpointError,
+                       match=r"^m\.pt: trained with backbone 'random', but 'resnet18' was asked for$"):
+        checkpoint.check_matches(content, backbone="resnet18", source="m.pt")
+    many = [*CLASSES[:2], *(f"new_{i}" for i in range(7))]
+    with pytest.raises(checkpoint.CheckpointError) as caught:
+        checkpoint.check_matches(content, class_names=many, source="m.pt")
+    assert str(caught.value) == (
+        "m.pt: its 3 classes do not match the data's 9 classes (unknown to the model: new_0, new_1, new_2, "
+        "new_3, new_4; missing from the data: brand_c); retrain with notebook 02")
+
+
+def test_release_moves_the_calibrated_model_into_place_and_refuses_protected_fields(saved, tmp_path):
+    target = tmp_path / "released.pt"
+    for protected in ("format", "format_version", "state_dict"):
+        with pytest.raises(checkpoint.CheckpointError,
+                           match=rf"^{re.escape(str(saved))}: the fields {protected} cannot be changed$"):
+            checkpoint.release(saved, target, **{protected: 1})
+    with pytest.raises(checkpoint.CheckpointError, match="the fields format, state_dict cannot be changed"):
+        checkpoint.release(saved, target, state_dict={}, format="x")
+    assert saved.exists() and not target.exists()
+    content = checkpoint.release(saved, target, temperature=1.25)
+    assert content["temperature"] == 1.25 and checkpoint.load(target)["temperature"] == 1.25
+    assert not saved.exists()
+
+
+@pytest.mark.parametrize(("data", "reason"), [
+    (b"epochs: 6\n", "not a PyTorch file"),
+    (b"PK\x03\x04 cut short", "truncated or damaged: the file ends before its zip directory"),
+])
+def test_a_file_torch_cannot_read_gets_a_one_line_reason(tmp_path, data, reason):
+    path = tmp_path / "ckpt.pt"
+    path.write_bytes(data)
+    with pytest.raises(checkpoint.CheckpointError, match=rf"^{re.escape(str(path))}: not a meterlib checkpoint \({reason}\)$"):
+        checkpoint.load(path)
+
+
+def test_a_zip_archive_or_a_pickled_object_is_named(tmp_path):
+    import fractions
+    import zipfile
+
+    path = tmp_path / "ckpt.pt"
+    with zipfile.ZipFile(path, "w") as archive:
+        archive.writestr("notes.txt", "not a model")
+    with pytest.raises(checkpoint.CheckpointError, match=r"\(a zip archive, but not a PyTorch file\)$"):
+        checkpoint.load(path)
+    torch.save({"format": checkpoint.FORMAT, "share": fractions.Fraction(1, 3)}, path)
+    with pytest.raises(checkpoint.CheckpointError, match=r"\(it holds a pickled Python object \(fractions.Fraction\); meterlib "
+                                                         r"never loads those, because unpickling can run code\)$"):
+        checkpoint.load(path)
+
+
+def test_a_torch_file_that_is_no_checkpoint_says_what_it_holds(tmp_path):
+    path = tmp_path / "ckpt.pt"
+    torch.save([1, 2], path)
+    with pytest.raises(checkpoint.CheckpointError, match=rf"^{re.escape(str(path))}: not a meterlib checkpoint "
+                                                         r"\(it holds a list, not a dict of fields\)$"):
+        checkpoint.load(path)
+    torch.save({"format": "other"}, path)
+    with pytest.raises(checkpoint.CheckpointError, match=r": not a meterlib checkpoint \(no format='meterlib-checkpoint' "
+                                                         r"field\)$"):
+        checkpoint.load(path)
+
+
+def test_build_model_gives_the_eval_mode_network_or_names_the_misfit(saved):
+    content = checkpoint.load(saved)
+    model = checkpoint.build_model(content)
+    assert not model.training and next(model.parameters()).device.type == "cpu"
+    assert model.head.out_features == 3
+    content["class_names"] = ["a", "b"]  # the head's weights are for 3 classes
+    with pytest.raises(checkpoint.CheckpointError) as caught:
+        checkpoint.build_model(content, source="m.pt")
+    message = str(caught.value)
+    assert message.startswith("m.pt: weights do not fit backbone 'random' with 2 classes (Error(s) in loading")
+    assert "\n" not in message and len(message) < 400 and message.endswith(" ...)")
+
+
+def test_a_path_that_holds_no_file_to_read_is_named(tmp_path):
+    for name, make, problem in (
+            ("absent.pt", lambda p: None, "checkpoint not found (run notebook 02 to train one)"),
+            ("folder.pt", lambda p: p.mkdir(), "not a regular file; give the checkpoint file itself"),
+            ("empty.pt", lambda p: p.write_bytes(b""), "empty file (0 bytes), not a checkpoint")):
+        make(tmp_path / name)
+        with pytest.raises(checkpoint.CheckpointError) as caught:
+            checkpoint.load(tmp_path / name)
+        assert str(caught.value) == f"{tmp_path / name}: {problem}"

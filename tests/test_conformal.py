@@ -1,6 +1,7 @@
 """APS prediction sets: hand cases and coverage on synthetic logits."""
 
 import math
+import warnings
 
 import numpy as np
 import pytest
@@ -43,8 +44,18 @@ def test_an_accurate_enough_model_answers_with_single_classes():
 
 
 def test_quantile_uses_the_finite_sample_rank():
-    scores = np.arange(1, 20) / 20  # 19 scores: rank ceil(20 * 0.9) = 18
-    assert conformal.conformal_quantile(scores, alpha=ALPHA) == pytest.approx(18 / 20)
+    scores = np.arange(1, 21) / 20  # 20 scores: rank ceil(21 * .9) = 19; naively ceil(20 * .9) = 18
+    assert conformal.conformal_quantile(scores[::-1], alpha=ALPHA) == 0.95
+
+
+def test_the_fewest_scores_that_certify_the_coverage_give_their_largest():
+    # 1 - alpha = .9 needs rank ceil((n + 1) * .9) <= n: n >= 9.
+    assert conformal.conformal_quantile(np.arange(1, 10) / 10, alpha=ALPHA) == 0.9
+    with pytest.warns(calibration.CalibrationWarning, match="8 calibration images cannot certify 90% "
+                                                            r"coverage \(need at least 9\)"):
+        assert conformal.conformal_quantile(np.arange(1, 9) / 10, alpha=ALPHA) == math.inf
+    with pytest.raises(ValueError, match=r"alpha must lie in \(0, 1\)"):
+        conformal.conformal_quantile([0.5], alpha=0.0)
 
 
 def test_too_few_calibration_images_put_every_class_in_the_set():
@@ -75,20 +86,47 @@ def _sampling_error(n_cal, n_test):
 @pytest.mark.parametrize("seed", [0, 1, 2])
 def test_randomized_aps_coverage_is_within_sampling_error_of_target(seed):
     rng = np.random.default_rng(seed)
-    n_cal, n_test = 2000, 5000
+    n_cal, n_test = 20_000, 50_000  # one standard deviation of coverage: .0025
     cal_probs, cal_labels = _synthetic(rng, n_cal)
     test_probs, test_labels = _synthetic(rng, n_test)
     qhat = conformal.calibrate_aps(cal_probs, cal_labels, alpha=ALPHA, randomized=True, rng=rng)
     sets = conformal.aps_prediction_sets(test_probs, qhat, randomized=True, rng=rng)
     coverage = conformal.empirical_coverage(sets, test_labels)
-    assert abs(coverage - (1 - ALPHA)) < 4 * _sampling_error(n_cal, n_test) + 1 / (n_cal + 1)
-    # Sets must adapt: far fewer classes than all ten, yet more than one on average.
-    assert 1.0 < conformal.mean_set_size(sets) < 8.0
+    assert abs(coverage - (1 - ALPHA)) < 4 * _sampling_error(n_cal, n_test)
+    # The sets are as large as those of the true 90% quantile of the scores (from 400,000 photos):
+    # one point of coverage more or less moves the mean size by about .2.
+    oracle_probs, oracle_labels = _synthetic(rng, 400_000)
+    oracle = np.quantile(conformal.aps_scores(oracle_probs, oracle_labels, randomized=True, rng=rng), 1 - ALPHA)
+    oracle_sets = conformal.aps_prediction_sets(test_probs, oracle, randomized=True, rng=rng)
+    assert conformal.mean_set_size(sets) == pytest.approx(conformal.mean_set_size(oracle_sets), abs=0.12)
+
+
+def _calibrated(rng, n, k=10):
+    # Labels drawn from the model's own probabilities: a randomized APS score of the true class is
+    # then uniform on [0, 1], so a set of threshold qhat covers with probability exactly qhat.
+    probs = calibration.softmax(rng.normal(scale=1.5, size=(n, k)))
+    return probs, (probs.cumsum(axis=1) > rng.uniform(size=(n, 1))).argmax(axis=1)
+
+
+def test_randomized_aps_coverage_has_its_exact_finite_sample_expectation():
+    # qhat is the rank-th of n uniform scores, so coverage averages rank / (n + 1) over calibrations:
+    # n = 10, alpha = .2: rank ceil(11 * .8) = 9 gives 9/11 = .818 (the naive rank 8: .727; 10: .909).
+    rng = np.random.default_rng(3)
+    n, draws, per_draw, alpha = 10, 4000, 25, 0.2
+    probs, labels = _calibrated(rng, n * draws)
+    scores = conformal.aps_scores(probs, labels, randomized=True, rng=rng).reshape(draws, n)
+    test_probs, test_labels = _calibrated(rng, per_draw * draws)
+    covered = [conformal.empirical_coverage(
+        conformal.aps_prediction_sets(test_probs[part], conformal.conformal_quantile(cal, alpha=alpha),
+                                      randomized=True, rng=rng), test_labels[part])
+        for cal, part in zip(scores, (slice(i * per_draw, (i + 1) * per_draw) for i in range(draws)))]
+    # One standard deviation: .0018 from the calibration draws, .0012 from the test photos.
+    assert np.mean(covered) == pytest.approx(9 / 11, abs=0.008)
 
 
 def test_deterministic_aps_covers_at_least_the_target():
     rng = np.random.default_rng(5)
-    n_cal, n_test = 2000, 5000
+    n_cal, n_test = 20_000, 50_000
     cal_probs, cal_labels = _synthetic(rng, n_cal)
     test_probs, test_labels = _synthetic(rng, n_test)
     sets = conformal.aps_prediction_sets(test_probs, conformal.calibrate_aps(cal_probs, cal_labels, alpha=ALPHA))
@@ -220,3 +258,71 @@ def test_mondrian_sets_cover_the_hard_group_where_marginal_sets_do_not():
     assert by_group.loc["small", "coverage"] >= 1 - ALPHA - 0.03
     assert by_group.loc["large", "coverage"] >= 1 - ALPHA - 0.03
     assert quantiles["small"] > quantiles["large"] and (by_group["mean_set_size"] < 6).all()
+
+
+def test_tied_classes_rank_in_class_order():
+    # Scores of tied classes must not depend on the sort algorithm: the earlier class ranks above.
+    rng = np.random.default_rng(0)
+    probs = rng.integers(1, 5, size=(5, 300)).astype(float)
+    probs /= probs.sum(axis=1, keepdims=True)
+    classes = np.arange(300)
+    for row in probs:
+        expected = [row[row > p].sum() + row[(row == p) & (classes < j)].sum() for j, p in enumerate(row)]
+        np.testing.assert_allclose(conformal.aps_scores(np.tile(row, (300, 1)), classes), expected)
+
+
+def test_u_one_counts_the_true_class_in_full_and_u_outside_0_1_is_refused():
+    probs = np.array([[0.5, 0.3, 0.2]])
+    np.testing.assert_allclose(conformal.aps_scores(probs, [1], u=1.0), [0.8])
+    with pytest.raises(ValueError, match=r"u must lie in \[0, 1\], got -0.1"):
+        conformal.aps_prediction_sets(probs, 0.5, u=-0.1)
+    with pytest.raises(ValueError, match=r"randomized APS needs an rng \(np.random.default_rng\(seed\)\)"):
+        conformal.aps_prediction_sets(probs, 0.5, randomized=True)
+    with pytest.raises(ValueError, match=r"expected probabilities of shape \(n, classes\), got \(3,\)"):
+        conformal.aps_prediction_sets(probs[0], 0.5)
+
+
+def test_the_warning_names_the_scores():
+    with pytest.warns(calibration.CalibrationWarning) as caught:
+        conformal.conformal_quantile([0.1, 0.2], alpha=ALPHA, what="photos of 'small' classes")
+    assert str(caught[0].message) == ("2 photos of 'small' classes cannot certify 90% coverage (need at "
+                                      "least 9); every class they stand for goes into every prediction set")
+    with pytest.raises(ValueError, match=r"alpha must lie in \(0, 1\), got 1"):
+        conformal.conformal_quantile([0.1, 0.2], alpha=1)
+
+
+def test_the_quantile_warning_is_at_the_callers_line():
+    with pytest.warns(calibration.CalibrationWarning) as caught:
+        conformal.conformal_quantile([0.1], alpha=ALPHA)
+    assert caught[0].filename == __file__
+
+
+def test_no_photos_give_nan_without_a_warning():
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert math.isnan(conformal.empirical_coverage(np.zeros((0, 3), dtype=bool), []))
+        assert math.isnan(conformal.mean_set_size(np.zeros((0, 3), dtype=bool)))
+        table = mondrian.coverage_by_group(np.ones((1, 3), dtype=bool), [0], GROUPS)
+    assert table.loc["large", "photos"] == 1 and math.isnan(table.loc["medium", "mean_set_size"])
+    assert table.index.name == "group"
+
+
+def test_mondrian_sets_score_with_u_half_unless_told_otherwise():
+    probs = np.array([[0.5, 0.4, 0.1]])  # class 1 scores .5 + u * .4
+    groups = ["only"] * 3
+    assert mondrian.mondrian_prediction_sets(probs, {"only": 0.6}, groups).tolist() == [[True, False, False]]
+    assert mondrian.mondrian_prediction_sets(probs, {"only": 0.6}, groups, u=0.0).tolist() == [[True, True, False]]
+
+
+def test_groups_beyond_the_size_groups_follow_them_by_name():
+    names = ["zoo", "small", "art", "kiln", "large", "bay", "mill", "dock"]
+    table = mondrian.coverage_by_group(np.ones((8, 8), dtype=bool), np.arange(8), names)
+    assert table.index.tolist() == ["small", "large", "art", "bay", "dock", "kiln", "mill", "zoo", "all"]
+
+
+def test_size_group_thresholds_may_meet_and_counts_must_be_one_per_class():
+    assert mondrian.size_groups([0, 5, 9], small_below=0, large_from=5).tolist() == ["medium", "large", "large"]
+    assert mondrian.size_groups([4, 5], small_below=5, large_from=5).tolist() == ["small", "large"]
+    for bad in ([[3, 4]], [3, -1]):
+        with pytest.raises(ValueError, match="photo_counts must be one count >= 0 per class"):
+            mondrian.size_groups(bad)

@@ -1,5 +1,6 @@
 """The core install predicts without the notebook stack (JupyterLab, papermill, matplotlib ...)."""
 
+import shutil
 import subprocess
 import sys
 import textwrap
@@ -39,7 +40,8 @@ def test_predicting_imports_nothing_of_the_analysis_extra():
                     raise ImportError(f"{{name}} is not part of the core install")
         sys.meta_path.insert(0, Block())
     """)
-    result = subprocess.run([sys.executable, "-c", blocker + PREDICT], capture_output=True, text=True)
+    result = subprocess.run([sys.executable, "-c", blocker + PREDICT], capture_output=True, text=True,
+                            timeout=300)
     assert result.returncode == 0, result.stderr
     assert result.stdout.split() == ["True", "[]"]
 
@@ -54,17 +56,22 @@ def test_core_dependencies_leave_out_the_notebook_stack():
 @pytest.mark.slow
 def test_core_install_in_a_fresh_venv_predicts(tmp_path):
     venv = tmp_path / "core"
-    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=300)
     python = str(venv / "bin" / "python")
+    # An editable install writes its egg-info beside pyproject.toml: install a copy, not the project.
+    project = tmp_path / "project"
+    shutil.copytree(paths.PACKAGE_DIR, project / "meterlib", ignore=shutil.ignore_patterns("__pycache__"))
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy(paths.project_root() / name, project / name)
     # torch and torchvision come from the local package cache where the machine has one.
-    install = subprocess.run([python, "-m", "pip", "install", "--quiet", "-e", str(paths.project_root())],
-                             capture_output=True, text=True)
+    install = subprocess.run([python, "-m", "pip", "install", "--quiet", "-e", str(project)],
+                             capture_output=True, text=True, timeout=600)
     assert install.returncode == 0, install.stderr[-2000:]
     missing = subprocess.run([python, "-c", "import importlib.util as u; "
                               "print([m for m in ('jupyterlab', 'papermill') if u.find_spec(m)])"],
-                             capture_output=True, text=True)
+                             capture_output=True, text=True, timeout=300)
     assert missing.stdout.strip() == "[]", missing.stdout + missing.stderr
     result = subprocess.run([python, "-c", f"BLOCKED = {ANALYSIS_MODULES!r}\n" + PREDICT],
-                            capture_output=True, text=True)
+                            capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-2000:]
     assert result.stdout.split()[0] == "True"

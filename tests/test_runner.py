@@ -100,12 +100,14 @@ def test_failure_names_notebook_and_cell_and_keeps_last_good_result(tmp_path):
 
 
 def test_cli_rejects_unknown_parameter_before_running(tmp_path):
+    # Every folder a run could write is a scratch one, and the timeout is far below a pipeline run:
+    # were the check gone, this fails in seconds and writes nothing into the project.
     result = subprocess.run([sys.executable, "-m", "meterlib", "run", "-p", "not_a_param=1",
-                             "--reports-dir", str(tmp_path / "reports")],
-                            capture_output=True, text=True)
+                             "--data-dir", str(tmp_path / "data"), "--reports-dir", str(tmp_path / "reports")],
+                            capture_output=True, text=True, cwd=tmp_path, timeout=60)
     assert result.returncode == 1
     assert "not_a_param" in result.stderr
-    assert not (tmp_path / "reports").exists()
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_run_only_accepts_profile_parameters_of_other_notebooks(tmp_path, monkeypatch):

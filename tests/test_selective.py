@@ -1,5 +1,7 @@
 """Risk-coverage, the UNKNOWN threshold and unknown-class scores."""
 
+import warnings
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -81,11 +83,53 @@ def test_energy_is_logsumexp_and_sees_what_max_softmax_cannot():
 
 
 def test_auroc_without_unknown_images_is_nan():
-    assert np.isnan(selective.separation_auroc([0.9, 0.8], []))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert np.isnan(selective.separation_auroc([0.9, 0.8], []))
+        assert np.isnan(selective.separation_auroc([], [0.1]))
 
 
 def test_inputs_must_match():
-    with pytest.raises(ValueError, match="equal length"):
+    with pytest.raises(ValueError, match=r"confidence \(2,\) and correct \(1,\) must be 1-D and of equal length"):
         selective.risk_coverage_curve([0.5, 0.6], [True])
     assert selective.risk_coverage_curve([], []).equals(pd.DataFrame(
         columns=["threshold", "answered", "coverage", "accuracy", "risk"]))
+
+
+def test_threshold_table_columns_and_correctness_given_as_numbers():
+    table = selective.threshold_table(CONF, CORRECT.astype(int), thresholds=(0.9, 0.99))
+    assert table.to_dict("list") == {
+        "threshold": [0.9, 0.99], "answered": [3, 0], "unknown": [3, 6], "coverage": [0.5, 0.0],
+        "accuracy": [pytest.approx(2 / 3), pytest.approx(np.nan, nan_ok=True)],
+        "errors_answered": [1, 0], "correct_withheld": [2, 4]}
+
+
+def test_no_images_give_nan_without_a_warning():
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        table = selective.threshold_table([], [], thresholds=(0.5,))
+        assert np.isnan(selective.area_under_risk_coverage([], []))
+    assert table.loc[0, ["answered", "unknown"]].tolist() == [0, 0]
+    assert np.isnan(table.loc[0, "coverage"]) and np.isnan(table.loc[0, "accuracy"])
+
+
+def test_choose_threshold_refuses_targets_outside_0_1_and_empty_data():
+    for target in (0, 1.5):
+        with pytest.raises(ValueError, match=rf"target_accuracy must lie in \(0, 1\], got {target}"):
+            selective.choose_threshold(CONF, CORRECT, target_accuracy=target)
+    with pytest.raises(ValueError, match="cannot choose a threshold without any images"):
+        selective.choose_threshold([], [], target_accuracy=0.9)
+
+
+def test_an_unreachable_target_is_a_user_warning_at_the_callers_line():
+    with pytest.warns(UserWarning) as caught:
+        selective.choose_threshold([0.9, 0.8], [False, True], target_accuracy=0.9)
+    assert caught[0].category is UserWarning and caught[0].filename == __file__
+
+
+def test_max_softmax_score_is_each_rows_top_probability():
+    logits = np.array([[2.0, 0.0], [0.0, 0.0]])
+    e = np.exp(2.0)
+    np.testing.assert_allclose(selective.max_softmax_score(logits), [e / (e + 1), 0.5])
+    np.testing.assert_allclose(selective.max_softmax_score(logits, temperature=2.0),
+                               [np.exp(1.0) / (np.exp(1.0) + 1), 0.5])

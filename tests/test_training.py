@@ -98,6 +98,47 @@ def test_class_weights_are_smoothed_inverse_frequency():
     assert (weights[0] * 16 + weights[1] * 4) / 20 == pytest.approx(1.0)
 
 
+# Train labels 8, 2, 8: weights (1 / count) ** .5 scaled to mean 1 per photo are .9, 1.8, .9.
+IMBALANCED_WEIGHTS = torch.tensor([0.9, 1.8, 0.9])
+
+
+def _weighted_loss(logits, labels, weights, smoothing=0.0):
+    return torch.nn.functional.cross_entropy(logits, labels, weight=weights, label_smoothing=smoothing)
+
+
+@pytest.mark.parametrize("preset", ["original", "default"])
+def test_loss_function_weights_rare_classes_and_smooths_as_the_recipe_says(preset):
+    cfg = train.config(preset)
+    labels = torch.tensor([0] * 8 + [1] * 2 + [2] * 8)
+    loss_fn = phases.loss_function(labels, 3, cfg=cfg, device="cpu")
+    torch.manual_seed(0)
+    logits, targets = torch.randn(6, 3), torch.tensor([0, 1, 1, 2, 1, 0])
+    expected = _weighted_loss(logits, targets, IMBALANCED_WEIGHTS, cfg.label_smoothing)
+    assert float(loss_fn(logits, targets)) == pytest.approx(float(expected), rel=1e-5)
+    assert float(loss_fn(logits, targets)) != pytest.approx(
+        float(_weighted_loss(logits, targets, None, cfg.label_smoothing)), rel=1e-3)
+
+
+def test_the_optimiser_minimises_the_class_weighted_loss(tmp_path, monkeypatch):
+    table = _colour_table(tmp_path, with_val=False)
+    rare_train = table.index[(table["class"] == "c1") & (table["split"] == "train")][2:]
+    table = table.drop(rare_train)  # train photos per class: 8, 2, 8
+    seen = []
+
+    def spy(forward, optimizer, inputs, labels, loss_fn, **kwargs):
+        seen.append(loss_fn)
+        return epoch(forward, optimizer, inputs, labels, loss_fn, **kwargs)
+
+    epoch = phases._epoch
+    monkeypatch.setattr(phases, "_epoch", spy)
+    cfg = train.config("original", image_size=SIZE, epochs_head=1, epochs_finetune=1, views=1, batch_size=8)
+    train.train(table, cfg=cfg, backbone="random", progress=False)
+    torch.manual_seed(0)
+    logits, targets = torch.randn(6, 3), torch.tensor([0, 1, 1, 2, 1, 0])
+    expected = float(_weighted_loss(logits, targets, IMBALANCED_WEIGHTS))
+    assert len(seen) == 2 and all(float(fn(logits, targets)) == pytest.approx(expected, rel=1e-5) for fn in seen)
+
+
 def test_config_rejects_unknown_names_and_keeps_augmentation_defaults():
     cfg = train.config("original", augment={"rotation_deg": 5.0})
     assert cfg.augment.rotation_deg == 5.0 and cfg.augment.blur_p == 0.3
@@ -255,6 +296,23 @@ def test_linear_probe_picks_C_on_val_and_scores_each_split():
     assert probe.fit(tx, ty)[1] == 1.0
 
 
+@pytest.mark.parametrize("Cs", [(1e-4, 1.0, 10.0), (10.0, 1e-4, 1.0)])
+def test_linear_probe_keeps_the_C_that_scores_best_on_val(Cs):
+    # Few photos of k1: at C = 1e-4 the unpenalised intercept wins and every val photo is called k0.
+    rng = np.random.default_rng(0)
+    centres = np.array([[3.0, 0.0], [0.0, 3.0]])
+
+    def draw(counts):
+        y = np.repeat(np.arange(2), counts)
+        return centres[y] + rng.normal(0, 1, (len(y), 2)), [f"k{i}" for i in y]
+
+    (tx, ty), (vx, vy) = draw([60, 6]), draw([20, 20])
+    assert probe.fit(tx, ty, val_x=vx, val_y=vy, Cs=(1e-4,))[0].score(vx, vy) == 0.5
+    clf, C = probe.fit(tx, ty, val_x=vx, val_y=vy, Cs=Cs)
+    assert C == 1.0  # C = 10 scores as well on val: the stronger regularisation is kept
+    assert clf.score(vx, vy) == 1.0 and clf[-1].C == 1.0
+
+
 def test_training_table_names_missing_training_classes(tmp_path):
     manifest = pd.DataFrame({"path": ["a.jpg", "b.jpg", "c.jpg", "d.jpg"], "class": ["x", "y", "y", "z"],
                              "split": ["train", "test", "excluded", "train"]})
@@ -293,9 +351,75 @@ def test_bfloat16_frozen_part_rounds_but_keeps_float32_activations():
     assert float((rounded - exact).norm() / exact.norm()) < 0.02
 
 
-def test_frozen_precision_choice():
+@pytest.mark.parametrize("native", [True, False])
+def test_auto_precision_uses_bfloat16_exactly_on_cpus_that_have_it(monkeypatch, native):
+    monkeypatch.setattr(torch.ops.mkldnn, "_is_mkldnn_bf16_supported", lambda: native)
+    assert train.uses_bfloat16("auto", "cpu") is native
     assert train.uses_bfloat16("bfloat16", "cpu") and not train.uses_bfloat16("float32", "cpu")
     assert not train.uses_bfloat16("auto", "cuda")  # GPUs are fast enough in float32
-    assert train.uses_bfloat16("auto", "cpu") == torch.ops.mkldnn._is_mkldnn_bf16_supported()
+
+
+def test_auto_precision_keeps_float32_where_torch_cannot_tell(monkeypatch):
+    monkeypatch.setattr(torch.ops, "mkldnn", object())  # a torch build without the query
+    assert train.uses_bfloat16("auto", "cpu") is False
     with pytest.raises(ValueError, match="frozen_precision"):
         train.config("original", frozen_precision="float16")
+
+
+ORIGINAL_RECIPE = {
+    "image_size": 224, "epochs_head": 6, "epochs_finetune": 8, "lr_head": 1e-3, "lr_finetune": 1e-4,
+    "weight_decay": 0.0, "batch_size": 32, "views": 7, "clean_view": False, "class_weight_power": 0.5,
+    "label_smoothing": 0.0, "finetune_bn": "train", "lr_schedule": "constant", "patience": 0,
+    "min_val_images": 10, "frozen_precision": "auto",
+    "augment": {"crop_scale_min": 0.7, "rotation_deg": 10.0, "perspective": 0.2, "perspective_p": 0.5,
+                "brightness": 0.3, "contrast": 0.3, "saturation": 0.3, "hue": 0.02, "blur_p": 0.3,
+                "blur_sigma_max": 1.5}}
+
+
+def test_the_presets_are_the_original_recipe_and_its_documented_changes():
+    assert train.config("original").as_dict() == ORIGINAL_RECIPE
+    changes = dict(views=6, clean_view=True, epochs_head=10, epochs_finetune=15, lr_finetune=5e-4,
+                   weight_decay=1e-4, label_smoothing=0.1, finetune_bn="frozen", lr_schedule="cosine", patience=5)
+    assert train.config().as_dict() == {**ORIGINAL_RECIPE, **changes}  # 'default' unless named
+
+
+def test_the_old_preset_names_its_successor():
+    with pytest.warns(FutureWarning) as caught:
+        train.config("seed")
+    assert str(caught[0].message) == "preset 'seed' is deprecated; use 'original'"
+
+
+def test_the_old_preset_name_warns_at_the_callers_line():
+    with pytest.warns(FutureWarning) as caught:
+        train.config("seed")
+    assert caught[0].filename == __file__
+
+
+@pytest.mark.parametrize(("change", "message"), [
+    (dict(finetune_bn="all"), "finetune_bn must be 'train' or 'frozen', lr_schedule 'constant' or 'cosine'"),
+    (dict(lr_schedule="step"), "finetune_bn must be 'train' or 'frozen', lr_schedule 'constant' or 'cosine'"),
+    (dict(frozen_precision="float16"), "frozen_precision must be one of auto, float32, bfloat16"),
+    (dict(views=0), "views and batch_size must be >= 1 and image_size >= 32"),
+    (dict(batch_size=0), "views and batch_size must be >= 1 and image_size >= 32"),
+    (dict(image_size=31), "views and batch_size must be >= 1 and image_size >= 32"),
+    (dict(epochs_head=-1, epochs_finetune=3), r"epochs_head \(-1\) and epochs_finetune \(3\) must be >= 0 and train"),
+    (dict(epochs_head=3, epochs_finetune=-1), r"epochs_head \(3\) and epochs_finetune \(-1\) must be >= 0"),
+    (dict(epochs_head=0, epochs_finetune=0), "train at least one epoch together"),
+])
+def test_a_recipe_the_loop_cannot_run_is_refused(change, message):
+    with pytest.raises(ValueError, match=message):
+        train.config("original", **change)
+
+
+def test_the_smallest_runnable_recipe_is_accepted():
+    for precision in ("auto", "float32", "bfloat16"):
+        for bn, schedule in (("train", "constant"), ("frozen", "cosine")):
+            cfg = train.config("original", views=1, batch_size=1, image_size=32, epochs_head=0, epochs_finetune=1,
+                               frozen_precision=precision, finetune_bn=bn, lr_schedule=schedule)
+            assert (cfg.views, cfg.batch_size, cfg.image_size, cfg.finetune_bn) == (1, 1, 32, bn)
+
+
+def test_class_weights_power_zero_is_unweighted_and_no_photos_weigh_nothing():
+    weights = train.class_weights(np.array([0] * 6 + [1] * 2), 3, power=0.0)
+    assert weights.dtype == torch.float32 and weights.tolist() == [1.0, 1.0, 1.0]
+    assert train.class_weights(np.array([], dtype=np.int64), 2, power=0.5).tolist() == [0.0, 0.0]

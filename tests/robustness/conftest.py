@@ -15,10 +15,17 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from hypothesis import configuration
 
 _OUTCOMES: list[tuple[str, str, str, str]] = []
 # Temporary folders in messages, shortened in the table.
 _TMP = re.compile(r"/tmp/pytest-of-[^/]+/pytest-\d+/[^/\s']+")
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _hypothesis_home(tmp_path_factory):
+    """Hypothesis keeps examples and constants in .hypothesis/ of the working directory (the project): not there."""
+    configuration.set_hypothesis_home_dir(tmp_path_factory.mktemp("hypothesis"))
 
 
 def tree_digest(root: Path) -> dict[str, str]:

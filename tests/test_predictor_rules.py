@@ -1,0 +1,123 @@
+"""The rules of a served answer, on logits: the UNKNOWN boundary, the confidence, top-k and sets."""
+
+import math
+import shutil
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from meterlib.confidence import calibration, conformal
+from meterlib.data import photos
+from meterlib.model import checkpoint
+from meterlib.serve import predictor as serving
+
+CLASSES = ["zeta", "alpha", "mu", "nu"]
+# Top classes mu (row 0) and zeta (row 1); no ties, so the order of every row is fixed.
+LOGITS = np.array([[0.2, -1.0, 2.5, 1.0], [3.0, 0.5, -0.5, 2.0]])
+
+
+def _predictor(**calibrated) -> serving.Predictor:
+    """A Predictor that only answers logits (no network needed)."""
+    plain = serving.Predictor(model=None, class_names=CLASSES, image_size=32, mean=[0.5] * 3, std=[0.25] * 3)
+    settings = dict(temperature=1.0, unknown_threshold=0.5, conformal_quantile=math.inf)
+    return plain.with_calibration(**{**settings, **calibrated})
+
+
+def test_confidence_is_the_calibrated_top_probability_and_top_k_is_ordered():
+    probs = calibration.softmax(LOGITS, temperature=2.0)
+    answers = _predictor(temperature=2.0, unknown_threshold=0.0).predictions_from_logits(LOGITS, top_k=3)
+    assert [a.label for a in answers] == ["mu", "zeta"]
+    assert [a.confidence for a in answers] == pytest.approx(probs.max(axis=1).tolist())
+    assert answers[0].top_classes == ["mu", "nu", "zeta"]
+    assert answers[0].top_probabilities == pytest.approx(probs[0, [2, 3, 0]].tolist())
+    assert answers[1].top_classes == ["zeta", "nu", "alpha"]
+
+
+@pytest.mark.parametrize("row", [0, 1])
+def test_a_confidence_exactly_at_the_threshold_is_answered_and_just_below_is_unknown(row):
+    confidence = calibration.softmax(LOGITS[row:row + 1]).max()
+    at = _predictor(unknown_threshold=float(confidence)).predictions_from_logits(LOGITS[row:row + 1])[0]
+    assert not at.unknown and at.label == ["mu", "zeta"][row]
+    above = float(np.nextafter(confidence, 1.0))
+    withheld = _predictor(unknown_threshold=above).predictions_from_logits(LOGITS[row:row + 1])[0]
+    assert withheld.unknown and withheld.label == serving.UNKNOWN
+    # An UNKNOWN answer still reports what the model thought, for a person to overrule.
+    assert withheld.confidence == at.confidence == confidence
+    assert withheld.top_classes[0] == at.label
+
+
+def test_the_threshold_applies_to_the_calibrated_not_the_raw_probability():
+    raw = calibration.softmax(LOGITS[:1]).max()  # about .74; at T = 3 about .42
+    answer = _predictor(temperature=3.0, unknown_threshold=0.6).predictions_from_logits(LOGITS[:1])[0]
+    assert raw > 0.6 and answer.unknown and answer.confidence < 0.6
+
+
+def test_prediction_sets_follow_the_stored_quantile_and_class_thresholds():
+    probs = calibration.softmax(LOGITS)
+    qhat = 0.8
+    expected = conformal.aps_prediction_sets(probs, qhat)
+    answers = _predictor(conformal_quantile=qhat).predictions_from_logits(LOGITS)
+    for answer, members, row in zip(answers, expected, probs):
+        order = np.argsort(-row)
+        assert answer.prediction_set == [CLASSES[i] for i in order if members[i]]
+    assert len(answers[0].prediction_set) == 2  # mu scores 0, nu .74 (within .8), zeta .90
+    per_class = [math.inf, 0.0, 0.0, 0.0]  # zeta joins every set, the others only as top class
+    answers = _predictor(conformal_quantile=0.0, conformal_class_thresholds=per_class).predictions_from_logits(LOGITS)
+    assert [a.prediction_set for a in answers] == [["mu", "zeta"], ["zeta"]]
+    assert [a.prediction_set for a in _predictor().predictions_from_logits(LOGITS)] == [
+        ["mu", "nu", "zeta", "alpha"], ["zeta", "nu", "alpha", "mu"]]
+
+
+def _photo(seed: int) -> Image.Image:
+    return Image.fromarray(np.random.default_rng(seed).integers(0, 255, (40, 30, 3), dtype=np.uint8))
+
+
+def test_every_calibration_field_is_read_from_the_checkpoint(random_checkpoint, tmp_path):
+    path = shutil.copy(random_checkpoint, tmp_path / "ckpt.pt")
+    fresh = serving.Predictor.from_checkpoint(path)
+    assert (fresh.conformal_quantile, fresh.conformal_class_thresholds, fresh.conformal_u) == (math.inf, None, 0.0)
+    assert fresh.gallery is None and fresh.device is None and fresh.mean == [0.5] * 3 and fresh.image_size == 32
+    checkpoint.update_fields(path, temperature=1.5, unknown_threshold=0.25, conformal_quantile=0.7,
+                             conformal_class_thresholds=[0.1, math.inf, 0.3], conformal_u=0.5)
+    loaded = serving.Predictor.from_checkpoint(path, device="cpu")
+    assert (loaded.temperature, loaded.unknown_threshold, loaded.conformal_quantile) == (1.5, 0.25, 0.7)
+    assert loaded.conformal_class_thresholds == (0.1, math.inf, 0.3) and loaded.conformal_u == 0.5
+    assert loaded.device == "cpu" and loaded.class_names == ["zeta", "alpha", "mu"] and loaded.std == [0.25] * 3
+
+
+def test_a_photo_and_a_list_of_photos_are_told_apart(random_checkpoint):
+    predictor = serving.Predictor.from_checkpoint(random_checkpoint)
+    photo = _photo(0)
+    assert predictor.logits(photo).shape == predictor.logits([photo]).shape == (1, 3)
+    assert predictor.logits(iter([photo, _photo(1)])).shape == (2, 3)
+    # An upload entry is one (wrong) photo, not a list of its keys.
+    with pytest.raises(photos.ImageError, match="cannot read a photo from an object of type dict"):
+        predictor.logits({"name": "a.jpg", "content": b""})
+
+
+def test_batches_give_the_answers_of_one_batch_and_bad_photos_keep_their_place(random_checkpoint):
+    predictor = serving.Predictor.from_checkpoint(random_checkpoint)
+    sources = [_photo(0), b"not a photo", _photo(1), _photo(2)]
+    names = ["a.jpg", "b.jpg", "c.jpg", "d.jpg"]
+    one_batch = predictor.predict_each(sources, names=names, top_k=2)
+    in_pairs = predictor.predict_each(sources, names=names, top_k=2, batch_size=2)
+    assert [o.source for o in in_pairs] == names and [o.ok for o in in_pairs] == [True, False, True, True]
+    assert in_pairs[1].prediction is None and in_pairs[1].error
+    for single, paired in zip(one_batch, in_pairs):
+        assert single.error == paired.error
+        if single.ok:
+            assert single.prediction.top_classes == paired.prediction.top_classes
+            assert len(paired.prediction.top_classes) == 2
+            assert paired.prediction.top_probabilities == pytest.approx(single.prediction.top_probabilities,
+                                                                        abs=1e-6)
+    assert predictor.predict(sources[0], top_k=1).top_classes == one_batch[0].prediction.top_classes[:1]
+
+
+@pytest.mark.parametrize("call", ["predict", "predict_many", "predict_each", "predictions_from_logits"])
+def test_top_k_must_be_a_positive_integer(random_checkpoint, call):
+    predictor = serving.Predictor.from_checkpoint(random_checkpoint)
+    given = np.zeros((1, 3)) if call == "predictions_from_logits" else [_photo(0)]
+    given = _photo(0) if call == "predict" else given
+    with pytest.raises(ValueError, match="top_k must be a positive integer, got 0"):
+        getattr(predictor, call)(given, top_k=0)
