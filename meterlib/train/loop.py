@@ -152,16 +152,17 @@ def cross_fit(run: Prepared, *, epochs: tuple[int | None, int | None], folds: in
     """Out-of-fold predictions of ``run``'s training photos; each fold replays ``epochs`` of ``run.fit``'s recipe.
 
     The folds predict the un-augmented photos: the cached clean view, or (a recipe without one) one
-    more pass of the training photos through the frozen part.
+    more pass of the training photos through the frozen part. ``feature_probs`` (for the suspect
+    labels) comes from the final model's features of the same photos, in the same folds.
     """
+    import torch
+
     fit = run.fit
     clean = fit.train_views[0] if fit.cfg.clean_view else cache.clean_activations(
         fit.model.frozen_part, run.images["train"], cfg=fit.cfg, mean=run.mean, std=run.std, device=fit.device,
         workers=workers)
     oof = crossfit.out_of_fold(fit, start_state=run.start_state, clean_acts=clean, epochs=epochs, index=run.index,
                                class_names=run.class_names, folds=folds, progress=progress)
-    import torch
-
     tick = time.perf_counter()
     features = cache.batched(torch.nn.Sequential(fit.model.last_block, fit.model.pool), clean, batch_size=128,
                              device=fit.device).numpy()
