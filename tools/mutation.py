@@ -44,7 +44,7 @@ class Target:
 TARGETS = {
     "split": Target(("meterlib/data/split_rule.py", "meterlib/data/splitting.py"),
                     ("tests/test_audit_split.py", "tests/test_split_rule.py",
-                     "tests/robustness/test_split_properties.py")),
+                     "tests/robustness/test_split_properties.py", "tests/robustness/test_data_cases.py")),
     # Of the phase loop only the loss: the loop itself is checked by training runs (seconds per mutant).
     "recipe": Target(("meterlib/train/recipe.py", "meterlib/train/phases.py"), ("tests/test_training.py",),
                      mutants=("meterlib.train.recipe.*", "meterlib.train.phases.x_loss_function__mutmut_*")),
