@@ -88,12 +88,18 @@ def test_malformed_conformal_fields_are_refused(saved, fields):
         checkpoint.update_fields(saved, **fields)
 
 
-def test_calibration_data_joins_out_of_fold_and_val():
-    oof = _out_of_fold(12)
-    val_logits, val_labels = _logits(5, seed=1), np.array([0, 1, 2, 3, 0])
+def test_calibration_data_takes_out_of_fold_photos_only_of_classes_without_val():
+    oof = _out_of_fold(12)  # labels 0, 1, 2, 3, 0, 1, ...
+    val_logits, val_labels = _logits(5, seed=1), np.array([0, 1, 1, 3, 0])  # no val photo of class 2
     data = report.calibration_data({"out_of_fold": oof}, val_logits, val_labels)
-    assert data.sources == {"out_of_fold": 12, "val": 5} and data.logits.shape == (17, 4)
-    np.testing.assert_array_equal(data.labels, np.r_[oof["labels"].numpy(), val_labels])
+    rows = np.flatnonzero(oof["labels"].numpy() == 2)
+    assert data.sources == {"out_of_fold": 3, "val": 5}
+    np.testing.assert_array_equal(data.labels, np.r_[[2, 2, 2], val_labels])
+    np.testing.assert_allclose(data.logits, np.r_[oof["logits"].double().numpy()[rows], val_logits])
+    every_class = report.calibration_data({"out_of_fold": oof}, val_logits, np.array([0, 1, 2, 3, 0]))
+    assert every_class.sources == {"out_of_fold": 0, "val": 5}
+    without_val = report.calibration_data({"out_of_fold": oof}, np.empty((0, 4)), np.empty(0, dtype=np.int64))
+    assert without_val.sources == {"out_of_fold": 12, "val": 0}
     fallback = report.calibration_data({}, val_logits, val_labels)
     assert fallback.sources == {"val": 5}
     np.testing.assert_array_equal(fallback.logits, val_logits)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -40,10 +41,12 @@ def _kill_when(process: subprocess.Popen, appears, *, timeout: float = 600) -> N
     process.wait()
 
 
-def test_killed_during_03_leaves_the_previous_model_and_metrics(tmp_path, robust):
+def test_killed_during_03_leaves_the_previous_model_and_metrics(tmp_path, robust, smoke_run):
     robust.entry = "runner (kill -9 during 03)"
     where = paths.resolve(dataset="smoke", data_dir=tmp_path / "data", reports_dir=tmp_path / "reports")
-    _finish(_run(scratch=tmp_path))
+    # The previous results: a copy of the session's finished smoke run (01-03).
+    shutil.copytree(smoke_run.dataset_dir, where.dataset_dir)
+    shutil.copytree(smoke_run.reports_dir, where.reports_dir)
     result_set = [where.checkpoint, where.metrics_json, where.results_csv]
     before = [path.read_bytes() for path in result_set]
 
