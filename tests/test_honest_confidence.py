@@ -88,19 +88,23 @@ def test_malformed_conformal_fields_are_refused(saved, fields):
         checkpoint.update_fields(saved, **fields)
 
 
-def test_calibration_data_takes_out_of_fold_photos_only_of_classes_without_val():
+def test_calibration_data_takes_out_of_fold_photos_of_the_classes_val_lacks_or_all_while_val_is_small():
     oof = _out_of_fold(12)  # labels 0, 1, 2, 3, 0, 1, ...
     val_logits, val_labels = _logits(5, seed=1), np.array([0, 1, 1, 3, 0])  # no val photo of class 2
-    data = report.calibration_data({"out_of_fold": oof}, val_logits, val_labels)
+    data = report.calibration_data({"out_of_fold": oof}, val_logits, val_labels, min_val=5)
     rows = np.flatnonzero(oof["labels"].numpy() == 2)
     assert data.sources == {"out_of_fold": 3, "val": 5}
     np.testing.assert_array_equal(data.labels, np.r_[[2, 2, 2], val_labels])
     np.testing.assert_allclose(data.logits, np.r_[oof["logits"].double().numpy()[rows], val_logits])
-    every_class = report.calibration_data({"out_of_fold": oof}, val_logits, np.array([0, 1, 2, 3, 0]))
+    every_class = report.calibration_data({"out_of_fold": oof}, val_logits, np.array([0, 1, 2, 3, 0]), min_val=5)
     assert every_class.sources == {"out_of_fold": 0, "val": 5}
-    without_val = report.calibration_data({"out_of_fold": oof}, np.empty((0, 4)), np.empty(0, dtype=np.int64))
+    small_val = report.calibration_data({"out_of_fold": oof}, val_logits, val_labels, min_val=6)
+    assert small_val.sources == {"out_of_fold": 12, "val": 5}
+    np.testing.assert_array_equal(small_val.labels, np.r_[oof["labels"].numpy(), val_labels])
+    without_val = report.calibration_data({"out_of_fold": oof}, np.empty((0, 4)), np.empty(0, dtype=np.int64),
+                                          min_val=0)
     assert without_val.sources == {"out_of_fold": 12, "val": 0}
-    fallback = report.calibration_data({}, val_logits, val_labels)
+    fallback = report.calibration_data({}, val_logits, val_labels, min_val=5)
     assert fallback.sources == {"val": 5}
     np.testing.assert_array_equal(fallback.logits, val_logits)
 

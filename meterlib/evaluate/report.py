@@ -160,27 +160,29 @@ def quality_table(results: pd.DataFrame, manifest: pd.DataFrame, *, nuisance_csv
 
 @dataclass(frozen=True)
 class CalibrationData:
-    """The photos 03 calibrates on: val photos, and training photos out of fold for the classes val lacks."""
+    """The photos 03 calibrates on: val photos, and training photos out of fold where val is missing or small."""
 
     logits: np.ndarray
     labels: np.ndarray
     sources: dict[str, int]  # photos per source, e.g. {"out_of_fold": 300, "val": 120}
 
 
-def calibration_data(content: dict, val_logits, val_labels) -> CalibrationData:
-    """Out-of-fold logits and labels of the classes without val photos, followed by every val photo's.
+def calibration_data(content: dict, val_logits, val_labels, *, min_val: int) -> CalibrationData:
+    """Out-of-fold logits and labels, then every val photo's: the out-of-fold ones of the classes val lacks,
+    or of every class while val has fewer than ``min_val`` photos.
 
     Val photos are scored by the served model itself; the out-of-fold ones by fold models that replay
     phase 1 only, which are weaker (real digit photos: 59 % out of fold against 80 % on val), so a
-    calibration fitted on them describes another model. They stand in only where val has no photo.
+    calibration fitted on them describes another model. They stand in where val has no photo, and
+    fill a val split too small to fit on alone.
     """
     val_labels = np.asarray(val_labels, dtype=np.int64)
     parts = []
     oof = content.get("out_of_fold")
     if oof is not None:
         labels = oof["labels"].numpy()
-        lacking = ~np.isin(labels, val_labels)
-        parts.append((oof["logits"].double().numpy()[lacking], labels[lacking], "out_of_fold"))
+        kept = ~np.isin(labels, val_labels) if val_labels.size >= min_val else np.ones(labels.size, dtype=bool)
+        parts.append((oof["logits"].double().numpy()[kept], labels[kept], "out_of_fold"))
     parts.append((np.asarray(val_logits, dtype=np.float64), val_labels, "val"))
     return CalibrationData(logits=np.concatenate([logits for logits, _, _ in parts]),
                            labels=np.concatenate([labels for _, labels, _ in parts]),
