@@ -54,7 +54,7 @@ TARGETS = {
     "selective": Target(("meterlib/confidence/selective.py",),
                         ("tests/test_selective.py", "tests/test_predictor_rules.py")),
     "checkpoint": Target(("meterlib/model/checkpoint.py", "meterlib/model/field_formats.py"),
-                         ("tests/test_checkpoint.py",)),
+                         ("tests/test_checkpoint.py", "tests/test_field_formats.py")),
     "predictor": Target(("meterlib/serve/predictor.py",),
                         ("tests/test_predictor.py", "tests/test_predictor_rules.py")),
 }
