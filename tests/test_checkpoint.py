@@ -313,3 +313,47 @@ def test_a_path_that_holds_no_file_to_read_is_named(tmp_path):
         with pytest.raises(checkpoint.CheckpointError) as caught:
             checkpoint.load(tmp_path / name)
         assert str(caught.value) == f"{tmp_path / name}: {problem}"
+
+
+def test_save_stores_the_split_hash_metrics_and_a_utc_creation_time(saved, tmp_path, model):
+    import datetime
+
+    raw = torch.load(saved, weights_only=True)
+    assert raw["splits_sha256"] == "ab" * 32 and raw["metrics"] == {"val_accuracy": 0.5}
+    created = datetime.datetime.fromisoformat(raw["created"])
+    assert created.utcoffset() == datetime.timedelta(0) and created.microsecond == 0
+    bare = torch.load(checkpoint.save(tmp_path / "bare.pt", model=model, spec=SPEC), weights_only=True)
+    assert bare["splits_sha256"] == "" and bare["metrics"] == {}
+
+
+def test_load_names_the_file_whose_field_is_malformed(saved):
+    torch.save({**torch.load(saved, weights_only=True), "temperature": -1.0}, saved)
+    with pytest.raises(checkpoint.CheckpointError) as caught:
+        checkpoint.load(saved)
+    assert str(caught.value) == f"{saved}: checkpoint field 'temperature' must be a finite number > 0, got -1.0"
+
+
+def test_an_unstorable_value_inside_a_list_is_named_by_its_index():
+    with pytest.raises(checkpoint.CheckpointError) as caught:
+        checkpoint.plain({"t": [1, object()]}, where="x")
+    assert str(caught.value) == ("x['t'][1]: cannot store a object in a checkpoint "
+                                 "(only tensors, numbers, strings, lists and dicts)")
+
+
+def test_two_missing_fields_are_plural_and_the_default_source_is_the_checkpoint():
+    content = _fields()
+    del content["mean"], content["std"]
+    with pytest.raises(checkpoint.CheckpointError) as caught:
+        checkpoint.check_fields(content)
+    assert str(caught.value) == "checkpoint: checkpoint fields 'mean', 'std' missing"
+
+
+def test_a_class_mismatch_lists_five_names_at_most_and_defaults_to_the_checkpoint(saved):
+    content = {**checkpoint.load(saved), "class_names": [f"c{i}" for i in range(8)]}
+    with pytest.raises(checkpoint.CheckpointError) as caught:
+        checkpoint.check_matches(content, class_names=["c0"])
+    assert str(caught.value) == ("checkpoint: its 8 classes do not match the data's 1 classes "
+                                 "(missing from the data: c1, c2, c3, c4, c5); retrain with notebook 02")
+    with pytest.raises(checkpoint.CheckpointError) as caught:
+        checkpoint.check_matches(content, class_names=content["class_names"][::-1])
+    assert "(same names in a different order);" in str(caught.value)
