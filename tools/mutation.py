@@ -26,7 +26,7 @@ import sys
 import tempfile
 import time
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -153,6 +153,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--timeout", type=float, default=3600, help="seconds allowed per module")
     parser.add_argument("--survivors", action="store_true", help="print the diff of each mutant not killed")
     parser.add_argument("--fail-under", type=float, default=85.0, help="lowest acceptable score (%%)")
+    parser.add_argument("--mutants", nargs="+", metavar="PATTERN",
+                        help="only the mutants whose names match, e.g. 'meterlib.model.field_formats.*'")
     args = parser.parse_args(argv)
     unknown = sorted(set(args.modules) - set(TARGETS))
     if unknown:
@@ -161,8 +163,8 @@ def main(argv: list[str] | None = None) -> int:
         raise SystemExit(f"mutmut is not installed for {sys.executable}: pip install mutmut==3.8.1")
     rows = {}
     for name in args.modules or TARGETS:
-        rows[name] = run_target(name, TARGETS[name], jobs=args.jobs, timeout=args.timeout,
-                                survivors=args.survivors)
+        target = replace(TARGETS[name], mutants=tuple(args.mutants)) if args.mutants else TARGETS[name]
+        rows[name] = run_target(name, target, jobs=args.jobs, timeout=args.timeout, survivors=args.survivors)
         print(f"{name}: {score(rows[name][0]):.1f}% killed", flush=True)
     print(table(rows))
     return int(any(score(counts) < args.fail_under for counts, _ in rows.values()))
