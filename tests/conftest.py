@@ -1,8 +1,11 @@
 """Test configuration: offline, quiet progress bars, shared fixtures."""
 
 import os
+import subprocess
+from dataclasses import dataclass
 from pathlib import Path
 
+import notebook_runs
 import pytest
 
 from meterlib.run import paths
@@ -23,15 +26,32 @@ def shared_dir() -> Path:
     return folder
 
 
-@pytest.fixture(scope="session")
-def smoke_run(tmp_path_factory) -> paths.ProjectPaths:
-    """The smoke pipeline run once into a scratch folder: its data, splits, model and reports."""
-    from meterlib.run import runner
+@dataclass(frozen=True)
+class SmokeNotebooks:
+    """The smoke profile's notebooks, nbval's run over them, and where that run left its data and reports."""
 
+    notebooks: list[Path]
+    nbval: subprocess.CompletedProcess
+    paths: paths.ProjectPaths
+
+
+@pytest.fixture(scope="session")
+def smoke_notebooks(tmp_path_factory) -> SmokeNotebooks:
+    """Every notebook run once under nbval in a scratch folder: the regression check, and the pipeline
+    (data, splits, model, reports) that other tests read."""
     root = tmp_path_factory.mktemp("smoke_run")
-    runner.run(profile="smoke", only=["01", "02", "03"], data_dir=str(root / "data"),
-               reports_dir=str(root / "reports"), echo=lambda _: None)
-    return paths.resolve(dataset="smoke", data_dir=root / "data", reports_dir=root / "reports")
+    notebooks = notebook_runs.prepared_notebooks(root)
+    return SmokeNotebooks(notebooks, notebook_runs.run_nbval(notebooks),
+                          paths.resolve(dataset="smoke", data_dir=root / "data", reports_dir=root / "reports"))
+
+
+@pytest.fixture(scope="session")
+def smoke_run(smoke_notebooks) -> paths.ProjectPaths:
+    """What the smoke notebooks made: its data, splits, model and reports."""
+    where = smoke_notebooks.paths
+    if not (where.checkpoint.is_file() and where.metrics_json.is_file()):
+        pytest.fail(f"the smoke notebooks left no calibrated model:\n{smoke_notebooks.nbval.stdout[-3000:]}")
+    return where
 
 
 @pytest.fixture(scope="session")

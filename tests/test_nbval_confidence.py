@@ -6,16 +6,13 @@ rule broken in the kernel, and expects nbval to fail on the checked cell that re
 
 import re
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import nbformat
 import pytest
+from notebook_runs import run_nbval
 
 from meterlib.run import nbcheck, runner
-
-SANITIZE = Path(__file__).with_name("nbval_sanitize.cfg")
 
 # name: (code that breaks a rule in the kernel, the start of the checked line that must change)
 BREAKS = {
@@ -53,9 +50,7 @@ def _broken_notebook(case: str, smoke_run, folder: Path) -> tuple[Path, dict[str
 
 def _failed_cells(notebook: Path) -> tuple[set[int], str]:
     """The code cells (numbered from 0, as nbval does) that nbval fails in ``notebook``, and its report."""
-    command = [sys.executable, "-m", "pytest", "--nbval-lax", "--nbval-current-env", "--nbval-sanitize-with",
-               str(SANITIZE), "-p", "no:cacheprovider", "-q", "-rf", str(notebook)]
-    result = subprocess.run(command, capture_output=True, text=True, cwd=notebook.parent, timeout=600)
+    result = run_nbval([notebook], "-rf")
     return {int(cell) for cell in re.findall(r"^FAILED \S+::Cell (\d+)", result.stdout, re.M)}, result.stdout
 
 
