@@ -1,6 +1,7 @@
 """The rules of a served answer, on logits: the UNKNOWN boundary, the confidence, top-k and sets."""
 
 import math
+import re
 import shutil
 
 import numpy as np
@@ -121,3 +122,72 @@ def test_top_k_must_be_a_positive_integer(random_checkpoint, call):
     given = _photo(0) if call == "predict" else given
     with pytest.raises(ValueError, match="top_k must be a positive integer, got 0"):
         getattr(predictor, call)(given, top_k=0)
+
+
+@pytest.fixture()
+def logits_calls(monkeypatch) -> list:
+    """Predictor.logits and Predictor._logits_of replaced: row 0 of LOGITS per photo; each call recorded."""
+    calls = []
+
+    def fake_logits(self, images, *, batch_size=None, progress=False):
+        calls.append(("logits", len(images), batch_size))
+        return np.tile(LOGITS[0], (len(images), 1))
+
+    def fake_logits_of(self, pictures, *, batch_size):
+        calls.append(("logits_of", len(pictures), batch_size))
+        return np.tile(LOGITS[0], (len(pictures), 1))
+
+    monkeypatch.setattr(serving.Predictor, "logits", fake_logits)
+    monkeypatch.setattr(serving.Predictor, "_logits_of", fake_logits_of)
+    return calls
+
+
+def _pictures(n: int) -> list:
+    return [np.full((8, 8, 3), 100 + i, dtype=np.uint8) for i in range(n)]
+
+
+def test_three_top_classes_and_batches_of_32_unless_asked(logits_calls):
+    served = _predictor()
+    assert len(served.predict("a.jpg").top_classes) == 3
+    assert [len(p.top_classes) for p in served.predict_many(["a.jpg", "b.jpg"])] == [3, 3]
+    assert len(served.predictions_from_logits(LOGITS)[1].top_classes) == 3
+    assert [len(o.prediction.top_classes) for o in served.predict_each(_pictures(2))] == [3, 3]
+    served.probabilities(["a.jpg"])
+    served.probabilities(["a.jpg"], batch_size=5)
+    served.predict_many(["a.jpg"], batch_size=7)
+    assert [c for c in logits_calls if c[0] == "logits"] == [
+        ("logits", 1, 32), ("logits", 2, 32), ("logits", 1, 32), ("logits", 1, 5), ("logits", 1, 7)]
+
+
+def test_predict_each_goes_32_photos_at_a_time_and_labels_them_with_the_names(logits_calls):
+    outcomes = _predictor().predict_each(_pictures(33))
+    assert logits_calls == [("logits_of", 32, 32), ("logits_of", 1, 1)]
+    assert outcomes[32].source == "photo 33 (ndarray)" and outcomes[32].prediction.label == "mu"
+    named = _predictor().predict_each(_pictures(2), names=["up.jpg", "load.png"], batch_size=1)
+    assert [o.source for o in named] == ["up.jpg", "load.png"]
+    with pytest.raises(ValueError, match="batch_size"):
+        _predictor().predict_each(_pictures(2), batch_size=0)
+
+
+def test_predict_each_shows_its_progress_in_photos_when_asked(logits_calls, capsys, monkeypatch):
+    monkeypatch.delenv("TQDM_DISABLE", raising=False)
+    _predictor().predict_each(_pictures(3), batch_size=2)
+    assert capsys.readouterr().err == ""
+    _predictor().predict_each(_pictures(3), batch_size=2, progress=True)
+    shown = capsys.readouterr().err
+    assert re.search(r"(^|\r)predict: 100%.* 3/3 .*photo/s", shown), shown
+
+
+def test_load_picks_the_runtime_from_the_suffix(monkeypatch):
+    opened = []
+    monkeypatch.setattr(serving.Predictor, "from_onnx", classmethod(lambda cls, path: opened.append(("onnx", path))))
+    monkeypatch.setattr(serving.Predictor, "from_checkpoint",
+                        classmethod(lambda cls, path, device=None: opened.append(("checkpoint", path, device))))
+    serving.Predictor.load("model.ONNX")
+    serving.Predictor.load("model.onnx.pt", device="cpu")
+    assert opened == [("onnx", "model.ONNX"), ("checkpoint", "model.onnx.pt", "cpu")]
+
+
+def test_with_calibration_keeps_the_tie_break_it_is_given():
+    assert _predictor(conformal_u=0.25).conformal_u == 0.25
+    assert _predictor().conformal_u == 0.0
