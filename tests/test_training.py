@@ -423,3 +423,15 @@ def test_class_weights_power_zero_is_unweighted_and_no_photos_weigh_nothing():
     weights = train.class_weights(np.array([0] * 6 + [1] * 2), 3, power=0.0)
     assert weights.dtype == torch.float32 and weights.tolist() == [1.0, 1.0, 1.0]
     assert train.class_weights(np.array([], dtype=np.int64), 2, power=0.5).tolist() == [0.0, 0.0]
+
+
+def test_a_class_of_one_photo_weighs_most_and_messages_name_the_kind_of_setting():
+    weights = train.class_weights(np.array([0, 1, 1, 1, 1]), 3, power=0.5)  # raw 1, 1/2, 0; average photo 1
+    assert weights.tolist() == pytest.approx([5 / 3, 5 / 6, 0.0])
+    with pytest.raises(ValueError) as caught:
+        train.config("original", epoch_head=3)
+    assert str(caught.value) == "unknown training parameter(s): epoch_head"
+    with pytest.raises(ValueError) as caught:
+        train.config("fastest")
+    assert str(caught.value) == f"unknown preset 'fastest'; choose one of {', '.join(train.PRESETS)}"
+    assert ", " in str(caught.value)
