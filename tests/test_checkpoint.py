@@ -338,6 +338,8 @@ def test_an_unstorable_value_inside_a_list_is_named_by_its_index():
         checkpoint.plain({"t": [1, object()]}, where="x")
     assert str(caught.value) == ("x['t'][1]: cannot store a object in a checkpoint "
                                  "(only tensors, numbers, strings, lists and dicts)")
+    with pytest.raises(checkpoint.CheckpointError, match=r"^checkpoint: cannot store a set"):
+        checkpoint.plain({1, 2})
 
 
 def test_two_missing_fields_are_plural_and_the_default_source_is_the_checkpoint():

@@ -23,7 +23,8 @@ def _problem(value) -> str:
 
 @pytest.mark.parametrize("value", [None, _out_of_fold(), _out_of_fold(0),
                                    {**_out_of_fold(), "feature_probs": torch.full((6, N_CLASSES), 0.25)},
-                                   {**_out_of_fold(), "labels": torch.tensor([0, 3, 3, 3, 3, 0])}])
+                                   {**_out_of_fold(), "labels": torch.tensor([0, 3, 3, 3, 3, 0])},
+                                   {**_out_of_fold(), "labels": torch.full((6,), 2, dtype=torch.int64)}])
 def test_a_well_formed_or_absent_out_of_fold_has_no_problem(value):
     assert _problem(value) == ""
 
