@@ -58,7 +58,7 @@ def test_core_dependencies_leave_out_the_notebook_stack():
 
 
 def _installed_closure(names: list[str]) -> list[metadata.Distribution]:
-    """The installed distributions ``names`` and everything they require, with the extras asked for."""
+    """The installed distributions ``names`` and everything installed that they require, with the extras asked for."""
     found, seen, todo = {}, set(), [(name, "") for name in names]
     while todo:
         name, extra = todo.pop()
@@ -66,7 +66,10 @@ def _installed_closure(names: list[str]) -> list[metadata.Distribution]:
         if (name, extra) in seen:
             continue
         seen.add((name, extra))
-        found[name] = metadata.distribution(name)
+        try:
+            found[name] = metadata.distribution(name)
+        except metadata.PackageNotFoundError:  # not installed here (another platform's need): pip installs it
+            continue
         for req in map(Requirement, found[name].requires or []):
             if req.marker is None or req.marker.evaluate({"extra": extra}):
                 todo += [(req.name, e) for e in ("", *req.extras)]
