@@ -179,6 +179,34 @@ def test_finite_sample_rank_differs_from_the_naive_one():
     assert conformal.conformal_quantile(scores, alpha=0.2) == pytest.approx(0.9)
 
 
+def test_a_confident_quantile_takes_the_rank_whose_coverage_holds_with_that_probability():
+    scores = np.arange(1, 101) / 100
+    # P(Binomial(100, .9) >= k) <= .1 first at k = 95 (.058; k = 94: .128); <= .05 at k = 96.
+    assert conformal.conformal_quantile(scores[::-1], alpha=ALPHA, confidence=0.9) == 0.95
+    assert conformal.conformal_quantile(scores, alpha=ALPHA, confidence=0.95) == 0.96
+    assert conformal.conformal_quantile(scores, alpha=ALPHA) == 0.91  # on average only: rank 91
+    # Fewest scores: .9 ** n <= .1 needs n >= 22, and then only the largest score certifies.
+    assert conformal.conformal_quantile(np.arange(1, 23) / 22, alpha=ALPHA, confidence=0.9) == 1.0
+    with pytest.warns(calibration.CalibrationWarning, match=r"21 calibration images cannot certify 90% coverage "
+                                                            r"with 90% confidence \(need at least 22\)"):
+        assert conformal.conformal_quantile(np.arange(1, 22) / 21, alpha=ALPHA, confidence=0.9) == math.inf
+    for wrong in (0.0, 1.0):
+        with pytest.raises(ValueError, match=rf"confidence must lie in \(0, 1\) or be None, got {wrong}"):
+            conformal.conformal_quantile(scores, alpha=ALPHA, confidence=wrong)
+
+
+def test_a_confident_quantile_under_covers_on_few_calibration_draws():
+    # Uniform scores: a threshold q covers a new photo with probability q itself, so each draw's
+    # coverage is its quantile. On average-only quantiles about half the draws of 100 photos fall
+    # short of 90%; with 90% confidence at most a tenth do (exactly 5.8%: the rank is 95).
+    rng = np.random.default_rng(0)
+    draws = rng.uniform(size=(4000, 100))
+    short = {confidence: np.mean([conformal.conformal_quantile(d, alpha=ALPHA, confidence=confidence) < 0.9
+                                  for d in draws]) for confidence in (None, 0.9)}
+    assert 0.35 < short[None] < 0.6
+    assert 0.04 < short[0.9] < 0.08
+
+
 # Mondrian sets: one quantile per class-size group.
 GROUPS = np.array(["large", "small", "medium"], dtype=object)
 
@@ -207,6 +235,15 @@ def test_mondrian_quantiles_use_each_groups_finite_sample_rank():
     # but is the top class, class 1 scores .975 > .875.
     assert sets.tolist() == [[True, True, True], [True, False, True]]
     np.testing.assert_allclose(mondrian.class_thresholds(quantiles, GROUPS), [0.45, 0.875, math.inf])
+
+
+def test_mondrian_quantiles_pass_the_confidence_to_each_group():
+    top = 0.5 + np.arange(100) * 0.004  # 100 right photos of class 0: u = .5 scores top / 2, all distinct
+    probs = np.c_[top, (1 - top) / 2, (1 - top) / 2]
+    quantiles = mondrian.calibrate_mondrian(probs, np.zeros(100, dtype=int), ["large"] * 3, alpha=ALPHA,
+                                            confidence=0.9)
+    # Rank 95 of 100 (the average-only rank is 91): the 6th largest score.
+    assert quantiles == {"large": pytest.approx(np.sort(top / 2)[94])}
 
 
 def test_size_groups_follow_the_split_rule_thresholds():

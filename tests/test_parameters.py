@@ -47,7 +47,7 @@ def test_lossy_or_wrong_values_are_refused(value, hint):
 @pytest.mark.parametrize("name, inside, outside", [
     ("epochs_head", 0, -1), ("views", 1, 0), ("lr_head", 1e-6, 0.0), ("test_fraction", 0.99, 1.0),
     ("val_fraction", 0.0, 1.0), ("near_duplicate_distance", -1, -2), ("hue", 0.5, 0.51),
-    ("conformal_alpha", 0.5, 0.0), ("target_accuracy", 1.0, 0.0),
+    ("conformal_alpha", 0.5, 0.0), ("target_accuracy", 1.0, 0.0), ("set_confidence", 0.99, 1.0),
 ])
 def test_range_ends_are_where_the_table_says(name, inside, outside):
     hint = "int" if isinstance(inside, int) else "float"

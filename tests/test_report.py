@@ -46,7 +46,7 @@ def _fitted(val_probs_calibrated, val_labels, *, temperature, threshold) -> repo
                                      n_bins=5)
     return report.FittedCalibration(
         fit=fit, table=table, ece_bins=5, threshold=selective.ThresholdChoice(threshold, 0.5, 1.0, True),
-        target_accuracy=0.9, conformal_alpha=0.34,
+        target_accuracy=0.9, conformal_alpha=0.34, conformal_confidence=0.8,
         conformal_quantile=conformal.calibrate_aps(val_probs_calibrated, val_labels, alpha=0.34))
 
 
@@ -128,7 +128,7 @@ def test_metrics_json_schema():
     assert metrics["unknown_threshold"] == {
         "threshold": 0.6, "target_accuracy": 0.9, "target_met_on_val": True, "val_coverage": 0.5,
         "test_coverage": outcome["coverage"], "test_accuracy_answered": outcome["accuracy_answered"]}
-    assert metrics["conformal"] == {"method": "APS", "alpha": 0.34, "quantile": fitted.conformal_quantile,
+    assert metrics["conformal"] == {"method": "APS", "alpha": 0.34, "confidence": 0.8, "quantile": fitted.conformal_quantile,
                                     "test_coverage": outcome["set_coverage"],
                                     "test_mean_set_size": outcome["mean_set_size"]}
     assert metrics["unseen_classes"] == {"classes": ["new"], "photos": 2, "auroc": {"energy": 0.75}}

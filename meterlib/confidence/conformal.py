@@ -57,23 +57,42 @@ def aps_scores(probs, labels, *, u: float = 0.0, randomized: bool = False,
     return _class_scores(probs, _tie_breaks(labels.size, u, randomized, rng))[np.arange(labels.size), labels]
 
 
-def conformal_quantile(scores, *, alpha: float, what: str = "calibration images") -> float:
+def conformal_quantile(scores, *, alpha: float, confidence: float | None = None,
+                       what: str = "calibration images") -> float:
     """The finite-sample (1 - alpha) quantile of calibration scores; inf when too few scores.
 
-    The rank is ceil((n + 1)(1 - alpha)) of n scores; beyond n (fewer than (1 - alpha) / alpha
-    scores) no threshold can certify the coverage. ``what`` names the scores in that warning.
+    The rank is ceil((n + 1)(1 - alpha)) of n scores: coverage is at least 1 - alpha on average
+    over calibration draws. With ``confidence`` (e.g. 0.9) it is the smallest rank k whose
+    threshold covers at least 1 - alpha of new photos with that probability over the draw of
+    these n scores, that is P(Binomial(n, 1 - alpha) >= k) <= 1 - confidence (training-conditional
+    validity, Vovk 2012): one unlucky calibration split then rarely under-covers, at the price of
+    larger sets. Beyond n no threshold can certify the coverage; ``what`` names the scores in
+    that warning.
     """
     if not 0 < alpha < 1:
         raise ValueError(f"alpha must lie in (0, 1), got {alpha}")
+    if confidence is not None and not 0 < confidence < 1:
+        raise ValueError(f"confidence must lie in (0, 1) or be None, got {confidence}")
     scores = np.sort(np.asarray(scores, dtype=np.float64))
     n = scores.size
-    rank = math.ceil((n + 1) * (1 - alpha))
+    rank = math.ceil((n + 1) * (1 - alpha)) if confidence is None else _confident_rank(n, alpha, confidence)
     if rank > n:
-        warnings.warn(f"{n} {what} cannot certify {1 - alpha:.0%} coverage "
-                      f"(need at least {math.ceil((1 - alpha) / alpha)}); every class they stand for "
-                      "goes into every prediction set", CalibrationWarning, stacklevel=2)
+        needed = (math.ceil((1 - alpha) / alpha) if confidence is None
+                  else math.ceil(math.log(1 - confidence) / math.log(1 - alpha)))
+        promise = f"{1 - alpha:.0%} coverage" + ("" if confidence is None else f" with {confidence:.0%} confidence")
+        warnings.warn(f"{n} {what} cannot certify {promise} (need at least {needed}); every class they "
+                      "stand for goes into every prediction set", CalibrationWarning, stacklevel=2)
         return float("inf")
     return float(scores[rank - 1])
+
+
+def _confident_rank(n: int, alpha: float, confidence: float) -> int:
+    """Smallest rank k (n + 1 when none) with P(Binomial(n, 1 - alpha) >= k) <= 1 - confidence."""
+    from scipy import stats
+
+    ranks = np.arange(1, n + 1)
+    certified = ranks[stats.binom.sf(ranks - 1, n, 1 - alpha) <= 1 - confidence]
+    return int(certified[0]) if certified.size else n + 1
 
 
 def calibrate_aps(probs, labels, *, alpha: float, u: float = 0.0, randomized: bool = False,

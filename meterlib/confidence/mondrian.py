@@ -4,7 +4,8 @@ One marginal threshold reaches 1 - alpha coverage on average over photos, which 
 of large classes dominate: the classes with few photos, where the model errs most, get less.
 Here classes fall into size groups, each group gets its own quantile from the calibration photos
 whose true class is in it, and class y enters a set iff its APS score is within the quantile of
-y's group. Then coverage is at least 1 - alpha for the photos of each group (Vovk et al., 2003).
+y's group. Then coverage is at least 1 - alpha for the photos of each group (Vovk et al., 2003), on
+average over calibration draws, or with a chosen probability for this draw (``confidence``).
 
 A group with too few calibration photos to certify 1 - alpha gets an infinite quantile, with a
 CalibrationWarning: its classes go into every set. The marginal quantile would be no fallback:
@@ -51,17 +52,18 @@ def _ordered(groups: np.ndarray) -> list:
     return sorted(set(groups), key=lambda g: (SIZE_GROUPS.index(g) if g in SIZE_GROUPS else len(SIZE_GROUPS), str(g)))
 
 
-def calibrate_mondrian(probs, labels, groups, *, alpha: float, u: float = INFORMATIVE_U) -> dict[str, float]:
+def calibrate_mondrian(probs, labels, groups, *, alpha: float, u: float = INFORMATIVE_U,
+                       confidence: float | None = None) -> dict[str, float]:
     """One APS quantile per group, from the calibration photos whose true class is in that group.
 
     ``groups`` names each class's group (e.g. ``size_groups``); a group short of calibration photos
-    gets inf (see the module docstring).
+    gets inf (see the module docstring). ``confidence``: see ``conformal.conformal_quantile``.
     """
     probs, labels = as_probs_and_labels(probs, labels)
     groups = _group_array(groups, probs.shape[1])
     scores = aps_scores(probs, labels, u=u)
     photo_group = groups[labels]
-    return {group: conformal_quantile(scores[photo_group == group], alpha=alpha,
+    return {group: conformal_quantile(scores[photo_group == group], alpha=alpha, confidence=confidence,
                                       what=f"calibration photos of {group!r} classes")
             for group in _ordered(groups)}
 

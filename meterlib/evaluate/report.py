@@ -81,6 +81,7 @@ class FittedCalibration:
     threshold: selective.ThresholdChoice
     target_accuracy: float
     conformal_alpha: float
+    conformal_confidence: float | None  # probability that the per-group sets cover 1 - alpha; None: on average
     conformal_quantile: float  # marginal APS quantile (u = 0), served by checkpoints without the fields below
     conformal_class_thresholds: tuple[float, ...] | None = None  # per class: its size group's quantile
     conformal_u: float = 0.0
@@ -130,7 +131,7 @@ def build_metrics(*, checkpoint_created: str, test_metrics: Mapping[str, float],
                               "target_met_on_val": choice.target_met, "val_coverage": choice.coverage,
                               "test_coverage": test_outcome["coverage"],
                               "test_accuracy_answered": test_outcome["accuracy_answered"]},
-        "conformal": {"method": "APS", "alpha": calibrated.conformal_alpha,
+        "conformal": {"method": "APS", "alpha": calibrated.conformal_alpha, "confidence": calibrated.conformal_confidence,
                       "quantile": calibrated.conformal_quantile, "test_coverage": test_outcome["set_coverage"],
                       "test_mean_set_size": test_outcome["mean_set_size"]},
         "unseen_classes": {"classes": sorted(unseen_rows["class"].unique()), "photos": len(unseen_rows),
