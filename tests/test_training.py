@@ -435,3 +435,28 @@ def test_a_class_of_one_photo_weighs_most_and_messages_name_the_kind_of_setting(
         train.config("fastest")
     assert str(caught.value) == f"unknown preset 'fastest'; choose one of {', '.join(train.PRESETS)}"
     assert ", " in str(caught.value)
+
+
+def test_the_probe_reuses_the_clean_activations_that_training_cached(tmp_path, monkeypatch):
+    table = _colour_table(tmp_path, with_val=True)
+    images = train.decode_splits(table, image_size=SIZE)
+    classes = {split: list(table.loc[table["split"] == split, "class"]) for split in images}
+    cfg = train.config("default", image_size=SIZE, epochs_head=1, epochs_finetune=1, views=2, batch_size=8,
+                       min_val_images=5)
+    result = train.train(table, cfg=cfg, backbone="efficientnet_lite0", images=images, progress=False)
+    assert {split: len(acts) for split, acts in result.clean_activations.items()} == {"train": 24, "val": 9}
+    fresh = probe.run("efficientnet_lite0", images, classes, image_size=SIZE)
+    passes = []
+    frozen_activations = cache.frozen_activations
+    monkeypatch.setattr(cache, "frozen_activations",
+                        lambda part, photos, *args, **kwargs: passes.append(len(photos))
+                        or frozen_activations(part, photos, *args, **kwargs))
+    reused = probe.run("efficientnet_lite0", images, classes, image_size=SIZE,
+                       activations=result.clean_activations)
+    assert passes == [9]  # the test photos only
+    assert (reused.C, reused.val_accuracy, reused.test_accuracy) == (fresh.C, fresh.val_accuracy, fresh.test_accuracy)
+    np.testing.assert_allclose(reused.classifier[-1].coef_, fresh.classifier[-1].coef_, rtol=1e-4, atol=1e-6)
+    augmented_only = train.config("original", image_size=SIZE, epochs_head=1, epochs_finetune=1, views=1,
+                                  batch_size=8)
+    assert list(train.train(table, cfg=augmented_only, backbone="random", images=images,
+                            progress=False).clean_activations) == ["val"]

@@ -44,6 +44,9 @@ class TrainResult:
     seconds: float
     timings: dict = field(default_factory=dict)
     out_of_fold: crossfit.OutOfFold | None = None  # with ``folds``: predictions of the training photos
+    # The pretrained frozen part's output for un-augmented photos, per split: val, and train when the
+    # recipe caches a clean view (the linear probe reuses them).
+    clean_activations: dict = field(default_factory=dict)
 
 
 @dataclass
@@ -110,7 +113,12 @@ def train(table: pd.DataFrame, *, cfg: TrainConfig, backbone: str = "auto", weig
                        class_names=run.class_names, mean=run.mean, std=run.std, config=cfg,
                        history=pd.DataFrame(run.fit.tracker.rows), best_epoch=run.fit.tracker.best_epoch,
                        selection=run.selection, seconds=time.perf_counter() - started, timings=run.timings,
-                       out_of_fold=oof)
+                       out_of_fold=oof, clean_activations=_clean_activations(run.fit))
+
+
+def _clean_activations(fit: phases.Fit) -> dict:
+    cached = {"train": fit.train_views[0] if fit.cfg.clean_view else None, "val": fit.val_acts}
+    return {split: acts for split, acts in cached.items() if acts is not None}
 
 
 def prepare(table: pd.DataFrame, *, cfg: TrainConfig, backbone: str, weights_path, images: dict | None,

@@ -22,20 +22,24 @@ class ProbeResult:
 
 
 def frozen_features(model, images: Sequence, *, image_size: int, mean, std, device=None,
-                    batch_size: int = 64) -> np.ndarray:
-    """Pooled features of the (not fine-tuned) backbone for PIL images, no augmentation."""
+                    batch_size: int = 64, activations=None) -> np.ndarray:
+    """Pooled features of the (not fine-tuned) backbone for PIL images, no augmentation.
+
+    ``activations``: the frozen part's output for these images when already at hand (skips that pass).
+    """
     import torch
 
     device = torch.device(device) if device is not None else inference.default_device()
     if not len(images):
         return np.zeros((0, model.head.in_features), dtype=np.float32)
     model = model.to(device).eval()
-    acts = cache.frozen_activations(model.frozen_part, images, transforms.eval_transform(
-        image_size=image_size, mean=mean, std=std), batch_size=batch_size, device=device)
+    if activations is None:
+        activations = cache.frozen_activations(model.frozen_part, images, transforms.eval_transform(
+            image_size=image_size, mean=mean, std=std), batch_size=batch_size, device=device)
     tail = torch.nn.Sequential(model.last_block, model.pool)
     with torch.inference_mode():
-        return torch.cat([tail(acts[i:i + batch_size].to(device)).cpu()
-                          for i in range(0, len(acts), batch_size)]).numpy()
+        return torch.cat([tail(activations[i:i + batch_size].to(device)).cpu()
+                          for i in range(0, len(activations), batch_size)]).numpy()
 
 
 def fit(train_x: np.ndarray, train_y: Sequence[str], *, val_x: np.ndarray | None = None,
@@ -60,12 +64,18 @@ def fit(train_x: np.ndarray, train_y: Sequence[str], *, val_x: np.ndarray | None
 
 
 def run(backbone: str, images: dict, classes: dict, *, image_size: int, seed: int = 0,
-        device=None, weights_path=None) -> ProbeResult:
-    """Fit and score the probe on ``images``/``classes`` dicts keyed by split (train, val, test)."""
+        device=None, weights_path=None, activations: dict | None = None) -> ProbeResult:
+    """Fit and score the probe on ``images``/``classes`` dicts keyed by split (train, val, test).
+
+    ``activations``: the pretrained frozen part's output for the un-augmented photos of some splits
+    (``TrainResult.clean_activations``); only the other splits then go through the frozen part.
+    """
     model = backbones.build_classifier(backbone, 1, weights_path=weights_path)
     mean, std = backbones.normalisation(backbone)
+    given = activations or {}
     feats = {split: frozen_features(model, images.get(split, []), image_size=image_size, mean=mean,
-                                    std=std, device=device) for split in ("train", "val", "test")}
+                                    std=std, device=device, activations=given.get(split))
+             for split in ("train", "val", "test")}
     clf, C = fit(feats["train"], classes["train"], val_x=feats["val"], val_y=classes.get("val"), seed=seed)
 
     def score(split):
