@@ -126,7 +126,7 @@ def test_metrics_json_schema():
     assert record == fitted.record() and record["temperature"] == 1.3 and record["fitted"] is True
     assert {"reason", "val_images", "ece_bins", "ece_val_before", "brier_val_after"} <= set(record)
     assert metrics["unknown_threshold"] == {
-        "threshold": 0.6, "target_accuracy": 0.9, "target_met_on_val": True, "val_coverage": 0.5,
+        "threshold": 0.6, "target_accuracy": 0.9, "target_met_on_calibration": True, "calibration_coverage": 0.5,
         "test_coverage": outcome["coverage"], "test_accuracy_answered": outcome["accuracy_answered"]}
     assert metrics["conformal"] == {"method": "APS", "alpha": 0.34, "confidence": 0.8, "quantile": fitted.conformal_quantile,
                                     "test_coverage": outcome["set_coverage"],
