@@ -270,6 +270,43 @@ def test_bad_rule_is_refused(bad):
         split_rule.assign_splits(frame({"a": [1]}), **{**RULE, **bad})
 
 
+def test_two_classes_alike_in_shape_draw_their_photos_independently():
+    files = frame({"a": [1] * 30, "b": [1] * 30})
+    split = split_rule.assign_splits(files, seed=1, **RULE)
+    # Same group sizes in the same order: a shared generator would hold out the same positions.
+    assert split[files["class"] == "a"].tolist() != split[files["class"] == "b"].tolist()
+
+
+def test_a_small_share_still_holds_out_one_photo_and_no_val_share_none():
+    rule = {**RULE, "test_fraction": 0.05, "val_fraction": 0.04}  # 10 photos: 0.5 and 0.4 round to 0
+    counts = split_rule.assign_splits(frame({"a": [1] * 10}), **rule).value_counts().to_dict()
+    assert counts == {"train": 8, "test": 1, "val": 1}
+    no_val = split_rule.assign_splits(frame({"a": [1] * 40}), **{**RULE, "val_fraction": 0.0})
+    assert no_val.value_counts().to_dict() == {"train": 30, "test": 10}
+
+
+def test_the_default_rule_gives_val_from_50_photos_and_test_from_28():
+    files = frame({"val": [1] * 50, "test": [1] * 49, "test_min": [1] * 28, "train": [1] * 27})
+    split = split_rule.assign_splits(files)
+    kinds = {cls: set(split[files["class"] == cls]) for cls in ("val", "test", "test_min", "train")}
+    assert kinds == {"val": {"train", "val", "test"}, "test": {"train", "test"},
+                     "test_min": {"train", "test"}, "train": {"train"}}
+
+
+def test_check_split_names_each_broken_invariant():
+    files = frame({"a": [1] * 6})
+    manifest = files.assign(split=["train", "train", "test", "dev", "train", "test"])
+    manifest = pd.concat([manifest, manifest.iloc[[0]].assign(split="test")], ignore_index=True)
+    manifest.loc[4, "flags"] = "truncated"
+    assert splitting.check_split(manifest) == [
+        "1 files appear in more than one split",
+        "unknown split names: dev",
+        "1 duplicate groups span several splits: a-0",
+        "1 files that should be excluded are in a split, e.g. raw/a/4_0.jpg",
+    ]
+    assert splitting.check_split(manifest.assign(split="excluded")) == []
+
+
 def test_check_split_reports_leaks():
     manifest = frame({"a": [2, 1, 1]}).assign(split=["train", "test", "train", "val"])
     manifest.loc[3, "class"] = "b"

@@ -204,7 +204,7 @@ def set_coverage_table(probs, labels, groups, *, marginal_quantile: float, quant
     sets = {"marginal": conformal.aps_prediction_sets(probs, marginal_quantile),
             "per group": mondrian.mondrian_prediction_sets(probs, dict(quantiles), groups, u=u)}
     tables = {name: mondrian.coverage_by_group(member, labels, groups) for name, member in sets.items()}
-    table = tables["per group"].join(tables["marginal"].drop(columns="photos"), rsuffix=" (marginal)")
+    table = tables["per group"].join(tables["marginal"].drop(columns="photos").add_suffix(" (marginal)"))
     return table.assign(quantile=pd.Series(dict(quantiles)))
 
 
