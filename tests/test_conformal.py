@@ -187,9 +187,16 @@ def test_a_confident_quantile_takes_the_rank_whose_coverage_holds_with_that_prob
     assert conformal.conformal_quantile(scores, alpha=ALPHA) == 0.91  # on average only: rank 91
     # Fewest scores: .9 ** n <= .1 needs n >= 22, and then only the largest score certifies.
     assert conformal.conformal_quantile(np.arange(1, 23) / 22, alpha=ALPHA, confidence=0.9) == 1.0
-    with pytest.warns(calibration.CalibrationWarning, match=r"21 calibration images cannot certify 90% coverage "
-                                                            r"with 90% confidence \(need at least 22\)"):
-        assert conformal.conformal_quantile(np.arange(1, 22) / 21, alpha=ALPHA, confidence=0.9) == math.inf
+    # Fewer keep the average rank (ceil(22 * .9) = 20 of 21), with a warning; fewer than 9 give inf.
+    with pytest.warns(calibration.CalibrationWarning) as caught:
+        assert conformal.conformal_quantile(np.arange(1, 22) / 21, alpha=ALPHA, confidence=0.9) == 20 / 21
+    assert [str(w.message) for w in caught] == [
+        "21 calibration images cannot certify 90% coverage with 90% confidence (need at least 22); "
+        "their threshold keeps it on average only"]
+    assert caught[0].filename == __file__
+    with pytest.warns(calibration.CalibrationWarning, match=r"^8 calibration images cannot certify 90% "
+                                                            r"coverage \(need at least 9\); every class"):
+        assert conformal.conformal_quantile(np.arange(1, 9) / 8, alpha=ALPHA, confidence=0.9) == math.inf
     for wrong in (0.0, 1.0):
         with pytest.raises(ValueError, match=rf"confidence must lie in \(0, 1\) or be None, got {wrong}"):
             conformal.conformal_quantile(scores, alpha=ALPHA, confidence=wrong)

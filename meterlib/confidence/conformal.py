@@ -66,8 +66,8 @@ def conformal_quantile(scores, *, alpha: float, confidence: float | None = None,
     threshold covers at least 1 - alpha of new photos with that probability over the draw of
     these n scores, that is P(Binomial(n, 1 - alpha) >= k) <= 1 - confidence (training-conditional
     validity, Vovk 2012): one unlucky calibration split then rarely under-covers, at the price of
-    larger sets. Beyond n no threshold can certify the coverage; ``what`` names the scores in
-    that warning.
+    larger sets. Too few scores for that keep the average rank; too few for any rank (beyond n)
+    give inf. Both warn, naming the scores by ``what``.
     """
     if not 0 < alpha < 1:
         raise ValueError(f"alpha must lie in (0, 1), got {alpha}")
@@ -75,14 +75,21 @@ def conformal_quantile(scores, *, alpha: float, confidence: float | None = None,
         raise ValueError(f"confidence must lie in (0, 1) or be None, got {confidence}")
     scores = np.sort(np.asarray(scores, dtype=np.float64))
     n = scores.size
-    rank = math.ceil((n + 1) * (1 - alpha)) if confidence is None else _confident_rank(n, alpha, confidence)
+    rank = math.ceil((n + 1) * (1 - alpha))
     if rank > n:
-        needed = (math.ceil((1 - alpha) / alpha) if confidence is None
-                  else math.ceil(math.log(1 - confidence) / math.log(1 - alpha)))
-        promise = f"{1 - alpha:.0%} coverage" + ("" if confidence is None else f" with {confidence:.0%} confidence")
-        warnings.warn(f"{n} {what} cannot certify {promise} (need at least {needed}); every class they "
-                      "stand for goes into every prediction set", CalibrationWarning, stacklevel=2)
+        warnings.warn(f"{n} {what} cannot certify {1 - alpha:.0%} coverage (need at least "
+                      f"{math.ceil((1 - alpha) / alpha)}); every class they stand for goes into every "
+                      "prediction set", CalibrationWarning, stacklevel=2)
         return float("inf")
+    if confidence is not None:
+        confident = _confident_rank(n, alpha, confidence)
+        if confident > n:
+            needed = math.ceil(math.log(1 - confidence) / math.log(1 - alpha))
+            warnings.warn(f"{n} {what} cannot certify {1 - alpha:.0%} coverage with {confidence:.0%} "
+                          f"confidence (need at least {needed}); their threshold keeps it on average only",
+                          CalibrationWarning, stacklevel=2)
+        else:
+            rank = confident
     return float(scores[rank - 1])
 
 
