@@ -201,6 +201,13 @@ def test_a_confident_quantile_takes_the_rank_whose_coverage_holds_with_that_prob
             conformal.conformal_quantile(scores, alpha=ALPHA, confidence=wrong)
 
 
+def test_a_confidence_met_exactly_certifies_and_the_first_rank_counts():
+    # One score at alpha .5: rank 1 misses 50% coverage with probability .5 exactly, which confidence .5 allows.
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert conformal.conformal_quantile([0.3], alpha=0.5, confidence=0.5) == 0.3
+
+
 def test_a_confident_quantile_under_covers_on_few_calibration_draws():
     # Uniform scores: a threshold q covers a new photo with probability q itself, so each draw's
     # coverage is its quantile. On average-only quantiles about half the draws of 100 photos fall
