@@ -291,6 +291,7 @@ def test_the_default_rule_gives_val_from_50_photos_and_test_from_28():
     kinds = {cls: set(split[files["class"] == cls]) for cls in ("val", "test", "test_min", "train")}
     assert kinds == {"val": {"train", "val", "test"}, "test": {"train", "test"},
                      "test_min": {"train", "test"}, "train": {"train"}}
+    assert split.equals(split_rule.assign_splits(files, seed=0))  # the default seed is 0
 
 
 def test_check_split_names_each_broken_invariant():
