@@ -434,7 +434,6 @@ def test_a_class_of_one_photo_weighs_most_and_messages_name_the_kind_of_setting(
     with pytest.raises(ValueError) as caught:
         train.config("fastest")
     assert str(caught.value) == f"unknown preset 'fastest'; choose one of {', '.join(train.PRESETS)}"
-    assert ", " in str(caught.value)
 
 
 def test_the_probe_reuses_the_clean_activations_that_training_cached(tmp_path, monkeypatch):
