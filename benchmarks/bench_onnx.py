@@ -142,7 +142,7 @@ def demo_accuracy(runtimes: dict[str, Predictor], model_path: Path) -> list[str]
 
 def run(folder: Path, *, photos: int, repeats: int, batch_size: int) -> list[str]:
     generate_dataset(folder / "photos", DatasetSpec(n_images=photos, n_classes=8), progress=False)
-    files = batch.expand_inputs([folder / "photos"])
+    files = batch.expand_inputs([folder / "photos"]).files
     lite0, trained = lite0_checkpoint(folder)
     calibration = (onnx_int8.calibration_pictures(paths.resolve().splits_csv, checkpoint.load(lite0)) if trained
                    else inference.load_resized(files, image_size=IMAGE_SIZE))

@@ -119,7 +119,7 @@ def table(rows: list[Row]) -> str:
 def run(folder: Path, *, n: int, width: int, height: int, repeats: int) -> list[Row]:
     generate_dataset(folder / "photos", DatasetSpec(n_images=n, n_classes=N_CLASSES, width=width, height=height),
                      progress=False)
-    files = batch.expand_inputs([folder / "photos"])
+    files = batch.expand_inputs([folder / "photos"]).files
     model = make_checkpoint(folder, files)
     plain = Predictor.from_checkpoint(model)
     folded = plain.with_folded_batch_norms()

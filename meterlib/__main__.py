@@ -8,7 +8,8 @@ import os
 import sys
 
 from meterlib.errors import MeterlibError
-from meterlib.run import paths, runner
+from meterlib.data.listing import shown_name
+from meterlib.run import output_path, paths, runner
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -41,7 +42,10 @@ def _add_predict(sub) -> None:
                          help="a checkpoint, or its ONNX export (.onnx, run by ONNX Runtime) "
                               "(default: reports/model/meterlib_checkpoint.pt)")
     predict.add_argument("--csv", default="", metavar="OUT",
-                         help="write one CSV row per file here instead of printing a table")
+                         help="write one CSV row per file here instead of printing a table ('-': to "
+                              "standard output)")
+    predict.add_argument(output_path.OVERWRITE_FLAG, action="store_true",
+                         help="replace an existing --csv file that meterlib did not write")
     predict.add_argument("--top-k", type=_positive_int, default=3, metavar="K",
                          help="classes listed per photo (default: 3)")
     predict.add_argument("--batch-size", type=_positive_int, metavar="N",
@@ -59,6 +63,8 @@ def _add_export(sub) -> None:
                         help="quantise to INT8 (static, calibrated on training photos)")
     export.add_argument("--force", action="store_true",
                         help="write the INT8 model even when it loses more than 1 point of test accuracy")
+    export.add_argument(output_path.OVERWRITE_FLAG, action="store_true",
+                        help="replace an existing --out file that meterlib did not write")
     export.add_argument("--dataset", default="",
                         help="the dataset the model was trained on, for the check (default: the checkpoint's)")
     export.add_argument("--data-dir", default="", help="folder holding the datasets (default: data/)")
@@ -74,7 +80,7 @@ def _export(args: argparse.Namespace) -> str:
     dataset = args.dataset or checkpoint.load(source).get("training", {}).get("dataset") or "demo"
     splits_csv = paths.resolve(dataset=dataset, data_dir=args.data_dir).splits_csv
     return export_command.export_model(source, splits_csv=splits_csv, out=args.out or None, int8=args.int8,
-                                       force=args.force)
+                                       force=args.force, overwrite=args.overwrite)
 
 
 def _positive_int(text: str) -> int:
@@ -96,14 +102,21 @@ def _predict(args: argparse.Namespace) -> str:
 
     return command.predict_files(args.paths, model=args.model or paths.resolve().checkpoint,
                                  csv_path=args.csv or None, top_k=args.top_k,
-                                 batch_size=args.batch_size or command.BATCH_SIZE)
+                                 batch_size=args.batch_size or command.BATCH_SIZE, overwrite=args.overwrite)
+
+
+def _shown(message: str) -> str:
+    """A message for the terminal: its lines kept, escapes in the names it quotes made harmless."""
+    return "\n".join(map(shown_name, message.split("\n")))
 
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
         if args.command in ("predict", "export"):
-            print(_predict(args) if args.command == "predict" else _export(args))
+            report = _predict(args) if args.command == "predict" else _export(args)
+            # With the CSV on standard output, the summary goes beside it, not into it.
+            print(report, file=sys.stderr if getattr(args, "csv", "") == "-" else sys.stdout)
             return 0
         # Progress bars inside executed notebooks only clutter the saved reports.
         os.environ.setdefault("TQDM_DISABLE", "1")
@@ -116,10 +129,11 @@ def main(argv: list[str] | None = None) -> int:
                    data_dir=args.data_dir, reports_dir=args.reports_dir,
                    progress_bar=args.progress)
     except MeterlibError as exc:
-        print(f"meterlib {args.command}: {exc}", file=sys.stderr)
+        print(f"meterlib {args.command}: {_shown(str(exc))}", file=sys.stderr)
         return 1
     except OSError as exc:  # a full or read-only disk mid-run: one line, earlier results are intact
-        print(f"meterlib {args.command}: {exc}", file=sys.stderr)
+        text = exc.strerror if exc.strerror and exc.filename is None else str(exc)
+        print(f"meterlib {args.command}: {_shown(text)}", file=sys.stderr)
         return 1
     return 0
 

@@ -161,12 +161,12 @@ def test_read_photo_reduced_jpeg_keeps_full_size_facts(tmp_path):
     assert max(facts.image.size) <= 256
 
 
-@pytest.mark.parametrize("min_side, expected", [(224, (360, 640)), (400, (720, 1280)), (90, (90, 160))])
-def test_load_rgb_min_side_decodes_jpeg_smaller_but_never_below_it(tmp_path, min_side, expected):
+@pytest.mark.parametrize("min_side, expected", [(224, (720, 1280)), (400, (720, 1280)), (90, (180, 320))])
+def test_load_rgb_min_side_shrinks_every_format_alike_and_keeps_twice_the_side(tmp_path, min_side, expected):
     path = save(photo(1, size=(720, 1280)), tmp_path / "big.jpg")
     assert photos.load_rgb(path, min_side=min_side).size == expected
     png = save(photo(1, size=(720, 1280)), tmp_path / "big.png")
-    assert photos.load_rgb(png, min_side=min_side).size == (720, 1280)  # only JPEG scales
+    assert photos.load_rgb(png, min_side=min_side).size == expected
 
 
 def test_load_rgb_applies_exif_orientation(tmp_path):

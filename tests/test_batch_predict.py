@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from meterlib.data import photos
 from meterlib.errors import MeterlibError
 from meterlib.serve import Outcome, Predictor, batch
 
@@ -96,20 +97,20 @@ def test_only_bad_photos_give_only_errors(predictor):
 
 
 def test_files_and_bytes_above_the_size_limit_are_refused(predictor, tmp_path, monkeypatch):
-    small, large = encoded(picture(0, size=(8, 8))), encoded(picture(1, size=(200, 200)))
-    assert len(small) < 2000 < len(large)
+    small = encoded(picture(0, size=(8, 8)))
+    large = small + bytes(2**20)  # a JPEG with trailing padding: it would decode if it were read
     (tmp_path / "large.jpg").write_bytes(large)
-    monkeypatch.setattr(batch, "MAX_PHOTO_BYTES", 2000)
+    monkeypatch.setattr(photos, "MAX_PHOTO_BYTES", 2**20)
     outcomes = predictor.predict_each([small, large, tmp_path / "large.jpg"], names=["s", "l", "f"])
     assert outcomes[0].ok
-    assert [bool(re.fullmatch(r"too large \(0\.0 MB; photos of up to 0 MB are read\)", o.error))
-            for o in outcomes[1:]] == [True, True]
+    assert [o.error for o in outcomes[1:]] == ["too large (over 1 MB)"] * 2
 
 
-def test_a_decompression_bomb_is_refused(predictor, monkeypatch):
+def test_a_decompression_bomb_is_refused_in_meterlib_words(predictor, monkeypatch):
     monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 1000)  # Pillow refuses more than twice this
     outcomes = predictor.predict_each([encoded(picture(0, size=(100, 100)), "PNG"), encoded(picture(1, (20, 20)))])
-    assert outcomes[0].error.startswith("too large to decode safely") and outcomes[1].ok
+    assert outcomes[0].error == "too many pixels (over 0.002 MP; photos of up to 120 MP are read)"
+    assert outcomes[1].ok
 
 
 def test_folded_batch_norms_answer_like_the_original(predictor, tmp_path):
@@ -125,9 +126,12 @@ def test_inputs_are_the_named_files_and_the_photos_in_named_folders(tmp_path, mo
                  "in/.cache/d.jpg", "other/e.jpg", "notes.txt"]:
         os.makedirs(os.path.dirname(name) or ".", exist_ok=True)
         open(name, "wb").close()
-    found = batch.expand_inputs(["in", "notes.txt", "missing.jpg", "in/b.jpg", "other/e.jpg"])
-    assert [str(path) for path in found] == ["in/a.PNG", "in/b.jpg", "in/sub/deep/c.jpeg", "missing.jpg",
-                                             "notes.txt", "other/e.jpg"]
+    inputs = batch.expand_inputs(["in", "notes.txt", "missing.jpg", "in/b.jpg", "other/e.jpg"])
+    assert [str(path) for path in inputs.files] == ["in/a.PNG", "in/b.jpg", "in/sub/deep/c.jpeg", "missing.jpg",
+                                                    "notes.txt", "other/e.jpg"]
+    assert inputs.skipped == {".txt": 1, "hidden": 2}  # in/.hidden.jpg and in/.cache, which is not looked into
+    assert inputs.skipped_summary() == ("3 files skipped in folders: 1 .txt (not photo formats meterlib reads), "
+                                        "2 hidden (names starting with '.')")
 
 
 def test_no_photos_at_all_is_an_error_naming_the_folders(tmp_path):

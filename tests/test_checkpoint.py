@@ -1,15 +1,19 @@
-"""Checkpoint files: round trip with weights_only=True, atomic writes, mismatch errors."""
+"""Checkpoint files: round trip with weights_only=True, atomic writes, mismatch errors, bounded reads."""
 
 import dataclasses
 import hashlib
+import os
+import pickle
 import platform
 import re
+import threading
 
 import pytest
 import torch
 
 from meterlib.confidence import selective
 from meterlib.model import backbones, checkpoint
+from meterlib.run import bounded_read
 
 CLASSES = ["brand_a", "brand_b", "brand_c"]
 SPEC = checkpoint.ModelSpec(backbone="random", class_names=CLASSES, image_size=32,
@@ -274,9 +278,55 @@ def test_a_zip_archive_or_a_pickled_object_is_named(tmp_path):
     with pytest.raises(checkpoint.CheckpointError, match=r"\(a zip archive, but not a PyTorch file\)$"):
         checkpoint.load(path)
     torch.save({"format": checkpoint.FORMAT, "share": fractions.Fraction(1, 3)}, path)
-    with pytest.raises(checkpoint.CheckpointError, match=r"\(it holds a pickled Python object \(fractions.Fraction\); meterlib "
-                                                         r"never loads those, because unpickling can run code\)$"):
+    with pytest.raises(checkpoint.CheckpointError, match=r"\(it holds pickled code or objects \(fractions.Fraction\); "
+                                                         r"meterlib refuses those, because unpickling can run code\)$"):
         checkpoint.load(path)
+
+
+class _System:
+    """Unpickling an instance runs ``os.system(command)``."""
+
+    def __init__(self, command: str) -> None:
+        self.command = command
+
+    def __reduce__(self):
+        return (os.system, (self.command,))
+
+
+@pytest.mark.parametrize("zipped", [True, False])
+def test_a_pickle_that_would_run_a_shell_command_is_refused_without_running_it(tmp_path, zipped):
+    marker = tmp_path / "ran"
+    path = tmp_path / "ckpt.pt"
+    torch.save({"format": checkpoint.FORMAT, "hook": _System(f"touch {marker}")}, path,
+               _use_new_zipfile_serialization=zipped)
+    with pytest.raises(checkpoint.CheckpointError) as caught:
+        checkpoint.load(path)
+    assert not marker.exists()
+    assert str(caught.value) == (f"{path}: not a meterlib checkpoint (it holds pickled code or objects "
+                                 f"({os.system.__module__}.system); meterlib refuses those, because unpickling can run code)")
+
+
+@pytest.mark.parametrize("wording", [
+    "Weights only load failed ... Unsupported global: GLOBAL {name} was not an allowed global by default.",
+    "Weights only load failed ... Trying to load unsupported GLOBAL {name} whose module posix is blocked.",
+    "weights_only refused the file (a wording no torch has used yet)",
+])
+@pytest.mark.parametrize("zipped", [True, False])
+def test_the_refused_global_is_named_in_any_torch_wording(tmp_path, monkeypatch, wording, zipped):
+    path = tmp_path / "ckpt.pt"
+    torch.save({"format": checkpoint.FORMAT, "hook": _System("true")}, path, _use_new_zipfile_serialization=zipped)
+    name = f"{os.system.__module__}.system"
+
+    def refuse(*args, **kwargs):
+        raise pickle.UnpicklingError(wording.format(name=name))
+
+    monkeypatch.setattr(torch, "load", refuse)
+    with pytest.raises(checkpoint.CheckpointError) as caught:
+        checkpoint.load(path)
+    if zipped or "{name}" in wording:  # the zip's pickle is read without torch's words; the legacy file needs them
+        assert f"(it holds pickled code or objects ({name}); meterlib refuses those" in str(caught.value)
+    else:
+        assert str(caught.value).endswith("(not a PyTorch file)")
 
 
 def test_a_torch_file_that_is_no_checkpoint_says_what_it_holds(tmp_path):
@@ -307,8 +357,11 @@ def test_build_model_gives_the_eval_mode_network_or_names_the_misfit(saved):
 def test_a_path_that_holds_no_file_to_read_is_named(tmp_path):
     for name, make, problem in (
             ("absent.pt", lambda p: None, "checkpoint not found (run notebook 02 to train one)"),
-            ("folder.pt", lambda p: p.mkdir(), "not a regular file; give the checkpoint file itself"),
-            ("empty.pt", lambda p: p.write_bytes(b""), "empty file (0 bytes), not a checkpoint")):
+            ("folder.pt", lambda p: p.mkdir(), "not a regular file (a directory)"),
+            ("pipe.pt", os.mkfifo, "not a regular file (a FIFO, socket or device)"),
+            ("empty.pt", lambda p: p.write_bytes(b""), "empty file (0 bytes)"),
+            # procfs calls its files regular and 0 bytes long, yet they hold text
+            ("status.pt", lambda p: p.symlink_to("/proc/self/status"), "not a meterlib checkpoint (not a PyTorch file)")):
         make(tmp_path / name)
         with pytest.raises(checkpoint.CheckpointError) as caught:
             checkpoint.load(tmp_path / name)
@@ -359,3 +412,87 @@ def test_a_class_mismatch_lists_five_names_at_most_and_defaults_to_the_checkpoin
     with pytest.raises(checkpoint.CheckpointError) as caught:
         checkpoint.check_matches(content, class_names=content["class_names"][::-1])
     assert "(same names in a different order);" in str(caught.value)
+
+
+def test_a_model_file_is_read_within_a_size_limit(saved, monkeypatch):
+    monkeypatch.setattr(checkpoint, "MAX_MODEL_BYTES", saved.stat().st_size - 1)
+    with pytest.raises(checkpoint.CheckpointError, match=rf"^{re.escape(str(saved))}: too large \(over [\d.]+ MB\)$"):
+        checkpoint.load(saved)
+    monkeypatch.setattr(checkpoint, "MAX_MODEL_BYTES", saved.stat().st_size)
+    assert checkpoint.load(saved)["class_names"] == CLASSES
+
+
+def test_a_model_file_whose_read_blocks_is_given_up_after_the_time_limit(saved, monkeypatch):
+    released, real_read = threading.Event(), os.read
+
+    def blocking_read(fd, size):  # as /proc/kmsg does until the kernel logs something
+        released.wait()
+        return real_read(fd, size)
+
+    monkeypatch.setattr(checkpoint, "MODEL_READ_SECONDS", 0.2)
+    monkeypatch.setattr(bounded_read.os, "read", blocking_read)
+    try:
+        with pytest.raises(checkpoint.CheckpointError) as caught:
+            checkpoint.load(saved)
+    finally:
+        released.set()  # lets the abandoned reader finish and close the file
+    assert str(caught.value) == f"{saved}: reading did not finish within 0.2 s (a file that blocks)"
+
+
+@pytest.mark.parametrize("name", ["frozen_part.0.weight", "frozen_part.1.running_var", "head.weight"])
+@pytest.mark.parametrize("value", [float("nan"), float("inf"), float("-inf")])
+def test_weights_with_nan_or_inf_are_refused_naming_the_first_bad_tensor(saved, name, value):
+    state = torch.load(saved, weights_only=True)
+    state["state_dict"][name].view(-1)[3] = value
+    state["state_dict"]["head.bias"][0] = float("nan")  # the last tensor: never the first bad one
+    torch.save(state, saved)
+    with pytest.raises(checkpoint.CheckpointError) as caught:
+        checkpoint.load(saved)
+    assert str(caught.value) == (f"{saved}: checkpoint field 'state_dict' holds NaN or inf values in {name!r}; "
+                                 "the weights are broken (retrain with notebook 02)")
+
+
+def test_a_model_with_nan_weights_is_never_written(tmp_path, model):
+    with torch.no_grad():
+        model.head.weight[0, 0] = float("nan")
+    with pytest.raises(checkpoint.CheckpointError, match=r"x\.pt: checkpoint field 'state_dict' holds NaN .* 'head.weight'"):
+        checkpoint.save(tmp_path / "x.pt", model=model, spec=SPEC)
+    assert not (tmp_path / "x.pt").exists()
+
+
+def test_class_names_that_do_not_fit_the_head_are_named_before_the_fields_that_follow_them(saved):
+    content = torch.load(saved, weights_only=True)
+    rows = 4  # an out_of_fold field for the weights' 3 classes: right for the weights, wrong for 2 names
+    content.update(class_names=CLASSES[:2], out_of_fold={
+        "logits": torch.zeros(rows, 3), "labels": torch.zeros(rows, dtype=torch.int64),
+        "photos": [f"p{i}.jpg" for i in range(rows)], "fold": torch.zeros(rows, dtype=torch.int64), "method": "m"})
+    torch.save(content, saved)
+    with pytest.raises(checkpoint.CheckpointError) as caught:
+        checkpoint.load(saved)
+    assert str(caught.value) == f"{saved}: checkpoint field 'class_names' lists 2 names but the weights give 3 outputs"
+
+
+def test_an_onnx_model_named_like_a_checkpoint_gets_the_hint_to_rename_it(tmp_path):
+    # The first bytes of every ONNX file: ir_version 10, then the producer's name.
+    path = tmp_path / "model.pt"
+    path.write_bytes(b"\x08\x0a\x12\x08meterlib\x1a\x050.1.0" + bytes(64))
+    with pytest.raises(checkpoint.CheckpointError) as caught:
+        checkpoint.load(path)
+    assert str(caught.value) == f"{path}: not a meterlib checkpoint (this is an ONNX model: give it a .onnx name)"
+    path.write_bytes(b"\x08\x0a and then some text")
+    with pytest.raises(checkpoint.CheckpointError, match=r"\(not a PyTorch file\)$"):
+        checkpoint.load(path)
+
+
+def test_is_torch_file_knows_both_torch_formats_and_nothing_else(saved, tmp_path):
+    import zipfile
+
+    legacy = tmp_path / "legacy.pt"
+    torch.save({"a": 1}, legacy, _use_new_zipfile_serialization=False)
+    with zipfile.ZipFile(tmp_path / "notes.zip", "w") as archive:
+        archive.writestr("notes.txt", "not a model")
+    # Told by how the file begins: a truncated checkpoint is still one (load then says it is damaged).
+    for data in (saved.read_bytes(), saved.read_bytes()[:100], legacy.read_bytes()):
+        assert checkpoint.is_torch_file(data)
+    for data in ((tmp_path / "notes.zip").read_bytes(), pickle.dumps({"a": 1}), b"PK\x03\x04", b""):
+        assert not checkpoint.is_torch_file(data)

@@ -103,3 +103,32 @@ def test_problems_lists_every_malformed_field_in_order_and_nothing_else():
         ("conformal_class_thresholds", "must be a list of 4 numbers, one per class")]
     assert [field for field, _ in field_formats.problems({**fine, "conformal_u": -0.01})] == ["conformal_u"]
     assert [field for field, _ in field_formats.problems({**fine, "gallery": "x"})] == ["gallery"]
+
+
+@pytest.mark.parametrize(("state", "expected"), [
+    ({"head.weight": torch.zeros(N_CLASSES, 8)}, ""),
+    ({"head.weight": torch.zeros(N_CLASSES + 1, 8)}, f"lists {N_CLASSES} names but the weights give {N_CLASSES + 1} outputs"),
+    ({"head.weight": torch.zeros(N_CLASSES - 1, 8)}, f"lists {N_CLASSES} names but the weights give {N_CLASSES - 1} outputs"),
+    ({"other.weight": torch.zeros(9, 8)}, ""),  # no head to compare with: build_model names the misfit
+    ({"head.weight": torch.zeros(9)}, ""),
+    (None, ""),  # an ONNX model's metadata: no weights
+])
+def test_the_head_must_give_one_output_per_class_name(state, expected):
+    assert field_formats.head_problem(state, n_classes=N_CLASSES) == expected
+
+
+def test_class_names_that_miss_the_head_are_blamed_before_the_fields_sized_by_them():
+    # The out-of-fold logits fit the weights' 5 outputs; the 4 names are what is wrong.
+    content = {"class_names": list("abcd"), "state_dict": {"head.weight": torch.zeros(5, 8)},
+               "out_of_fold": {**_out_of_fold(), "logits": torch.zeros(6, 5)}, "gallery": "x"}
+    assert next(field_formats.problems(content)) == (
+        "class_names", "lists 4 names but the weights give 5 outputs")
+
+
+def test_every_weight_must_be_finite_and_the_first_bad_tensor_is_named():
+    fine = {"conv.weight": torch.zeros(2, 3), "norm.num_batches_tracked": torch.tensor(7), "on": torch.ones(2).bool()}
+    assert field_formats.weights_problem(fine) == "" and field_formats.weights_problem(None) == ""
+    for value in (math.nan, math.inf, -math.inf):
+        broken = {**fine, "head.weight": torch.tensor([0.5, value]), "head.bias": torch.tensor([math.nan])}
+        assert field_formats.weights_problem(broken) == (
+            "holds NaN or inf values in 'head.weight'; the weights are broken (retrain with notebook 02)")

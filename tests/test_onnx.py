@@ -140,6 +140,46 @@ def test_files_that_are_no_onnx_model_are_refused(tmp_path, photos, capsys):
     assert "gone.onnx: ONNX model not found; `python -m meterlib export` writes one" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize(("initializer", "value"), [("head.weight", math.nan), ("frozen_part.0.weight", math.inf)])
+def test_an_onnx_model_with_nan_or_inf_weights_is_refused_naming_the_initializer(exported, tmp_path, initializer,
+                                                                                  value):
+    from onnx import numpy_helper
+
+    proto = onnx.load(exported)
+    tensor = next(item for item in proto.graph.initializer if item.name == initializer)
+    values = numpy_helper.to_array(tensor).copy()
+    values.flat[-1] = value
+    tensor.CopyFrom(numpy_helper.from_array(values, initializer))
+    path = tmp_path / "broken.onnx"
+    onnx.save_model(proto, path)
+    with pytest.raises(checkpoint.CheckpointError) as caught:
+        Predictor.load(path)
+    assert str(caught.value) == (f"{path}: the weights hold NaN or inf values in {initializer!r}; "
+                                 "the model is broken (export it again from a good checkpoint)")
+
+
+def test_a_model_named_for_the_other_runtime_gets_the_hint_to_rename_it(calibrated, exported, tmp_path):
+    onnx_as_pt, pt_as_onnx = tmp_path / "model.pt", tmp_path / "model.onnx"
+    shutil.copy(exported, onnx_as_pt)
+    shutil.copy(calibrated, pt_as_onnx)
+    with pytest.raises(checkpoint.CheckpointError) as caught:
+        Predictor.load(onnx_as_pt)
+    assert str(caught.value) == f"{onnx_as_pt}: not a meterlib checkpoint (this is an ONNX model: give it a .onnx name)"
+    with pytest.raises(checkpoint.CheckpointError) as caught:
+        Predictor.load(pt_as_onnx)
+    assert str(caught.value) == f"{pt_as_onnx}: this is a PyTorch checkpoint: give it a .pt name"
+
+
+def test_an_onnx_path_that_is_no_regular_file_is_named_without_hanging(tmp_path):
+    (tmp_path / "status.onnx").symlink_to("/proc/self/status")  # procfs: "regular", 0 bytes, holds text
+    with pytest.raises(checkpoint.CheckpointError, match=r"status\.onnx: not a usable ONNX model \("):
+        Predictor.load(tmp_path / "status.onnx")
+    (tmp_path / "folder.onnx").mkdir()
+    with pytest.raises(checkpoint.CheckpointError) as caught:
+        Predictor.load(tmp_path / "folder.onnx")
+    assert str(caught.value) == f"{tmp_path / 'folder.onnx'}: not a regular file (a directory)"
+
+
 @pytest.mark.parametrize("package", ["onnxruntime", "onnx"])
 def test_a_missing_onnx_package_says_how_to_install_it(package, calibrated, exported, photos, monkeypatch, capsys):
     monkeypatch.setitem(sys.modules, package, None)  # makes `import package` fail, as when not installed

@@ -3,6 +3,7 @@
 import datetime
 import io
 import math
+import re
 from types import SimpleNamespace
 
 import ipywidgets as widgets
@@ -14,7 +15,7 @@ from PIL import Image
 
 from meterlib.model import backbones, checkpoint
 from meterlib.panel import answers, app, figures, view
-from meterlib.serve import UNKNOWN, Predictor
+from meterlib.serve import UNKNOWN, Prediction, Predictor
 
 CLASSES = ["zeta", "alpha", "mu", "kappa", "beta"]  # five, so that the top 3 leave two out
 
@@ -179,3 +180,101 @@ def test_summary_line_and_figure_hold_the_answers(predictor, uploads):
     fig = figures.plot_answers(given + [answers.PanelAnswer(name="x", threshold=1.0, n_classes=5, error="bad")])
     assert len(fig.axes) == 6  # one row per answered photo
     fig.clf()
+
+
+def _given(confidence: float, threshold: float, *, name: str = "meter.png",
+           classes: tuple[str, ...] = ("alpha", "beta", "mu")) -> answers.PanelAnswer:
+    """An answer built by hand: the confidence and names a model would not give on demand."""
+    rest = (1 - confidence) / 2
+    prediction = Prediction(label=UNKNOWN if confidence < threshold else classes[0],
+                            unknown=confidence < threshold, confidence=confidence, top_classes=list(classes),
+                            top_probabilities=[confidence, rest, rest], prediction_set=list(classes[:2]))
+    preview = Image.new("RGB", (40, 60), "grey")
+    return answers.PanelAnswer(name=name, threshold=threshold, n_classes=5, prediction=prediction,
+                               preview=preview, heatmap=preview)
+
+
+def _shown_comparison(text: str, pattern: str) -> tuple[float, float] | None:
+    found = re.search(pattern, text)
+    return None if found is None else (float(found[1]), float(found[2]))
+
+
+@pytest.mark.parametrize("confidence, threshold", [(0.8996, 0.9), (0.89999, 0.9), (0.5, 0.9), (0.45, 0.4501),
+                                                   (0.9 - 1e-12, 0.9)])
+def test_the_comparison_shown_for_an_unknown_answer_is_true(confidence, threshold):
+    answer = _given(confidence, threshold)
+    line = answers.summary_line(answer)
+    banner = view.unknown_banner(answer).value
+    in_line = _shown_comparison(line, r"confidence ([\d.]+) < ([\d.]+)\)")
+    in_banner = _shown_comparison(banner, r"the confidence ([\d.]+)% is below the threshold ([\d.]+)%")
+    if threshold - confidence < 1e-9:  # no sensible number of digits tells them apart
+        assert in_line is None and f"confidence just below {threshold:.2f})" in line
+        assert in_banner is None and f"the confidence is just below the threshold {threshold:.1%}" in banner
+    else:
+        assert in_line is not None and in_line[0] < in_line[1], line
+        assert in_banner is not None and in_banner[0] < in_banner[1], banner
+
+
+def test_a_confidence_just_below_the_threshold_gets_the_digits_it_needs_and_no_more():
+    assert "confidence 0.8996 < 0.9000)" in answers.summary_line(_given(0.8996, 0.9))
+    assert "the confidence 89.96% is below the threshold 90.00%" in view.unknown_banner(_given(0.8996, 0.9)).value
+    assert "confidence 0.50 < 0.90)" in answers.summary_line(_given(0.5, 0.9))
+    assert "the confidence 50.0% is below the threshold 90.0%" in view.unknown_banner(_given(0.5, 0.9)).value
+
+
+FORGING = ("\x1b[1A", "\r", "\u202e", "\n")  # cursor up, carriage return, right-to-left override, line break
+
+
+def _raw_controls(text: str) -> list[str]:
+    return [char for char in FORGING if char in text]
+
+
+def test_control_characters_in_names_are_escaped_wherever_the_panel_shows_them(tmp_path):
+    name = "meter\x1b[1A\rOK \u202egnp.png"
+    classes = ("alpha\x1b[31m", "beta\n", "mu")
+    answer = _given(0.5, 0.9, name=name, classes=classes)
+    shown = _text(view.render(answer))
+    assert _raw_controls(shown) == [] and "meter\\x1b[1A\\x0dOK \\u202egnp.png" in shown
+    assert "alpha\\x1b[31m" in shown and "beta\\x0a" in shown
+    line = answers.summary_line(answer)
+    assert _raw_controls(line) == [] and line.startswith("meter\\x1b[1A\\x0dOK \\u202egnp.png: UNKNOWN")
+    assert "best guess alpha\\x1b[31m" in line
+    failed = answers.PanelAnswer(name=name, threshold=0.9, n_classes=5, error="cannot read \x1b[2Jfile")
+    for text in (view.render(failed).value, answers.summary_line(failed)):
+        assert _raw_controls(text) == [] and "\\x1b[2Jfile" in text and "\\x1b[1A" in text
+    fig = figures.plot_answers([answer])
+    titles = [ax.get_title() for ax in fig.axes] + [label.get_text() for label in fig.axes[2].get_yticklabels()]
+    assert _raw_controls(" ".join(titles)) == [] and "meter\\x1b[1A\\x0dOK \\u202egnp.png" in titles
+    fig.clf()
+    assert _raw_controls(app.missing_model(tmp_path / "model\x1b[1A.pt").value) == []
+
+
+def test_a_missing_photo_is_an_error_line_and_the_others_are_answered(predictor, uploads, tmp_path):
+    present = tmp_path / "there.png"
+    present.write_bytes(bytes(uploads[0]["content"]))
+    given = answers.answer_uploads(predictor, [tmp_path / "gone.jpg", present], explain=False, neighbours=0)
+    assert [(a.name, a.ok) for a in given] == [("gone.jpg", False), ("there.png", True)]
+    line = answers.summary_line(given[0])
+    assert line.startswith("gone.jpg: cannot be answered: ") and "file not found" in line
+
+
+def test_the_model_served_is_the_given_checkpoint_else_the_default(random_checkpoint, tmp_path):
+    missing_default = tmp_path / "reports" / "model.pt"
+    assert app.served_model("", default=missing_default) == (missing_default, None)
+    path, predictor = app.served_model("", default=random_checkpoint)
+    assert path == random_checkpoint and predictor.class_names == ["zeta", "alpha", "mu"]
+    path, predictor = app.served_model(str(random_checkpoint), default=missing_default)
+    assert path == random_checkpoint and predictor is not None
+    with pytest.raises(app.MissingModelError) as err:
+        app.served_model(str(tmp_path / "typo.pt"), default=random_checkpoint)
+    message = str(err.value)
+    assert "parameter checkpoint" in message and str(tmp_path / "typo.pt") in message
+    assert len(message.splitlines()) == 1
+
+
+def test_an_upload_pillow_warns_about_is_answered_without_the_warning(predictor, uploads, monkeypatch, recwarn):
+    # The decoder keeps Pillow's warnings from users; the panel's own decoding (the preview) must go through it too.
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 2000)  # the 40 x 60 uploads now draw a DecompressionBombWarning
+    [answer] = answers.answer_uploads(predictor, uploads[:1], explain=False, neighbours=0)
+    assert answer.ok
+    assert not [w for w in recwarn if issubclass(w.category, Image.DecompressionBombWarning)]

@@ -53,7 +53,8 @@ def test_csv_has_one_row_per_file_with_error_rows(planted, random_checkpoint, ca
     code, out, err = run("photos", "--checkpoint", random_checkpoint, "--csv", "out/answers.csv", "--top-k", "2",
                          capsys=capsys)
     assert (code, err) == (0, "")
-    assert out == "wrote out/answers.csv: 7 files: 4 answered (4 UNKNOWN), 3 could not be read\n"
+    assert out == ("wrote out/answers.csv: 7 files: 4 answered (4 UNKNOWN), 3 could not be read; 2 files skipped "
+                   "in folders: 1 .txt (not photo formats meterlib reads), 1 hidden (names starting with '.')\n")
     with open(planted / "out/answers.csv", newline="") as handle:
         rows = list(csv.DictReader(handle))
     assert [row["file"] for row in rows] == sorted(GOOD + list(BAD))
@@ -79,7 +80,8 @@ def test_table_lists_every_file_once_with_its_answer_or_error(planted, random_ch
     assert (code, err) == (0, "")
     lines = out.splitlines()
     assert lines[0].split() == ["file", "answer", "confidence", "top", "3", "prediction", "set", "error"]
-    assert lines[-1] == "9 files: 4 answered (4 UNKNOWN), 5 could not be read"
+    assert lines[-1] == ("9 files: 4 answered (4 UNKNOWN), 5 could not be read; 2 files skipped in folders: "
+                         "1 .txt (not photo formats meterlib reads), 1 hidden (names starting with '.')")
     table = {line.split()[0]: line for line in lines[1:-1]}
     assert sorted(table) == sorted(GOOD + list(BAD) + ["photos/notes.txt", "photos/gone.jpg"])
     assert table["photos/gone.jpg"].endswith("file not found")
@@ -99,7 +101,7 @@ def test_explicit_settings_reach_the_predictor(planted, random_checkpoint, capsy
     code, out, _ = run("photos/a.jpg", "--checkpoint", random_checkpoint, "--top-k", "5", "--batch-size", "1",
                        capsys=capsys)
     assert code == 0 and "top 3" in out.splitlines()[0]  # 5 asked, the model has 3 classes
-    assert out.splitlines()[1].count("%") == 4  # the confidence, then every class
+    assert out.splitlines()[1].count("%") == 5  # the confidence and its threshold, then every class
     assert run("photos/a.jpg", "--checkpoint", random_checkpoint, capsys=capsys)[0] == 0
     assert batch_sizes == [1, 16]
 
@@ -154,3 +156,17 @@ def test_python_dash_m_runs_the_command(planted, random_checkpoint):
 def test_a_mistyped_only_path_is_an_error_not_an_empty_success(tmp_path, capsys):
     assert main(["predict", str(tmp_path / "myphotoz"), "--checkpoint", str(tmp_path / "unused.pt")]) == 1
     assert "myphotoz" in capsys.readouterr().err
+
+
+def test_an_unknown_shows_the_threshold_it_fell_below_with_digits_enough_to_tell_them_apart():
+    from meterlib.serve.command import format_table
+    from meterlib.serve.predictor import Outcome, Prediction
+
+    def outcome(confidence, unknown):
+        return Outcome("a.jpg", Prediction("UNKNOWN" if unknown else "X", unknown, confidence, ["X"],
+                                           [confidence], ["X"]), None)
+
+    rows = format_table([outcome(0.8996, True), outcome(0.3, True), outcome(0.95, False)], top_k=1,
+                        threshold=0.9).splitlines()
+    assert "89.96% < 90.00%" in rows[1] and "30.0% < 90.0%" in rows[2]
+    assert "95.0%" in rows[3] and "<" not in rows[3]

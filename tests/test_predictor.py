@@ -8,8 +8,8 @@ import torch
 from PIL import Image
 
 from meterlib.confidence import calibration, selective
-from meterlib.model import backbones, checkpoint, inference
-from meterlib.serve import UNKNOWN, Predictor
+from meterlib.model import backbones, checkpoint, folding, inference
+from meterlib.serve import UNKNOWN, Predictor, predictor as serving
 
 CLASSES = ["zeta", "alpha", "mu"]  # deliberately not alphabetical: order comes from the checkpoint
 
@@ -116,3 +116,25 @@ def test_preprocessing_equals_torchvisions_to_the_bit(mean, std):
     expected = torch.stack([reference(picture) for picture in pictures])
     batch = next(inference.input_batches(pictures, image_size=24, mean=mean, std=std))
     assert torch.equal(torch.from_numpy(np.ascontiguousarray(batch)), expected)
+
+
+def test_nan_head_weights_are_refused_on_load_and_never_answer_in_memory(saved, photos):
+    content = torch.load(saved, weights_only=True)
+    content["state_dict"]["head.weight"].fill_(float("nan"))
+    torch.save(content, saved)
+    with pytest.raises(checkpoint.CheckpointError, match=r"holds NaN or inf values in 'head.weight'"):
+        Predictor.load(saved)
+    broken = Predictor._from_fields(content, model=checkpoint.build_model(content))  # as if loaded unchecked
+    with pytest.raises(serving.NonFiniteOutputError) as caught:
+        broken.predict(photos[0])
+    assert str(caught.value) == f"{photos[0]}: {serving.NON_FINITE}"
+    assert [o.error for o in broken.predict_each(photos)] == [serving.NON_FINITE] * len(photos)
+
+
+def test_folding_a_model_with_nan_weights_is_a_clean_error(saved):
+    predictor = Predictor.from_checkpoint(saved, device="cpu")
+    with torch.no_grad():
+        predictor.model.frozen_part[1].running_var[0] = float("nan")
+    with pytest.raises(folding.BrokenWeightsError, match=r"^the Sequential to fold gives NaN or inf outputs "
+                                                         r"on a random batch: its weights are broken$"):
+        predictor.with_folded_batch_norms()

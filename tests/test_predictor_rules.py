@@ -191,3 +191,44 @@ def test_load_picks_the_runtime_from_the_suffix(monkeypatch):
 def test_with_calibration_keeps_the_tie_break_it_is_given():
     assert _predictor(conformal_u=0.25).conformal_u == 0.25
     assert _predictor().conformal_u == 0.0
+
+
+# Photo i (pixels 100 + i) has logits row i: finite, NaN, +inf, -inf.
+ROWS = np.array([LOGITS[0], [np.nan, 0, 0, 0], [0, np.inf, 0, 0], [0, 0, 0, -np.inf]])
+
+
+@pytest.fixture()
+def broken_outputs(monkeypatch):
+    """Predictor._logits_of replaced: each decoded photo gets the ROWS row of its pixel value."""
+    def fake_logits_of(self, pictures, *, batch_size):
+        return ROWS[[int(np.asarray(picture)[0, 0, 0]) - 100 for picture in pictures]].reshape(-1, len(CLASSES))
+
+    monkeypatch.setattr(serving.Predictor, "_logits_of", fake_logits_of)
+
+
+def test_a_photo_with_nan_or_inf_logits_gets_an_error_never_an_answer(broken_outputs, tmp_path):
+    pictures = _pictures(4)
+    served = _predictor()
+    assert served.predict(pictures[0]).label == "mu"
+    for index in (1, 2, 3):
+        with pytest.raises(serving.NonFiniteOutputError) as caught:
+            served.predict(pictures[index])
+        assert str(caught.value) == f"photo 1 (ndarray): {serving.NON_FINITE}"
+    Image.fromarray(pictures[1]).save(tmp_path / "meter.png")
+    with pytest.raises(serving.NonFiniteOutputError, match=rf"^{re.escape(str(tmp_path / 'meter.png'))}: the model"):
+        served.predict(str(tmp_path / "meter.png"))
+    with pytest.raises(serving.NonFiniteOutputError, match=r"^photo 3 \(ndarray\): the model gave non-finite"):
+        served.predict_many([pictures[0], pictures[0], pictures[2], pictures[1]])
+    with pytest.raises(serving.NonFiniteOutputError, match=r"^logits row 1: the model gave non-finite outputs"):
+        served.predictions_from_logits(ROWS)
+
+
+def test_predict_each_gives_a_photo_with_non_finite_logits_an_error_row_and_answers_the_others(broken_outputs):
+    pictures = _pictures(4)
+    sources = [pictures[1], pictures[0], b"junk", pictures[3], pictures[0], pictures[2]]
+    for batch_size in (32, 2):
+        outcomes = _predictor().predict_each(sources, batch_size=batch_size)
+        assert [o.error for o in outcomes] == [serving.NON_FINITE, None, outcomes[2].error, serving.NON_FINITE,
+                                               None, serving.NON_FINITE]
+        assert outcomes[2].error.startswith("not an image file")
+        assert [o.prediction and o.prediction.label for o in outcomes] == [None, "mu", None, None, "mu", None]

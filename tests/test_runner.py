@@ -2,6 +2,7 @@
 
 import subprocess
 import sys
+from pathlib import Path
 
 import nbformat
 import pytest
@@ -122,3 +123,17 @@ def test_run_only_accepts_profile_parameters_of_other_notebooks(tmp_path, monkey
                       reports_dir=str(tmp_path / "reports"), echo=lambda _: None)
     assert [p.name for p in done] == ["02_b.ipynb"]
     assert nbformat.read(done[0], as_version=4).cells[-1].outputs[0]["text"] == "7\n"
+
+
+def test_kernels_talk_over_private_sockets_without_the_tcp_warning(tmp_path, capfd):
+    # ipykernel warns on every start over TCP ("running over TCP without encryption"); over IPC it need not.
+    nb = _notebook(tmp_path, "01_kernel.ipynb", "from ipykernel.kernelapp import IPKernelApp\n"
+                                                "app = IPKernelApp.instance()\nprint(app.transport, app.ip)")
+    out = runner.execute(runner.plan([nb], {})[0], tmp_path / "out")
+    transport, sockets = nbformat.read(out, as_version=4).cells[-1].outputs[0]["text"].split()
+    assert transport == "ipc"
+    assert "without encryption" not in capfd.readouterr().err
+    # The sockets live in a private scratch folder (removed after the run), not beside the notebook
+    # where concurrent runs would share their names.
+    sockets = Path(sockets)
+    assert sockets.is_absolute() and tmp_path not in sockets.parents and not sockets.parent.exists()

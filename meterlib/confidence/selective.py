@@ -17,6 +17,7 @@ from meterlib.confidence.calibration import softmax
 
 # The seed flagged predictions below 50% confidence; kept wherever no threshold was chosen.
 DEFAULT_UNKNOWN_THRESHOLD = 0.5
+MAX_DIGITS = 6  # decimals tried to tell a confidence from the threshold above it; closer is "just below"
 
 
 def is_unknown(confidence, threshold: float) -> np.ndarray | np.bool_:
@@ -136,3 +137,17 @@ def separation_auroc(high_scores, low_scores) -> float:
         return float("nan")
     is_high = np.r_[np.ones(high.size), np.zeros(low.size)]
     return float(roc_auc_score(is_high, np.r_[high, low]))
+
+
+def told_apart(low: float, high: float, *, digits: int, percent: bool = False) -> tuple[str, str] | None:
+    """``low`` and ``high`` printed with the fewest decimals (``digits`` at least) that differ; None if none do.
+
+    Rounding never reverses an order, so printed apart they also read in the right order:
+    0.8996 below 0.9 is shown as "0.8996" and "0.9000", not as "0.90" and "0.90".
+    """
+    kind = "%" if percent else "f"
+    for shown in range(digits, MAX_DIGITS + 1):
+        pair = f"{low:.{shown}{kind}}", f"{high:.{shown}{kind}}"
+        if pair[0] != pair[1]:
+            return pair
+    return None

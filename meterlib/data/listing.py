@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import unicodedata
 from pathlib import Path
 
 import pandas as pd
@@ -52,6 +53,22 @@ def list_files(dataset_dir: str | os.PathLike, *, layout: str) -> tuple[pd.DataF
 def printable_name(name: str) -> str:
     """A file name as UTF-8 text: bytes that are not UTF-8 shown as \\xNN escapes."""
     return os.fsencode(name).decode("utf-8", "backslashreplace")
+
+
+def shown_name(name: str | os.PathLike) -> str:
+    """A name safe to show on a terminal or a page: ``printable_name``, control and format characters escaped.
+
+    Escapes, bidi overrides and line breaks in a file name could otherwise move the cursor, erase
+    or reorder what is shown beside it; each becomes its ``\\xNN`` or ``\\uNNNN`` code.
+    """
+    return "".join(_escaped(char) for char in printable_name(os.fspath(name)))
+
+
+def _escaped(char: str) -> str:
+    if unicodedata.category(char) not in ("Cc", "Cf", "Zl", "Zp"):
+        return char
+    code = ord(char)
+    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
 
 
 def _folder_key(path: Path) -> tuple[int, int]:

@@ -12,7 +12,8 @@ from pathlib import Path
 import imagehash
 import numpy as np
 
-from meterlib.data.photos import ImageError, read_photo
+from meterlib.data.photos import ImageError, read_file_bytes, read_photo
+from meterlib.run import machine
 
 _SPECIAL_KINDS = {stat.S_IFIFO: "named pipe (FIFO)", stat.S_IFSOCK: "socket",
                   stat.S_IFCHR: "character device", stat.S_IFBLK: "block device"}
@@ -29,9 +30,9 @@ def inspect_file(path: str | os.PathLike) -> dict:
     if problem:
         return {"error": problem}
     try:
-        data = path.read_bytes()
-    except OSError as exc:
-        return {"error": f"cannot read: {exc.strerror or exc}"}
+        data = read_file_bytes(path)  # bounded: a link to a file that blocks (procfs) does not hang the audit
+    except ImageError as exc:
+        return {"error": exc.problem}
     facts = {"size_bytes": len(data), "sha256": hashlib.sha256(data).hexdigest()}
     try:
         photo = read_photo(path, max_side=QUALITY_SIDE)
@@ -78,7 +79,7 @@ def inspect_files(paths: list[Path], *, workers: int | None = None,
     """inspect_file over many files, in a process pool when that pays off."""
     from tqdm.auto import tqdm
 
-    workers = workers or os.cpu_count() or 1
+    workers = workers or machine.usable_cpus()
     bar = dict(total=len(paths), desc="audit", unit="file", disable=not progress)
     if workers == 1 or len(paths) < _POOL_MIN_FILES:
         return [inspect_file(f) for f in tqdm(paths, **bar)]

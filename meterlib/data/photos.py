@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import io
 import os
-import stat
+import threading
+import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,8 +16,24 @@ import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from meterlib.errors import MeterlibError
+from meterlib.run import bounded_read
 
-IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp", ".gif", ".tif", ".tiff"})
+# .jpe and .jfif are JPEG files too (older cameras and some browsers save photos so).
+IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".jpe", ".jfif", ".png", ".bmp", ".webp", ".gif", ".tif", ".tiff"})
+# A phone photo is 2-12 MB; a file far larger is no meter photo and would only fill the memory.
+MAX_PHOTO_BYTES = 50 * 2**20
+# Seconds a photo file may take to read: 50 MB even from a slow share (5 MB/s); a file that blocks
+# (a procfs file behind a link) is given up after this instead of hanging the caller.
+READ_TIMEOUT_S = 10.0
+# Pixels decoded per photo at most, checked from the header before decoding. 108 MP phone photos
+# fit; larger ones (200 MP) cannot be reduced before decoding without breaking "one photo, one
+# answer" (only a JPEG file can be decoded at a reduced scale, its array cannot), so they are refused.
+MAX_PHOTO_PIXELS = 120_000_000
+# What decoding one photo at the cap may take at its peak, the most one decoding thread needs.
+# Pillow keeps 4 bytes a pixel for RGB; measured: 4.4 bytes a pixel for an RGB JPEG, 8.4 for an
+# EXIF-turned one, 16-21 for photos with alpha, 16-bit grey ones and PIL images with alpha.
+DECODE_PEAK_BYTES = 21 * MAX_PHOTO_PIXELS
+
 EXIF_ORIENTATION = 0x0112
 # EXIF orientations 5-8 turn the picture by 90 degrees, so width and height swap.
 _QUARTER_TURNS = frozenset({5, 6, 7, 8})
@@ -23,6 +41,10 @@ _BYTES = (bytes, bytearray, memoryview)  # memoryview: what an ipywidgets FileUp
 # Everything load_rgb accepts as one photo (a caller tells one photo from a list of them with it).
 PHOTO_TYPES = (str, os.PathLike, *_BYTES, Image.Image, np.ndarray)
 PhotoSource = Union[str, os.PathLike, bytes, bytearray, memoryview, Image.Image, np.ndarray]
+# quiet_decoding's state: how many callers are inside it, and the filters it restores after the last.
+_quiet_lock = threading.Lock()
+_quiet_users = 0
+_quiet_filters: warnings.catch_warnings | None = None
 
 
 class ImageError(MeterlibError, ValueError):
@@ -57,17 +79,28 @@ def is_image_name(path: str | os.PathLike) -> bool:
 def load_rgb(source: PhotoSource, *, min_side: int | None = None) -> Image.Image:
     """A photo as upright 8-bit RGB, from a file path, its bytes, a PIL image or a numpy array.
 
-    ``min_side``: a JPEG file or its bytes may be decoded at a reduced scale (1/2, 1/4, 1/8) as
-    long as both its sides stay at least this long, several times faster for photos that get
-    shrunk anyway; a PIL image or an array is used at its own size. Arrays are H x W (grey),
-    H x W x 1, H x W x 3 (RGB) or H x W x 4 (RGBA) of uint8, uint16, bool or float in [0, 1].
+    ``min_side``: shrink the photo by the largest whole factor (averaging blocks of pixels) that
+    keeps both its sides at least twice this long. Every form takes the same steps, so a file, its
+    bytes, the PIL image opened from it and that image's array give the same pixels. Arrays are
+    H x W (grey), H x W x 1, H x W x 3 (RGB) or H x W x 4 (RGBA) of uint8, uint16, bool or float in [0, 1].
     """
+    with quiet_decoding():
+        upright = _upright_rgb(source)
+    # Twice the final side, as Pillow's reducing_gap=2: the squash to the model's size that follows
+    # still resamples by 2x or more, which keeps it within a few grey levels of squashing the full
+    # photo, at a quarter of the cost for a 12 MP photo.
+    factor = min(upright.size) // (2 * min_side) if min_side else 1
+    return upright.reduce(factor) if factor > 1 else upright
+
+
+def _upright_rgb(source: PhotoSource) -> Image.Image:
+    """``source`` (any PhotoSource) as upright 8-bit RGB at its full size."""
     if isinstance(source, Image.Image):
         return _from_pil(source)
     if isinstance(source, np.ndarray):
         return _from_array(source)
     if isinstance(source, PHOTO_TYPES):
-        return read_photo(source, min_side=min_side).image
+        return read_photo(source).image
     kind = type(source).__name__ if type(source).__module__ == "builtins" else \
         f"{type(source).__module__}.{type(source).__qualname__}"
     given = "None" if source is None else f"an object of type {kind}"
@@ -77,41 +110,65 @@ def load_rgb(source: PhotoSource, *, min_side: int | None = None) -> Image.Image
 
 
 def load_thumbnail(path: str | os.PathLike, *, max_side: int = 256) -> Image.Image:
-    """Decode a photo as upright 8-bit RGB no larger than ``max_side`` (fast for JPEG)."""
+    """Decode a photo as upright 8-bit RGB no larger than ``max_side``, for display (fast for JPEG)."""
     return read_photo(path, max_side=max_side).image
 
 
-def read_photo(source: str | os.PathLike | bytes | bytearray | memoryview, *, max_side: int | None = None,
-               min_side: int | None = None) -> Photo:
-    """Decode a photo file or its bytes, with its facts; ``max_side`` shrinks it (``min_side``: load_rgb)."""
+def read_photo(source: str | os.PathLike | bytes | bytearray | memoryview, *,
+               max_side: int | None = None) -> Photo:
+    """Decode a photo file or its bytes, with its facts; ``max_side`` shrinks it (a JPEG while decoding)."""
     if isinstance(source, _BYTES):
+        size = memoryview(source).nbytes
+        name = f"image data ({size} bytes)"
+        if size > MAX_PHOTO_BYTES:  # in the words a file of that size gets
+            raise ImageError(f"too large (over {MAX_PHOTO_BYTES / 2**20:g} MB)", path=name)
         data = bytes(source)
-        name = f"image data ({len(data)} bytes)"
     else:
-        name, data = str(source), _file_bytes(Path(source))
+        name, data = str(source), read_file_bytes(source)
     if not data:
         raise ImageError("empty (0 bytes)", path=name)
     # A file is decoded from its bytes too, so both take the same path through Pillow: from a
     # file name it memory-maps raw TIFFs, and (Pillow 13) turns EXIF-oriented ones out of shape.
-    return _decode(io.BytesIO(data), name, max_side=max_side, min_side=min_side)
+    with quiet_decoding():
+        return _decode(io.BytesIO(data), name, max_side=max_side)
 
 
-def _file_bytes(path: Path) -> bytes:
-    """The bytes of a regular file; ImageError for anything else."""
+def read_file_bytes(path: str | os.PathLike) -> bytes:
+    """The bytes of a regular file, read within MAX_PHOTO_BYTES and READ_TIMEOUT_S; ImageError otherwise."""
     try:
-        mode = path.stat().st_mode  # stat before opening: opening a FIFO would wait for a writer forever
-        if stat.S_ISREG(mode):
-            return path.read_bytes()
-    except FileNotFoundError:
-        raise ImageError("file not found", path=path) from None
-    except (OSError, ValueError) as exc:  # ValueError: a NUL in the name
-        raise ImageError(f"cannot read the file ({exc})", path=path) from None
-    kind = "a directory" if stat.S_ISDIR(mode) else "a FIFO, socket or device"
-    raise ImageError(f"not a regular file ({kind})", path=path)
+        return bounded_read.read_file(path, limit=MAX_PHOTO_BYTES, timeout=READ_TIMEOUT_S)
+    except bounded_read.UnreadableFile as exc:
+        raise ImageError(exc.problem, path=path) from None
 
 
-def _decode(file: io.BytesIO, name: str, *, max_side: int | None, min_side: int | None) -> Photo:
-    """The one decoder behind files and bytes, so both give the same pixels (JPEG draft included)."""
+@contextlib.contextmanager
+def quiet_decoding():
+    """Keep Pillow's warnings (damaged metadata, its bomb warning) from users while photos decode.
+
+    Warning filters belong to the whole process, and threads that each saved and restored them
+    would restore one another's and leave a filter behind; so the first of any number of
+    overlapping users (a batch, its decoding threads) sets the filters and the last restores them.
+    meterlib's own pixel cap says what Pillow's bomb warning would.
+    """
+    global _quiet_users, _quiet_filters
+    with _quiet_lock:
+        if _quiet_users == 0:
+            _quiet_filters = warnings.catch_warnings()
+            _quiet_filters.__enter__()
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            warnings.filterwarnings("ignore", category=UserWarning, module=r"PIL\.")
+        _quiet_users += 1
+    try:
+        yield
+    finally:
+        with _quiet_lock:
+            _quiet_users -= 1
+            if _quiet_users == 0:
+                _quiet_filters.__exit__(None, None, None)
+
+
+def _decode(file: io.BytesIO, name: str, *, max_side: int | None) -> Photo:
+    """The one decoder behind files and bytes, so both give the same pixels."""
     try:
         with Image.open(file) as img:
             mode, fmt, full_size = img.mode, img.format or "", img.size
@@ -120,16 +177,18 @@ def _decode(file: io.BytesIO, name: str, *, max_side: int | None, min_side: int 
                 # JPEG only: the decoder scales by 1/2..1/8 while decoding, far cheaper than resizing;
                 # it keeps at least the size asked for, so ask for the final size.
                 img.draft(None, (max(1, int(img.width * ratio)), max(1, int(img.height * ratio))))
-            elif min_side:
-                img.draft(None, (min_side, min_side))
+            _check_pixels(img.size, name)  # after the draft: a JPEG too large to predict makes a thumbnail
             img.load()
             # Read after decoding: Pillow turns some TIFFs upright itself and then drops their tag.
             orientation = img.getexif().get(EXIF_ORIENTATION, 1)
-            upright = to_rgb(ImageOps.exif_transpose(img))
+            ImageOps.exif_transpose(img, in_place=True)  # a turned copy would double the memory
+            upright = to_rgb(img)
+    except ImageError:
+        raise
     except UnidentifiedImageError:
         raise ImageError("not an image file (format not recognised)", path=name) from None
-    except Image.DecompressionBombError as exc:
-        raise ImageError(f"too large to decode safely ({exc})", path=name) from None
+    except Image.DecompressionBombError:  # Pillow's own limit, met in the header before meterlib's
+        raise _too_many_pixels(f"over {2 * Image.MAX_IMAGE_PIXELS / 1e6:.3g}", name) from None
     except Exception as exc:  # damaged data makes Pillow raise many types (EOFError, struct.error, ...)
         problem = f"unreadable or truncated image ({exc or type(exc).__name__})"
         raise ImageError(problem, path=name) from None
@@ -139,11 +198,24 @@ def _decode(file: io.BytesIO, name: str, *, max_side: int | None, min_side: int 
     return Photo(upright, width, height, mode, fmt, orientation not in (1, None))
 
 
+def _check_pixels(size: tuple[int, int], name: str) -> None:
+    """ImageError when a photo of ``size`` (width, height) has more than MAX_PHOTO_PIXELS pixels."""
+    if size[0] * size[1] > MAX_PHOTO_PIXELS:
+        raise _too_many_pixels(f"{size[0] * size[1] / 1e6:.3g}", name)
+
+
+def _too_many_pixels(megapixels: str, name: str) -> ImageError:
+    """The ImageError for a photo of ``megapixels`` (a number as text) over the cap."""
+    return ImageError(f"too many pixels ({megapixels} MP; photos of up to {MAX_PHOTO_PIXELS / 1e6:.3g} MP "
+                      "are read)", path=name)
+
+
 def _from_pil(img: Image.Image) -> Image.Image:
     """A PIL image converted as a file of its mode would be, EXIF orientation applied."""
     name = getattr(img, "filename", "") or f"PIL image (mode {img.mode}, {img.width}x{img.height})"
     if img.width == 0 or img.height == 0:
         raise ImageError("empty image (no pixels)", path=name)
+    _check_pixels(img.size, name)  # the same cap as its file, before a lazily opened one decodes
     try:
         return to_rgb(ImageOps.exif_transpose(img))
     except Exception as exc:  # a lazily opened file decodes here, with the same failures as _decode
@@ -159,6 +231,7 @@ def _from_array(arr: np.ndarray) -> Image.Image:
         arr = arr[:, :, 0]
     if arr.ndim != 2 and not (arr.ndim == 3 and arr.shape[2] in (3, 4)):
         raise ImageError("expected H x W, H x W x 1, H x W x 3 (RGB) or H x W x 4 (RGBA) pixels", path=name)
+    _check_pixels(arr.shape[1::-1], name)  # the same cap as the file saved from it
     return to_rgb(Image.fromarray(np.ascontiguousarray(_array_pixels(arr, name))))
 
 
@@ -184,14 +257,17 @@ def _array_pixels(arr: np.ndarray, name: str) -> np.ndarray:
 
 
 def to_rgb(img: Image.Image) -> Image.Image:
-    """Convert any PIL mode (palette, alpha, CMYK, 16-bit, float) to 8-bit RGB."""
+    """Convert any PIL mode (palette, alpha, CMYK, 16-bit, float) to 8-bit RGB; an RGB image comes back as it is."""
+    if img.mode == "RGB":  # a copy would double a large photo's memory
+        return img
     if img.mode in ("I", "F") or img.mode.startswith("I;16"):
-        arr = np.asarray(img, dtype=np.float64)
+        arr = np.array(img, dtype=np.float64)
         top = arr.max() if arr.size else 0.0
-        scale = 255.0 / top if top > 255 else 1.0
-        img = Image.fromarray(np.clip(arr * scale, 0, 255).astype(np.uint8), mode="L")
+        if top > 255:
+            arr *= 255.0 / top  # in place, like the clip: each float copy is 8 bytes a pixel
+        img = Image.fromarray(np.clip(arr, 0, 255, out=arr).astype(np.uint8), mode="L")
     if img.mode in ("RGBA", "LA", "PA") or (img.mode == "P" and "transparency" in img.info):
-        rgba = img.convert("RGBA")
+        rgba = img if img.mode == "RGBA" else img.convert("RGBA")
         background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
         img = Image.alpha_composite(background, rgba)
     return img.convert("RGB")

@@ -14,14 +14,15 @@ weights_only=True)`` reads it without running any pickled code. Keys:
 - ``gallery`` (optional): some training photos (see ``gallery_format``); further fields via ``update_fields``
 - ``out_of_fold``, ``conformal_u``, ``conformal_class_thresholds`` (optional): see ``field_formats``
 
-``load`` and ``write`` check every known field's type and range (see ``check_fields``).
+``load`` and ``write`` check every known field (see ``check_fields`` and ``field_formats``).
+``read_model_file`` reads checkpoints and ONNX exports within fixed limits.
 """
 
 from __future__ import annotations
 
 import datetime as _dt
 import hashlib
-import math
+import io
 import os
 import platform
 import re
@@ -31,18 +32,23 @@ import warnings
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Sequence
 
 from meterlib.confidence.selective import DEFAULT_UNKNOWN_THRESHOLD
 from meterlib.errors import MeterlibError
 from meterlib.model import backbones, field_formats
-from meterlib.run import atomic
+from meterlib.run import atomic, bounded_read
 
 FORMAT = "meterlib-checkpoint"
 FORMAT_VERSION = 1
 REQUIRED = ("format_version", "state_dict", "backbone", "class_names", "image_size", "mean", "std")
-IMAGE_SIZES = range(32, 2049)  # sides a backbone can use; outside it a field was garbled
-BACKBONES = (*backbones.SPECS, "random")  # what build_model can rebuild ("auto" is resolved before saving)
+# Far above any model meterlib trains (ResNet-18: 45 MB); a larger file is no model and would fill the memory.
+MAX_MODEL_BYTES = 4 * 2**30
+# A local disk reads the largest model in seconds; a read that takes longer is a file that blocks (procfs).
+MODEL_READ_SECONDS = 60.0
+_LEGACY_TORCH_START = b"\x80\x02\x8a\nl\xfc\x9cF\xf9 j\xa8"  # pickle protocol 2, torch's magic number
+# torch's refusal of a global in torch 2.6 ("Unsupported global: GLOBAL x") and 2.14 ("unsupported GLOBAL x")
+_REFUSED_GLOBAL = re.compile(r"unsupported (?:global: )?GLOBAL ([\w.]+)", re.IGNORECASE)
 
 
 class CheckpointError(MeterlibError, ValueError):
@@ -146,105 +152,89 @@ def load(path: str | os.PathLike) -> dict:
     return content
 
 
+def read_model_file(path: str | os.PathLike, *, missing: str) -> bytes:
+    """The bytes of a model file (checkpoint or ONNX), read within fixed limits; ``missing``: what to say if absent."""
+    path = Path(path)
+    if not path.exists():
+        raise CheckpointError(f"{path}: {missing}")
+    try:
+        data = bounded_read.read_file(path, limit=MAX_MODEL_BYTES, timeout=MODEL_READ_SECONDS)
+    except bounded_read.UnreadableFile as exc:
+        raise CheckpointError(f"{path}: {exc.problem}") from None
+    if not data:
+        raise CheckpointError(f"{path}: empty file (0 bytes)")
+    return data
+
+
+def is_torch_file(data: bytes) -> bool:
+    """Whether ``data`` is a file written by ``torch.save`` (zip or legacy format), whatever it holds."""
+    first_name = data[30:30 + int.from_bytes(data[26:28], "little")]  # of the zip's first entry: torch's pickle
+    zipped = data.startswith(b"PK\x03\x04") and first_name.endswith(b"/data.pkl")
+    return zipped or data.startswith(_LEGACY_TORCH_START)
+
+
 def _read(path: Path) -> Any:
     """The object in a torch file, with meterlib's own one-line message for anything else."""
     import torch
 
-    if not path.exists():
-        raise CheckpointError(f"{path}: checkpoint not found (run notebook 02 to train one)")
-    if not path.is_file():  # is_file stats, so a FIFO is never opened
-        raise CheckpointError(f"{path}: not a regular file; give the checkpoint file itself")
-    if path.stat().st_size == 0:
-        raise CheckpointError(f"{path}: empty file (0 bytes), not a checkpoint")
+    data = read_model_file(path, missing="checkpoint not found (run notebook 02 to train one)")
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", UserWarning)  # torch's hints about foreign pickles
-            return torch.load(path, map_location="cpu", weights_only=True)
+            return torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises several types for truncated or foreign files
-        reason = _unreadable_reason(path, exc)
-        raise CheckpointError(f"{path}: not a meterlib checkpoint ({reason})") from None
+        raise CheckpointError(f"{path}: not a meterlib checkpoint ({_unreadable_reason(data, exc)})") from None
 
 
-def _unreadable_reason(path: Path, exc: Exception) -> str:
+def _unreadable_reason(data: bytes, exc: Exception) -> str:
     # torch's own text is long and advises weights_only=False, which would run pickled code.
-    pickled = re.search(r"Unsupported global: GLOBAL ([\w.]+)", str(exc))
-    if pickled:
-        return (f"it holds a pickled Python object ({pickled.group(1)}); meterlib never loads those, "
+    refused = _refused_globals(data) or _REFUSED_GLOBAL.findall(str(exc))
+    if refused:
+        return (f"it holds pickled code or objects ({', '.join(refused[:3])}); meterlib refuses those, "
                 "because unpickling can run code")
-    if isinstance(exc, OSError):
-        return f"cannot read it: {exc.strerror or type(exc).__name__}"
-    with open(path, "rb") as handle:
-        zipped = handle.read(4) == b"PK\x03\x04"
-    if zipped and not zipfile.is_zipfile(path):
+    if _is_onnx(data):
+        return "this is an ONNX model: give it a .onnx name"
+    zipped = data.startswith(b"PK\x03\x04")
+    if zipped and not zipfile.is_zipfile(io.BytesIO(data)):
         return "truncated or damaged: the file ends before its zip directory"
     if zipped:
         return "a zip archive, but not a PyTorch file"
     return "not a PyTorch file"
 
 
+def _refused_globals(data: bytes) -> list[str]:
+    """The functions and classes in a zip torch file's pickle that ``weights_only`` refuses (opcodes read, not run)."""
+    import torch
+
+    try:
+        return sorted(torch.serialization.get_unsafe_globals_in_checkpoint(io.BytesIO(data)))
+    except Exception:  # not a readable zip torch file: nothing to list
+        return []
+
+
+def _is_onnx(data: bytes) -> bool:
+    """Whether ``data`` begins as a serialized ONNX ModelProto does."""
+    # Protobuf writers put fields in number order: ir_version (field 1, a small varint) comes first,
+    # then one of producer_name ... opset_import (fields 2 to 8). No text or torch file starts so.
+    return len(data) > 2 and data[0] == 0x08 and 0 < data[1] < 0x80 and data[2] in b"\x12\x1a\x22\x28\x32\x3a\x42"
+
+
 def check_fields(content: dict, *, source: str | os.PathLike = "checkpoint", required: Sequence[str] = REQUIRED,
                  kind: str = "checkpoint") -> None:
     """Raise CheckpointError naming ``source`` and the field when a field has the wrong type or range."""
     version = content.get("format_version")
-    if _is_int(version) and version > FORMAT_VERSION:
+    if type(version) is int and version > FORMAT_VERSION:  # a bool is no version
         raise CheckpointError(f"{source}: {kind} format {version} is newer than this meterlib "
                               f"understands ({FORMAT_VERSION}); upgrade meterlib")
     if missing := [key for key in required if key not in content]:
         raise CheckpointError(f"{source}: {kind} field{'s' * (len(missing) > 1)} "
                               f"{', '.join(map(repr, missing))} missing")
-    for field, (valid, requirement) in _FIELD_RULES.items():
+    for field, (valid, requirement) in field_formats.RULES.items():
         if field in content and not valid(content[field]):
             shown = textwrap.shorten(reprlib.repr(content[field]), 80, placeholder=" ...")
             raise CheckpointError(f"{source}: {kind} field {field!r} must be {requirement}, got {shown}")
     for field, problem in field_formats.problems(content):
         raise CheckpointError(f"{source}: {kind} field {field!r} {problem}")
-
-
-def _is_int(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
-def _is_real(value: Any) -> bool:
-    # value == value excludes NaN; math.isnan would overflow on a huge int.
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and value == value
-
-
-def _is_finite(value: Any) -> bool:
-    return _is_real(value) and -math.inf < value < math.inf
-
-
-def _is_three_finite(values: Any) -> bool:
-    return isinstance(values, list) and len(values) == 3 and all(map(_is_finite, values))
-
-
-def _is_class_names(names: Any) -> bool:
-    return (isinstance(names, list) and len(names) >= 2
-            and all(isinstance(name, str) and name.strip() for name in names)
-            and len(set(names)) == len(names))
-
-
-def _is_state_dict(state: Any) -> bool:
-    import torch
-
-    return isinstance(state, dict) and bool(state) and all(
-        isinstance(key, str) and isinstance(value, torch.Tensor) for key, value in state.items())
-
-
-# field: (whether a value is valid, what a valid value is)
-_FIELD_RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
-    "format_version": (lambda v: _is_int(v) and v >= 1, "an int >= 1"),
-    "backbone": (lambda v: isinstance(v, str) and v in BACKBONES, "one of " + ", ".join(BACKBONES)),
-    "state_dict": (_is_state_dict, "a non-empty dict of tensors by parameter name"),
-    "class_names": (_is_class_names, "a list of at least 2 distinct, non-empty strings"),
-    "image_size": (lambda v: _is_int(v) and v in IMAGE_SIZES,
-                   f"an int from {IMAGE_SIZES.start} to {IMAGE_SIZES.stop - 1}"),
-    "mean": (_is_three_finite, "a list of 3 finite numbers (one per colour channel)"),
-    "std": (lambda v: _is_three_finite(v) and min(v) > 0, "a list of 3 finite numbers > 0"),
-    "temperature": (lambda v: _is_finite(v) and v > 0, "a finite number > 0"),
-    "unknown_threshold": (lambda v: _is_real(v) and 0 <= v <= 1, "a number from 0 to 1"),
-    # None or inf: not calibrated, every class is in every prediction set.
-    "conformal_quantile": (lambda v: v is None or (_is_real(v) and v >= 0), "None, a number >= 0 or inf"),
-}
 
 
 def update_fields(path: str | os.PathLike, **fields) -> dict:

@@ -9,6 +9,7 @@ from typing import Sequence
 
 from meterlib.data import photos
 from meterlib.model import transforms
+from meterlib.run import machine
 
 
 def default_device():
@@ -19,8 +20,20 @@ def default_device():
 
 
 def decode_threads() -> int:
-    """Threads for JPEG decoding (PIL releases the GIL while decoding)."""
-    return max(1, min(8, os.cpu_count() or 1))
+    """Threads for decoding photos (PIL releases the GIL): one per usable CPU, as many as memory holds at the cap."""
+    return max(1, min(8, machine.usable_cpus(), _available_memory() // photos.DECODE_PEAK_BYTES))
+
+
+def _available_memory() -> int:
+    """Bytes of memory the system can still give: Linux's MemAvailable, elsewhere (macOS) all of it."""
+    try:
+        with open("/proc/meminfo", "rb") as info:
+            for line in info:
+                if line.startswith(b"MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
 
 
 def positive_int(name: str, value) -> int:
@@ -56,7 +69,8 @@ def load_resized_each(images: Sequence[photos.PhotoSource], *, image_size: int, 
 
     if len(images) == 1:  # one photo (the latency case): starting threads would cost more than they give
         return [decode(images[0])]
-    with ThreadPoolExecutor(decode_threads()) as pool:
+    # Quiet here, in the calling thread: the filters are set once for the batch, not once per photo.
+    with photos.quiet_decoding(), ThreadPoolExecutor(decode_threads()) as pool:
         jobs = pool.map(decode, images)
         return list(tqdm(jobs, total=len(images), desc="decode", disable=not progress, leave=False))
 

@@ -15,6 +15,8 @@ import pandas as pd
 from PIL import Image
 
 from meterlib.data import photos
+from meterlib.confidence import selective
+from meterlib.data.listing import shown_name
 from meterlib.errors import MeterlibError
 from meterlib.serve import Prediction, Predictor, gallery
 from meterlib.serve import explain as saliency
@@ -101,13 +103,18 @@ def nearest_photos(predictor: Predictor, photo: Image.Image, classes: Sequence[s
 
 def summary_line(answer: PanelAnswer) -> str:
     """One line per answer for a text log: file, answer, confidence, top classes."""
+    name = shown_name(answer.name)
     if not answer.ok:
-        return f"{answer.name}: cannot be answered: {answer.error}"
+        return f"{name}: cannot be answered: {shown_name(answer.error)}"
     p = answer.prediction
-    verdict = (f"UNKNOWN (best guess {p.top_classes[0]}, confidence {p.confidence:.2f} < {answer.threshold:.2f})"
-               if p.unknown else f"{p.label} (confidence {p.confidence:.2f})")
-    top = ", ".join(f"{name} {prob:.2f}" for name, prob in zip(p.top_classes, p.top_probabilities))
-    return f"{answer.name}: {verdict}; top-{len(p.top_classes)}: {top}"
+    if p.unknown:
+        pair = selective.told_apart(p.confidence, answer.threshold, digits=2)
+        below = f"{pair[0]} < {pair[1]}" if pair else f"just below {answer.threshold:.2f}"
+        verdict = f"UNKNOWN (best guess {shown_name(p.top_classes[0])}, confidence {below})"
+    else:
+        verdict = f"{shown_name(p.label)} (confidence {p.confidence:.2f})"
+    top = ", ".join(f"{shown_name(cls)} {prob:.2f}" for cls, prob in zip(p.top_classes, p.top_probabilities))
+    return f"{name}: {verdict}; top-{len(p.top_classes)}: {top}"
 
 
 def pick_photos(manifest: pd.DataFrame, count: int, *, split: str = "test") -> list[str]:

@@ -1,14 +1,37 @@
-"""Wire the panel's widgets: photos chosen with an upload button are answered above earlier answers."""
+"""Wire the panel: the model it serves, and its widgets (photos chosen with an upload button are answered on top)."""
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
 from typing import Any, Callable
 
 import ipywidgets as widgets
 
+from meterlib.data.listing import shown_name
+from meterlib.errors import MeterlibError
 from meterlib.panel import view
 from meterlib.panel.answers import answer_uploads
 from meterlib.serve import Predictor
+
+
+class MissingModelError(MeterlibError, FileNotFoundError):
+    """The parameter ``checkpoint`` names a model file that does not exist."""
+
+
+def served_model(checkpoint: str | os.PathLike, *, default: Path) -> tuple[Path, Predictor | None]:
+    """The model to serve and its Predictor: ``checkpoint`` when given (it must exist), else ``default``.
+
+    Only a missing ``default`` gives None, for the panel to explain; a mistyped ``checkpoint`` is an
+    error, so that a run asked to serve a certain model fails instead of showing no model.
+    """
+    if not checkpoint:
+        return default, Predictor.from_checkpoint(default) if default.is_file() else None
+    path = Path(checkpoint).expanduser()
+    if not path.is_file():
+        raise MissingModelError(f"parameter checkpoint: no model file at {shown_name(path)} "
+                                "(leave it empty to serve this run's reports/model/meterlib_checkpoint.pt)")
+    return path, Predictor.from_checkpoint(path)
 
 
 def upload_handler(predictor: Predictor, answers: widgets.Box, status: widgets.HTML,
@@ -36,5 +59,9 @@ def upload_handler(predictor: Predictor, answers: widgets.Box, status: widgets.H
 
 def missing_model(path: Any) -> widgets.HTML:
     """What the panel shows instead of answers when there is no trained model."""
-    return view.message(f"no trained model at {path}: run `bash run.sh demo` first "
-                        "(or set the parameter `checkpoint`)", colour=view.RED)
+    return view.message(missing_model_text(path), colour=view.RED)
+
+
+def missing_model_text(path: Any) -> str:
+    """The missing-model notice as one line of text, for the notebook's record."""
+    return f"no trained model at {shown_name(path)}: run `bash run.sh demo` first (or set the parameter `checkpoint`)"

@@ -6,6 +6,7 @@ from collections.abc import Sequence
 
 import matplotlib.pyplot as plt
 
+from meterlib.data.listing import shown_name
 from meterlib.panel.answers import PanelAnswer
 
 
@@ -17,18 +18,18 @@ def plot_answers(answers: Sequence[PanelAnswer]):
     for row, answer in zip(axes, shown):
         p = answer.prediction
         row[0].imshow(answer.preview)
-        row[0].set_title(answer.name, fontsize=9)
+        row[0].set_title(shown_name(answer.name), fontsize=9)
         if answer.heatmap is not None:
             row[1].imshow(answer.heatmap)
             row[1].set_title("heat-map", fontsize=9)
         for ax in row[:2]:
             ax.axis("off")
         colours = ["tab:red" if p.unknown else "tab:blue"] + ["tab:gray"] * (len(p.top_classes) - 1)
-        row[2].barh(p.top_classes[::-1], p.top_probabilities[::-1], color=colours[::-1])
+        row[2].barh([shown_name(name) for name in p.top_classes[::-1]], p.top_probabilities[::-1], color=colours[::-1])
         row[2].set_xlim(0, 1)
         row[2].axvline(answer.threshold, color="tab:red", linestyle="--", linewidth=1)
-        guess = f", best guess {p.top_classes[0]}" if p.unknown else ""
-        row[2].set_title(f"{p.label} ({p.confidence:.1%}{guess}); dashed: UNKNOWN threshold", fontsize=9)
+        guess = f", best guess {shown_name(p.top_classes[0])}" if p.unknown else ""
+        row[2].set_title(f"{shown_name(p.label)} ({p.confidence:.1%}{guess}); dashed: UNKNOWN threshold", fontsize=9)
     if not shown:
         axes[0, 0].text(0.5, 0.5, "no photo answered", ha="center", va="center")
         for ax in axes[0]:

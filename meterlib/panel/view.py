@@ -15,6 +15,8 @@ from pathlib import PurePosixPath
 import ipywidgets as widgets
 from PIL import Image
 
+from meterlib.confidence import selective
+from meterlib.data.listing import shown_name
 from meterlib.panel.answers import PanelAnswer
 
 RED, BLUE, GREY = "#b3261e", "#1f5fa8", "#5f6368"
@@ -26,7 +28,7 @@ def render(answer: PanelAnswer) -> widgets.Widget:
     """One answer as a widget: photo, heat-map, answer with its confidence and top classes, comparison photos."""
     if not answer.ok:
         return error_line(answer.name, answer.error)
-    parts = [_html(f"<b>{html.escape(answer.name)}</b>", "meterlib-name")]
+    parts = [_html(f"<b>{_escaped(answer.name)}</b>", "meterlib-name")]
     if answer.prediction.unknown:
         parts.append(unknown_banner(answer))
     columns = [_captioned(answer.preview, "the photo", "meterlib-photo")]
@@ -46,15 +48,18 @@ def render_all(answers: Iterable[PanelAnswer]) -> list[widgets.Widget]:
 
 def error_line(name: str, problem: str | None) -> widgets.HTML:
     """A red line naming the photo that could not be answered and why."""
-    text = f"&#10007; <b>{html.escape(name)}</b>: {html.escape(problem or 'unknown problem')}"
+    text = f"&#10007; <b>{_escaped(name)}</b>: {_escaped(problem or 'unknown problem')}"
     return _html(f'<div style="color:{RED}">{text}</div>', "meterlib-error")
 
 
 def unknown_banner(answer: PanelAnswer) -> widgets.HTML:
     """The warning shown when the model is not sure enough to name a type."""
     p = answer.prediction
-    text = (f"UNKNOWN: the confidence {p.confidence:.1%} is below the threshold {answer.threshold:.1%}. "
-            f"The best guess is {html.escape(p.top_classes[0])}, but it may be a type the model never saw "
+    pair = selective.told_apart(p.confidence, answer.threshold, digits=1, percent=True)
+    below = (f"the confidence {pair[0]} is below the threshold {pair[1]}" if pair
+             else f"the confidence is just below the threshold {answer.threshold:.1%}")
+    text = (f"UNKNOWN: {below}. "
+            f"The best guess is {_escaped(p.top_classes[0])}, but it may be a type the model never saw "
             "or a poor photo: compare with the training photos or take another photo.")
     return _html(f'<div style="background:{RED};color:white;padding:6px 10px;border-radius:4px;'
                  f'font-weight:bold">{text}</div>', "meterlib-unknown")
@@ -62,7 +67,7 @@ def unknown_banner(answer: PanelAnswer) -> widgets.HTML:
 
 def notice(text: str, *, colour: str = GREY) -> str:
     """A one-line notice as HTML (status, missing model); ``text`` is plain text."""
-    return f'<div style="color:{colour}">{html.escape(text)}</div>'
+    return f'<div style="color:{colour}">{_escaped(text)}</div>'
 
 
 def message(text: str, *, colour: str = GREY) -> widgets.HTML:
@@ -73,7 +78,7 @@ def message(text: str, *, colour: str = GREY) -> widgets.HTML:
 def bars_html(classes: list[str], probabilities: list[float]) -> str:
     """A horizontal bar chart of the top classes and their calibrated probabilities, as HTML."""
     rows = "".join(
-        f'<tr><td style="padding-right:6px">{html.escape(name)}</td>'
+        f'<tr><td style="padding-right:6px">{_escaped(name)}</td>'
         f'<td style="width:140px"><div style="background:{BLUE if i == 0 else GREY};height:12px;'
         f'width:{max(prob, 0.0) * 100:.1f}%"></div></td>'
         f'<td style="padding-left:6px;text-align:right">{prob:.0%}</td></tr>'
@@ -87,7 +92,7 @@ def set_text(prediction_set: list[str], n_classes: int) -> str:
         return "Prediction set: empty (no type is likely enough)."
     if len(prediction_set) == n_classes > 1:
         return "Prediction set: every known type (the model cannot narrow it down)."
-    names = [html.escape(name) for name in prediction_set]
+    names = [_escaped(name) for name in prediction_set]
     words = names[0] if len(names) == 1 else f"{', '.join(names[:-1])} or {names[-1]}"
     return f"Prediction set: {words} (the true type is among these with the calibrated coverage)."
 
@@ -95,9 +100,9 @@ def set_text(prediction_set: list[str], n_classes: int) -> str:
 def _verdict(answer: PanelAnswer) -> widgets.VBox:
     p = answer.prediction
     colour = RED if p.unknown else BLUE
-    label = _html(f'<div style="font-size:1.9em;font-weight:bold;color:{colour}">{html.escape(p.label)}</div>',
+    label = _html(f'<div style="font-size:1.9em;font-weight:bold;color:{colour}">{_escaped(p.label)}</div>',
                   "meterlib-label")
-    note = f" (best guess: {html.escape(p.top_classes[0])})" if p.unknown else ""
+    note = f" (best guess: {_escaped(p.top_classes[0])})" if p.unknown else ""
     confidence = _html(f'<div style="font-size:1.3em">confidence {p.confidence:.1%}{note}</div>',
                        "meterlib-confidence")
     title = _html(f"<i>top {len(p.top_classes)}, calibrated</i>")
@@ -109,12 +114,12 @@ def _verdict(answer: PanelAnswer) -> widgets.VBox:
 
 def _comparison(answer: PanelAnswer) -> widgets.VBox:
     if not answer.neighbours:
-        text = html.escape(answer.neighbours_note) if answer.neighbours_note else "no comparison photos asked for"
+        text = _escaped(answer.neighbours_note) if answer.neighbours_note else "no comparison photos asked for"
         box = widgets.VBox([_html(f'<i style="color:{GREY}">{text}</i>')])
     else:
         rows = []
         for role, (class_name, found) in zip(ROLES, answer.neighbours.items()):
-            rows.append(_html(f"training photos of the {role}: <b>{html.escape(class_name)}</b>"))
+            rows.append(_html(f"training photos of the {role}: <b>{_escaped(class_name)}</b>"))
             rows.append(widgets.HBox([_captioned(n.thumbnail, _neighbour_caption(n), "", side=THUMB_SIDE)
                                       for n in found]))
         box = widgets.VBox(rows)
@@ -124,8 +129,8 @@ def _comparison(answer: PanelAnswer) -> widgets.VBox:
 
 def _neighbour_caption(neighbour) -> str:
     # The stored name is the photo's path in its dataset: the file name fits under a thumbnail.
-    full = html.escape(neighbour.name, quote=True)
-    return f'<span title="{full}">{html.escape(PurePosixPath(neighbour.name).name)}</span>' \
+    full = _escaped(neighbour.name)
+    return f'<span title="{full}">{_escaped(PurePosixPath(neighbour.name).name)}</span>' \
            f"<br>similarity {neighbour.similarity:.2f}"
 
 
@@ -143,6 +148,11 @@ def _jpeg(img: Image.Image) -> bytes:
     buffer = io.BytesIO()
     img.convert("RGB").save(buffer, format="JPEG", quality=88)
     return buffer.getvalue()
+
+
+def _escaped(text: str) -> str:
+    # Names come from files and folders: control characters could move the cursor or reorder text.
+    return html.escape(shown_name(text))
 
 
 def _html(value: str, css: str = "") -> widgets.HTML:

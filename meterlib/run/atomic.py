@@ -15,10 +15,16 @@ import numpy as np
 
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
-    """Yield a temporary path beside ``path``; rename it over ``path`` only on success."""
+    """Yield a temporary path beside ``path``; rename it over ``path`` only on success.
+
+    An OSError names ``path`` (the file the user asked for), never the temporary file.
+    """
     target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    except OSError as exc:
+        raise _naming(exc, target) from None
     os.close(fd)
     tmp_path = Path(tmp)
     try:
@@ -26,8 +32,17 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
         # mkstemp creates owner-only files; give the result the usual permissions instead
         os.chmod(tmp_path, target.stat().st_mode & 0o777 if target.exists() else 0o644)
         os.replace(tmp_path, target)
+    except OSError as exc:
+        raise _naming(exc, target) from None
     finally:
         tmp_path.unlink(missing_ok=True)
+
+
+def _naming(exc: OSError, target: Path) -> OSError:
+    """The same kind of OSError, about ``target``: "cannot write <target> (<reason>)"."""
+    reason = exc.strerror or str(exc) or type(exc).__name__
+    return type(exc)(exc.errno, f"cannot write {target} ({reason})") if exc.errno else \
+        OSError(f"cannot write {target} ({reason})")
 
 
 def write_text(path: str | os.PathLike, text: str) -> Path:

@@ -6,6 +6,7 @@ import ast
 import contextlib
 import json
 import os
+import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,8 +20,8 @@ from meterlib.run import parameters as parameters_module
 
 NOTEBOOK_GLOB = "[0-9][0-9]_*.ipynb"
 PROFILES_DIR = Path(__file__).resolve().parent / "profiles"
-# Parameters that name a file or folder (``dataset`` too, when it is written as a path).
-PATH_PARAMETERS = ("data_dir", "reports_dir", "weights_path", "checkpoint")
+# Parameters that name a file or folder, or a list of them (``dataset`` too, when it is written as a path).
+PATH_PARAMETERS = ("data_dir", "reports_dir", "weights_path", "checkpoint", "photos")
 LOCK_NAME = ".meterlib-run.lock"
 
 
@@ -145,9 +146,13 @@ def absolute_paths(parameters: dict[str, Any]) -> dict[str, Any]:
     resolved = dict(parameters)
     for name, value in parameters.items():
         is_path = name in PATH_PARAMETERS or (name == "dataset" and _looks_like_path(value))
-        if is_path and isinstance(value, str) and value:
-            resolved[name] = str(Path(value).expanduser().resolve())
+        if is_path:
+            resolved[name] = [_absolute(item) for item in value] if isinstance(value, list) else _absolute(value)
     return resolved
+
+
+def _absolute(value: Any) -> Any:
+    return str(Path(value).expanduser().resolve()) if isinstance(value, str) and value else value
 
 
 def _looks_like_path(value: Any) -> bool:
@@ -176,15 +181,20 @@ def execute(planned: PlannedNotebook, out_dir: Path, *, progress_bar: bool = Fal
     """Execute one notebook into ``out_dir``; the previous good result survives a failure."""
     import papermill
     from papermill.exceptions import PapermillExecutionError
+    from traitlets.config import Config
 
     out_dir.mkdir(parents=True, exist_ok=True)
     final = out_dir / f"{planned.name}.ipynb"
     failed = out_dir / f"{planned.name}.failed.ipynb"
     partial = out_dir / f".{planned.name}.partial.ipynb"
     try:
-        papermill.execute_notebook(str(planned.path), str(partial), parameters=planned.parameters,
-                                   cwd=str(planned.path.parent), progress_bar=progress_bar,
-                                   kernel_name="python3")
+        # Over TCP every kernel warns that code and outputs cross localhost unencrypted: talk over Unix
+        # sockets in a private folder instead (an absolute ip, or they land in the notebooks' folder).
+        with tempfile.TemporaryDirectory(prefix="meterlib-kernel-") as sockets:
+            ipc = Config({"KernelManager": {"transport": "ipc", "ip": f"{sockets}/kernel"}})
+            papermill.execute_notebook(str(planned.path), str(partial), parameters=planned.parameters,
+                                       cwd=str(planned.path.parent), progress_bar=progress_bar,
+                                       kernel_name="python3", config=ipc)
     except PapermillExecutionError as exc:
         os.replace(partial, failed)
         raise RunError(f"{planned.path.name} failed in cell {exc.cell_index} "

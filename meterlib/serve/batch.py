@@ -7,46 +7,76 @@ costs only its own answer.
 from __future__ import annotations
 
 import os
-import stat
-from collections.abc import Sequence
+from collections import Counter
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 from meterlib.data import photos
 from meterlib.errors import MeterlibError
 from meterlib.model import inference
 
-# A phone photo is 2-12 MB; a file far larger is no meter photo and would only fill the memory.
-MAX_PHOTO_BYTES = 50 * 2**20
+NO_SUFFIX = "no suffix"  # Inputs.skipped's reasons besides a suffix such as '.heic'
+HIDDEN = "hidden"
 
 
-def expand_inputs(arguments: Sequence[str | os.PathLike]) -> list[Path]:
+@dataclass(frozen=True)
+class Inputs:
+    """The files to predict, and what was skipped inside the named folders: {reason: count}."""
+
+    files: list[Path]
+    skipped: Mapping[str, int]  # a suffix like '.heic', NO_SUFFIX or HIDDEN (files and folders)
+
+    def skipped_summary(self) -> str:
+        """What was skipped in folders, e.g. '3 files skipped in folders: 2 .heic, ...'; '' when nothing was."""
+        if not self.skipped:
+            return ""
+        formats = [f"{count} without a suffix" if reason == NO_SUFFIX else f"{count} {reason}"
+                   for reason, count in sorted(self.skipped.items(), key=lambda item: (-item[1], item[0]))
+                   if reason != HIDDEN]
+        parts = [", ".join(formats) + " (not photo formats meterlib reads)"] if formats else []
+        if HIDDEN in self.skipped:
+            parts.append(f"{self.skipped[HIDDEN]} hidden (names starting with '.')")
+        total = sum(self.skipped.values())
+        return f"{total} {'file' if total == 1 else 'files'} skipped in folders: {', '.join(parts)}"
+
+
+def expand_inputs(arguments: Sequence[str | os.PathLike]) -> Inputs:
     """The files to predict, sorted and without repeats: named files as given, photos found in named folders.
 
-    Folders are searched recursively for photo names (``photos.is_image_name``), skipping hidden
-    files and folders. A file named explicitly is kept whatever its suffix, and so is a path that
-    does not exist, so that each gets its own error. Nothing at all to predict, or only paths that
-    do not exist (a typo), is a MeterlibError.
+    Folders are searched recursively for photo names (``photos.is_image_name``); other files, and
+    hidden files and folders (not looked into), are counted in ``Inputs.skipped``. A file named
+    explicitly is kept whatever its suffix, and so is a path that does not exist, so that each
+    gets its own error. Nothing at all to predict, or only paths that do not exist (a typo), is a
+    MeterlibError.
     """
     found: set[Path] = set()
+    skipped: Counter[str] = Counter()
     for argument in arguments:
         path = Path(argument)
         if path.is_dir():
-            found.update(_photos_under(path))
+            found.update(_photos_under(path, skipped))
         else:
             found.add(path)
     if not any(path.exists() for path in found):
         where = ", ".join(map(str, arguments)) or "(no paths given)"
         raise MeterlibError(f"no photos found in {where}" + (" (no such file or folder)" if found else ""))
-    return sorted(found, key=str)
+    return Inputs(sorted(found, key=str), dict(skipped))
 
 
-def _photos_under(folder: Path) -> list[Path]:
-    """Non-hidden files with a photo suffix under ``folder`` (links to folders are not followed)."""
+def _photos_under(folder: Path, skipped: Counter) -> list[Path]:
+    """Non-hidden photo files under ``folder``; the others count in ``skipped`` (links to folders are not followed)."""
     found = []
     for root, dirnames, filenames in os.walk(folder):
+        skipped.update(HIDDEN for name in dirnames if name.startswith("."))
         dirnames[:] = [name for name in dirnames if not name.startswith(".")]
-        found += [Path(root, name) for name in filenames
-                  if not name.startswith(".") and photos.is_image_name(name)]
+        for name in filenames:
+            if name.startswith("."):
+                skipped[HIDDEN] += 1
+            elif photos.is_image_name(name):
+                found.append(Path(root, name))
+            else:
+                skipped[Path(name).suffix.lower() or NO_SUFFIX] += 1
     return found
 
 
@@ -61,30 +91,8 @@ def display_names(items: Sequence, names: Sequence[str] | None = None) -> list[s
             for index, item in enumerate(items)]
 
 
-def size_error(source, name: str) -> photos.ImageError | None:
-    """An ImageError when a file or its bytes exceed MAX_PHOTO_BYTES; None otherwise (or when unknown)."""
-    if isinstance(source, (bytes, bytearray, memoryview)):
-        size = memoryview(source).nbytes
-    elif isinstance(source, (str, os.PathLike)):
-        try:
-            info = os.stat(source)
-        except (OSError, ValueError):  # missing, unreadable, a NUL in the name: the reader says which
-            return None
-        if not stat.S_ISREG(info.st_mode):
-            return None
-        size = info.st_size
-    else:
-        return None
-    if size <= MAX_PHOTO_BYTES:
-        return None
-    return photos.ImageError(f"too large ({size / 2**20:.1f} MB; photos of up to "
-                             f"{MAX_PHOTO_BYTES // 2**20} MB are read)", path=name)
-
-
 def decode_each(items: Sequence, names: Sequence[str], *, image_size: int) -> list:
-    """Each photo decoded and squashed to ``image_size``, or the ImageError that says why it cannot be used."""
-    refused = {index: error for index, (item, name) in enumerate(zip(items, names))
-               if (error := size_error(item, name)) is not None}
-    kept = [item for index, item in enumerate(items) if index not in refused]
-    decoded = iter(inference.load_resized_each(kept, image_size=image_size))
-    return [refused[index] if index in refused else next(decoded) for index in range(len(items))]
+    """Each photo decoded and squashed to ``image_size``, or the ImageError (naming it by ``names``) saying why not."""
+    decoded = inference.load_resized_each(items, image_size=image_size)
+    return [photos.ImageError(picture.problem, path=name) if isinstance(picture, photos.ImageError) else picture
+            for picture, name in zip(decoded, names)]

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import csv
+import io
 import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from meterlib.confidence import selective
+from meterlib.data.listing import shown_name
 from meterlib.model.checkpoint import CheckpointError
-from meterlib.run import atomic
+from meterlib.run import atomic, output_path
 from meterlib.serve import batch
 from meterlib.serve.predictor import Outcome, Predictor
 
@@ -17,21 +20,37 @@ SET_SEPARATOR = "|"  # joins a prediction set's classes in one cell (as in noteb
 PROGRESS_FROM = 9  # photos from which a progress bar is shown (on a terminal)
 # Smaller than the API's 32: on 2 CPU cores a batch of 16 stays in the cache, ~20% less CPU per photo.
 BATCH_SIZE = 16
+STDOUT = "-"  # as the CSV path: write the CSV to standard output
+# A spreadsheet runs a cell that starts with one of these as a formula (CSV injection); tabs and
+# carriage returns, the other two starts that do, are escaped with every control character.
+_FORMULA_STARTS = ("=", "+", "-", "@")
 
 
 def predict_files(arguments: Sequence[str | os.PathLike], *, model: str | os.PathLike,
                   csv_path: str | os.PathLike | None = None, top_k: int = 3,
-                  batch_size: int = BATCH_SIZE) -> str:
-    """Predict every photo named or found in ``arguments``; the table (or, with ``csv_path``, a summary)."""
-    files = batch.expand_inputs(arguments)
+                  batch_size: int = BATCH_SIZE, overwrite: bool = False) -> str:
+    """Predict every photo named or found in ``arguments``; the table (or, with ``csv_path``, a summary).
+
+    The CSV's place is checked before any photo is read (see ``output_path.check``); with
+    ``csv_path="-"`` the CSV goes to standard output and the summary is returned.
+    """
+    inputs = batch.expand_inputs(arguments)
+    target = None
+    if csv_path is not None and os.fspath(csv_path) != STDOUT:
+        target = output_path.check(csv_path, inputs=[model, *inputs.files], overwrite=overwrite,
+                                   ours=output_path.starts_with(",".join(csv_columns(1)[:4]).encode()))
     predictor = load_predictor(model)
-    outcomes = predictor.predict_each(files, top_k=top_k, batch_size=batch_size,
-                                      progress=len(files) >= PROGRESS_FROM and sys.stderr.isatty())
+    outcomes = predictor.predict_each(inputs.files, top_k=top_k, batch_size=batch_size,
+                                      progress=len(inputs.files) >= PROGRESS_FROM and sys.stderr.isatty())
     columns = min(top_k, len(predictor.class_names))
+    report = "; ".join(filter(None, [summary(outcomes), inputs.skipped_summary()]))
     if csv_path is None:
-        return format_table(outcomes, top_k=columns) + "\n" + summary(outcomes)
-    write_csv(csv_path, outcomes, top_k=columns)
-    return f"wrote {csv_path}: {summary(outcomes)}"
+        return format_table(outcomes, top_k=columns, threshold=predictor.unknown_threshold) + "\n" + report
+    if target is None:
+        sys.stdout.write(csv_text(outcomes, top_k=columns))
+        return report
+    write_csv(target, outcomes, top_k=columns)
+    return f"wrote {shown_name(csv_path)}: {report}"
 
 
 def load_predictor(path: str | os.PathLike) -> Predictor:
@@ -62,22 +81,39 @@ def csv_rows(outcomes: Sequence[Outcome], *, top_k: int) -> list[dict]:
                        prediction_set=SET_SEPARATOR.join(answer.prediction_set))
             for rank, (name, probability) in enumerate(zip(answer.top_classes, answer.top_probabilities), 1):
                 row[f"top{rank}_class"], row[f"top{rank}_probability"] = name, round(probability, 6)
-        rows.append(row)
+        rows.append({column: _cell(value) for column, value in row.items()})
     return rows
 
 
+def _cell(value):
+    """A value as a CSV cell: text with its control characters escaped, and quoted with a leading
+    apostrophe where a spreadsheet would run it as a formula."""
+    if not isinstance(value, str):
+        return value
+    value = shown_name(value)
+    return "'" + value if value.startswith(_FORMULA_STARTS) else value
+
+
+def csv_text(outcomes: Sequence[Outcome], *, top_k: int) -> str:
+    """The CSV of the outcomes: a header of ``csv_columns``, then ``csv_rows``."""
+    text = io.StringIO(newline="")
+    writer = csv.DictWriter(text, fieldnames=csv_columns(top_k))
+    writer.writeheader()
+    writer.writerows(csv_rows(outcomes, top_k=top_k))
+    return text.getvalue()
+
+
 def write_csv(path: str | os.PathLike, outcomes: Sequence[Outcome], *, top_k: int) -> Path:
-    """Atomically write ``csv_rows`` of the outcomes (a reader never sees half a file)."""
-    with atomic.atomic_path(path) as tmp:
-        with open(tmp, "w", newline="", encoding="utf-8") as handle:
-            writer = csv.DictWriter(handle, fieldnames=csv_columns(top_k))
-            writer.writeheader()
-            writer.writerows(csv_rows(outcomes, top_k=top_k))
+    """Atomically write ``csv_text`` of the outcomes (a reader never sees half a file)."""
+    atomic.write_text(path, csv_text(outcomes, top_k=top_k))
     return Path(path)
 
 
-def format_table(outcomes: Sequence[Outcome], *, top_k: int) -> str:
-    """The outcomes as aligned text: file, answer (or UNKNOWN), confidence, top-k, prediction set, error."""
+def format_table(outcomes: Sequence[Outcome], *, top_k: int, threshold: float) -> str:
+    """The outcomes as aligned text: file, answer (or UNKNOWN), confidence, top-k, prediction set, error.
+
+    An UNKNOWN's confidence is shown beside the ``threshold`` it fell below.
+    """
     lines = [["file", "answer", "confidence", f"top {top_k}", "prediction set", "error"]]
     for outcome in outcomes:
         answer = outcome.prediction
@@ -86,11 +122,19 @@ def format_table(outcomes: Sequence[Outcome], *, top_k: int) -> str:
             continue
         top = ", ".join(f"{name} {probability:.1%}"
                         for name, probability in zip(answer.top_classes, answer.top_probabilities))
-        lines.append([outcome.source, answer.label, f"{answer.confidence:.1%}", top,
+        lines.append([outcome.source, answer.label, _confidence_cell(answer, threshold), top,
                       SET_SEPARATOR.join(answer.prediction_set), ""])
+    lines = [[shown_name(cell) for cell in line] for line in lines]  # names and messages can hold escapes
     widths = [max(len(line[column]) for line in lines) for column in range(len(lines[0]))]
     return "\n".join("  ".join(cell.ljust(width) for cell, width in zip(line, widths)).rstrip()
                      for line in lines)
+
+
+def _confidence_cell(answer, threshold: float) -> str:
+    if not answer.unknown:
+        return f"{answer.confidence:.1%}"
+    pair = selective.told_apart(answer.confidence, threshold, digits=1, percent=True)
+    return f"{pair[0]} < {pair[1]}" if pair else f"just below {threshold:.1%}"
 
 
 def summary(outcomes: Sequence[Outcome]) -> str:

@@ -7,11 +7,13 @@ split of the manifest the model was trained on; the INT8 model is calibrated on 
 from __future__ import annotations
 
 import os
+import sys
 import tempfile
+import time
 from pathlib import Path
 
 from meterlib.model import checkpoint, inference
-from meterlib.run import atomic
+from meterlib.run import atomic, output_path
 from meterlib.serve import onnx_check, onnx_export, onnx_format, onnx_int8
 from meterlib.serve.predictor import Predictor
 
@@ -22,34 +24,65 @@ def default_output(checkpoint_path: str | os.PathLike, *, int8: bool) -> Path:
 
 
 def export_model(checkpoint_path: str | os.PathLike, *, splits_csv: str | os.PathLike,
-                 out: str | os.PathLike | None = None, int8: bool = False, force: bool = False) -> str:
-    """Export, check on the test split of ``splits_csv`` and write ``out``; what was written, in a few lines."""
+                 out: str | os.PathLike | None = None, int8: bool = False, force: bool = False,
+                 overwrite: bool = False, progress: bool | None = None) -> str:
+    """Export, check on the test split of ``splits_csv`` and write ``out``; what was written, in a few lines.
+
+    ``out`` is checked before any work (``output_path.check``; ``overwrite`` replaces a file meterlib
+    did not write). ``progress`` (default: on a terminal) tells each step on standard error.
+    """
+    shown = out or default_output(checkpoint_path, int8=int8)
+    target = output_path.check(shown, inputs=[checkpoint_path, splits_csv], ours=_is_export, overwrite=overwrite)
     for package in ("onnx", "onnxscript", "onnxruntime"):  # before minutes of work, not after
         onnx_format.require(package)
+    step = _steps(sys.stderr.isatty() if progress is None else progress)
     content = checkpoint.load(checkpoint_path)
-    out = Path(out or default_output(checkpoint_path, int8=int8))
     test = onnx_check.split_photos(Path(splits_csv), content, split="test")
     reference = Predictor.from_checkpoint(checkpoint_path, device="cpu")
+    step(f"reading {len(test.paths)} test photos for the check")
     pictures = inference.load_resized(test.paths, image_size=reference.image_size)
     with tempfile.TemporaryDirectory(prefix="meterlib-export-") as work:
+        step("exporting the float32 network")
         float32 = onnx_export.write_float32(content, Path(work, "float32.onnx"), source=checkpoint_path)
+        step("checking float32 against PyTorch on the test photos")
         check = onnx_check.compare(reference, Predictor.from_onnx(float32), pictures, test.labels)
         onnx_check.refuse_float32_difference(check, source=str(checkpoint_path))
         fields = onnx_format.fields_from_checkpoint(content, precision="float32",
                                                     checks={"float32_vs_pytorch": check.as_fields()})
         lines = ["float32 " + onnx_check.summary(check, against="PyTorch")]
-        with atomic.atomic_path(out) as tmp:
+        with atomic.atomic_path(target) as tmp:
             if int8:
                 calibration = onnx_int8.calibration_pictures(Path(splits_csv), content)
+                step(f"quantising to INT8 (calibrated on {len(calibration)} training photos) and checking it")
                 check = _write_int8(float32, tmp, fields=fields, calibration=calibration,
                                     test=(reference, pictures, test.labels))
-                onnx_check.refuse_int8_loss(check, source=str(out), force=force)
+                onnx_check.refuse_int8_loss(check, source=str(shown), force=force)
                 lines.append(f"int8 (calibrated on {len(calibration)} training photos) "
                              + onnx_check.summary(check, against="PyTorch"))
             else:
                 onnx_export.write_with_metadata(float32, tmp, fields)
-    size = out.stat().st_size / 2**20
-    return "\n".join([*lines, f"wrote {out} ({'int8' if int8 else 'float32'}, {size:.1f} MB)"])
+    size = target.stat().st_size / 2**20
+    return "\n".join([*lines, f"wrote {shown} ({'int8' if int8 else 'float32'}, {size:.1f} MB)"])
+
+
+def _is_export(path: Path) -> bool:
+    """Whether ``path`` is an ONNX model that meterlib exported (it carries meterlib's metadata)."""
+    onnx = onnx_format.require("onnx")
+    try:
+        model = onnx.load(str(path), load_external_data=False)
+    except Exception:  # not an ONNX file at all: protobuf raises its own DecodeError, among others
+        return False
+    return any(entry.key == onnx_format.METADATA_KEY for entry in model.metadata_props)
+
+
+def _steps(show: bool):
+    """A function that prints one step of the export, with the seconds since the start, when ``show``."""
+    start = time.perf_counter()
+
+    def step(text: str) -> None:
+        if show:
+            print(f"export [{time.perf_counter() - start:5.1f} s] {text} ...", file=sys.stderr, flush=True)
+    return step
 
 
 def _write_int8(float32: Path, path: Path, *, fields: dict, calibration: list,

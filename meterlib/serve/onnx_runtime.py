@@ -10,6 +10,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from meterlib.model import checkpoint, inference
+from meterlib.run import machine
 from meterlib.serve import onnx_format
 
 
@@ -36,7 +37,7 @@ def session_options(ort, *, threads: int | None = None):
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     # A classifier is one chain of operators: running them in parallel only adds scheduling.
     options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-    options.intra_op_num_threads = threads or os.cpu_count() or 1
+    options.intra_op_num_threads = threads or machine.usable_cpus()
     options.inter_op_num_threads = 1
     # Idle threads sleep instead of spinning, as the PyTorch path does (OMP_WAIT_POLICY=PASSIVE): on a
     # busy machine spinning threads made single photos about twice as slow.
@@ -47,20 +48,35 @@ def session_options(ort, *, threads: int | None = None):
 def load(path: str | os.PathLike, *, threads: int | None = None) -> tuple[dict, OnnxModel]:
     """The checked metadata fields and the runnable model of an exported ``.onnx`` file."""
     path = Path(path)
-    if not path.is_file():  # is_file stats, so a FIFO is never opened
-        raise checkpoint.CheckpointError(f"{path}: ONNX model not found" if not path.exists()
-                                         else f"{path}: not a regular file; give the .onnx file itself")
     ort = onnx_format.require("onnxruntime")
+    data = checkpoint.read_model_file(path, missing="ONNX model not found")
     try:
-        session = ort.InferenceSession(str(path), session_options(ort, threads=threads),
+        session = ort.InferenceSession(data, session_options(ort, threads=threads),
                                        providers=["CPUExecutionProvider"])
     except Exception as exc:  # onnxruntime raises its own types for every kind of broken file
+        if checkpoint.is_torch_file(data):
+            raise checkpoint.CheckpointError(f"{path}: this is a PyTorch checkpoint: give it a .pt name") from None
         reason = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
         raise checkpoint.CheckpointError(f"{path}: not a usable ONNX model ({reason})") from None
+    if bad := _first_non_finite_initializer(data):
+        raise checkpoint.CheckpointError(f"{path}: the weights hold NaN or inf values in {bad!r}; "
+                                         "the model is broken (export it again from a good checkpoint)")
     fields = onnx_format.decode(session.get_modelmeta().custom_metadata_map.get(onnx_format.METADATA_KEY),
                                 source=path)
     _check_signature(session, fields, source=path)
     return fields, OnnxModel(session, len(fields["class_names"]))
+
+
+def _first_non_finite_initializer(data: bytes) -> str:
+    """The name of the first float initializer of a serialized model with a NaN or inf in it; '' when none has."""
+    onnx = onnx_format.require("onnx")
+    from onnx import numpy_helper
+
+    for tensor in onnx.load_model_from_string(data).graph.initializer:
+        values = numpy_helper.to_array(tensor)
+        if np.issubdtype(values.dtype, np.floating) and not np.isfinite(values).all():
+            return tensor.name
+    return ""
 
 
 def _check_signature(session, fields: dict, *, source: Path) -> None:

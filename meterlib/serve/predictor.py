@@ -21,12 +21,18 @@ import numpy as np
 
 from meterlib.confidence import calibration, conformal, selective
 from meterlib.data import photos
+from meterlib.errors import MeterlibError
 from meterlib.model import checkpoint, folding, inference
 from meterlib.serve import batch, onnx_runtime
 
 UNKNOWN = "UNKNOWN"
 # One photo source (see photos.load_rgb) or an iterable of them.
 Photos = Union[photos.PhotoSource, Iterable[photos.PhotoSource]]
+NON_FINITE = "the model gave non-finite outputs (NaN or inf), so it has no answer for this photo"
+
+
+class NonFiniteOutputError(MeterlibError, ValueError):
+    """The model's logits for a photo hold NaN or inf: a confidence computed from them would mean nothing."""
 
 
 @dataclass(frozen=True)
@@ -153,7 +159,10 @@ class Predictor:
     def predict_many(self, images: Photos, *, top_k: int = 3, batch_size: int = 32) -> list[Prediction]:
         """Predictions for one photo or many, batched; ``top_k`` beyond the class count lists every class."""
         top_k = inference.positive_int("top_k", top_k)
-        return self.predictions_from_logits(self.logits(images, batch_size=batch_size), top_k=top_k)
+        items = _as_list(images)
+        logits = self.logits(items, batch_size=batch_size)
+        _refuse_non_finite(logits, names=batch.display_names(items))
+        return self.predictions_from_logits(logits, top_k=top_k)
 
     def predict(self, image: photos.PhotoSource, *, top_k: int = 3) -> Prediction:
         """The prediction for one photo: a path, its bytes, a PIL image or an array."""
@@ -184,10 +193,18 @@ class Predictor:
         """Outcomes of one batch of photos."""
         decoded = batch.decode_each(items, labels, image_size=self.image_size)
         pictures = [picture for picture in decoded if not isinstance(picture, photos.ImageError)]
-        answers = iter(self.predictions_from_logits(self._logits_of(pictures, batch_size=len(items)),
-                                                    top_k=top_k))
-        return [Outcome(label, None, picture.problem) if isinstance(picture, photos.ImageError)
-                else Outcome(label, next(answers), None) for label, picture in zip(labels, decoded)]
+        logits = self._logits_of(pictures, batch_size=len(items))
+        finite = _finite_rows(logits)
+        answers = iter(self.predictions_from_logits(logits[finite], top_k=top_k))
+        rows, outcomes = iter(finite), []
+        for label, picture in zip(labels, decoded):
+            if isinstance(picture, photos.ImageError):
+                outcomes.append(Outcome(label, None, picture.problem))
+            elif next(rows):
+                outcomes.append(Outcome(label, next(answers), None))
+            else:
+                outcomes.append(Outcome(label, None, NON_FINITE))
+        return outcomes
 
     def predictions_from_logits(self, logits, *, top_k: int = 3) -> list[Prediction]:
         """The answers for logits (n, classes) of this model: calibrated, UNKNOWN-flagged, with sets."""
@@ -195,6 +212,7 @@ class Predictor:
         logits = np.asarray(logits, dtype=np.float64)
         if logits.ndim != 2 or logits.shape[1] != len(self.class_names):
             raise ValueError(f"expected logits of shape (n, {len(self.class_names)}), got {logits.shape}")
+        _refuse_non_finite(logits)
         probs = calibration.softmax(logits, temperature=self.temperature)
         qhat = self.conformal_quantile if self.conformal_class_thresholds is None else self.conformal_class_thresholds
         sets = conformal.aps_prediction_sets(probs, qhat, u=self.conformal_u)
@@ -210,6 +228,19 @@ class Predictor:
                 top_classes=[names[i] for i in top], top_probabilities=[float(row[i]) for i in top],
                 prediction_set=[names[i] for i in order if members[i]]))
         return predictions
+
+
+def _finite_rows(logits: np.ndarray) -> np.ndarray:
+    """One bool per row of logits (n, classes): whether all its values are finite."""
+    return np.isfinite(logits).all(axis=1)
+
+
+def _refuse_non_finite(logits: np.ndarray, *, names: Sequence[str] | None = None) -> None:
+    """NonFiniteOutputError naming the first photo (``names``, else its logits row) whose logits are not finite."""
+    bad = np.flatnonzero(~_finite_rows(logits))
+    if bad.size:
+        row = int(bad[0])
+        raise NonFiniteOutputError(f"{names[row] if names is not None else f'logits row {row}'}: {NON_FINITE}")
 
 
 def _as_list(images: Photos) -> list:

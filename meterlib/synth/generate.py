@@ -20,7 +20,7 @@ from pathlib import Path
 import pandas as pd
 from tqdm.auto import tqdm
 
-from meterlib.run import atomic
+from meterlib.run import atomic, machine
 from meterlib.run.paths import SYNTH_MARKER
 from meterlib.synth.catalog import BY_NAME, CATALOG
 from meterlib.synth.counts import resolve_class_counts
@@ -125,7 +125,7 @@ def read_manifest(dataset_dir: str | os.PathLike) -> pd.DataFrame:
 
 def _check_workers(workers: int | None) -> int:
     if workers is None:
-        return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+        return machine.usable_cpus()
     if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
         raise ValueError(f"workers must be a positive integer or None (all cores), got {workers!r}")
     return workers

@@ -15,6 +15,7 @@ import os
 import re
 import signal
 import socket
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,6 +35,7 @@ from meterlib.data import (
     audit,
     figures,
     measuring,
+    photos,
     processed_tree,
     splits_file,
     splitting,
@@ -99,17 +101,50 @@ def deadline(seconds: int):
         signal.signal(signal.SIGALRM, previous)
 
 
-def refuse_reading(name: str, error: OSError):
-    """A fault for the audit: reading the bytes of a file called ``name`` raises ``error``."""
+def refuse_reading(name: str, error: OSError, *, at: str):
+    """A fault for the audit: opening (``at="open"``) or reading (``"read"``) a file called ``name`` raises ``error``."""
     def install(patch: pytest.MonkeyPatch) -> None:
-        real = Path.read_bytes
+        real_open, real_read, refused = os.open, os.read, set()
 
-        def read_bytes(self):
-            if self.name == name:
+        def fake_open(path, flags, *args, **kwargs):
+            if Path(os.fsdecode(path)).name != name:
+                return real_open(path, flags, *args, **kwargs)
+            if at == "open":
                 raise error
-            return real(self)
+            fd = real_open(path, flags, *args, **kwargs)
+            refused.add(fd)
+            return fd
 
-        patch.setattr(Path, "read_bytes", read_bytes)
+        def fake_read(fd, size):
+            if fd in refused:
+                refused.discard(fd)  # the reader closes it now, and the number is given to the next file
+                raise error
+            return real_read(fd, size)
+
+        patch.setattr(os, "open", fake_open)
+        patch.setattr(os, "read", fake_read)
+    return install
+
+
+def block_reading(name: str):
+    """A fault for the audit: reading a file called ``name`` blocks (as a procfs file can) until the test ends."""
+    def install(patch: pytest.MonkeyPatch) -> None:
+        real_open, real_read, blocked, release = os.open, os.read, set(), threading.Event()
+
+        def fake_open(path, flags, *args, **kwargs):
+            fd = real_open(path, flags, *args, **kwargs)
+            if Path(os.fsdecode(path)).name == name:
+                blocked.add(fd)
+            return fd
+
+        def fake_read(fd, size):
+            if fd in blocked:
+                release.wait(30)
+            return real_read(fd, size)
+
+        patch.setattr(os, "open", fake_open)
+        patch.setattr(os, "read", fake_read)
+        patch.setattr(photos, "READ_TIMEOUT_S", 0.5)
     return install
 
 
@@ -183,11 +218,11 @@ AUDIT_CASES = [
               lambda ds: noise_png(os.fsencode(ds) + b"/raw/Z\xfc/0.png", 56),
               r"raw/Z\xfc/0.png", "bad_name", error="not valid UTF-8"),
     AuditCase("read refused (PermissionError)", lambda ds: noise_png(ds / "raw/a/locked.png", 50),
-              "raw/a/locked.png", "unreadable", error="cannot read: Permission denied",
-              fault=refuse_reading("locked.png", PermissionError(13, "Permission denied"))),
+              "raw/a/locked.png", "unreadable", error=r"cannot open the file \(Permission denied\)",
+              fault=refuse_reading("locked.png", PermissionError(13, "Permission denied"), at="open")),
     AuditCase("read fails (I/O error)", lambda ds: noise_png(ds / "raw/a/bad sector.png", 51),
-              "raw/a/bad sector.png", "unreadable", error="cannot read: Input/output error",
-              fault=refuse_reading("bad sector.png", OSError(5, "Input/output error"))),
+              "raw/a/bad sector.png", "unreadable", error=r"cannot read the file \(Input/output error\)",
+              fault=refuse_reading("bad sector.png", OSError(5, "Input/output error"), at="read")),
     AuditCase("class folder cannot be listed", lambda ds: noise_png(ds / "raw/c/0.png", 52),
               "raw/c", "unreadable", error="folder not listed", fault=refuse_listing("c")),
     AuditCase("raw/ itself cannot be listed", lambda ds: None, "raw", "unreadable",
@@ -196,6 +231,12 @@ AUDIT_CASES = [
               "raw/a/odd.png", "unreadable", error="IndexError", fault=decoder_crash),
     AuditCase("zero-byte file", lambda ds: (ds / "raw/a/empty.jpg").write_bytes(b""),
               "raw/a/empty.jpg", "zero_byte", error=r"empty.*\(0 bytes\)"),
+    AuditCase("link to a procfs file (size 0, yet has content)",
+              lambda ds: os.symlink("/proc/self/status", ds / "raw/a/status.jpg"),
+              "raw/a/status.jpg", "not_image", error="not an image file"),
+    AuditCase("read that blocks", lambda ds: noise_png(ds / "raw/a/stuck.png", 57),
+              "raw/a/stuck.png", "unreadable", error=r"did not finish within .* s \(a file that blocks\)",
+              fault=block_reading("stuck.png")),
     AuditCase("text file named .jpg", lambda ds: (ds / "raw/a/notes.jpg").write_text("meter 123"),
               "raw/a/notes.jpg", "not_image", error="not an image file"),
     AuditCase("truncated PNG",

@@ -6,8 +6,10 @@ import errno
 import fcntl
 import json
 import os
+import shutil
 from pathlib import Path
 
+import nbformat
 import pandas as pd
 import pytest
 from PIL import Image
@@ -56,6 +58,7 @@ DOOR_CASES = [
     ("near_duplicate_distance-65", ["-p", "near_duplicate_distance=65"], "near_duplicate_distance",
      r"\[-1, 64\]"),
     ("nuisance_columns-text", ["-p", "nuisance_columns=blur"], "nuisance_columns", "expected a list"),
+    ("photos-text", ["-p", "photos=meter.jpg"], "photos", "expected a list, got 'meter.jpg'"),
     ("dataset-null", ["-p", "dataset=null"], "dataset", "a value is required"),
     ("typo-in-name", ["-p", "epoch_head=3"], "epoch_head", "no notebook declares"),
     ("typo-in-preset", ["-p", "preset=orignal"], "preset", "'orignal' is not one of original, default"),
@@ -113,6 +116,15 @@ def test_relative_paths_resolve_against_the_working_directory(workspace, robust)
     nested = runner.plan(runner.discover_notebooks(), {"dataset": "data/x"})[0].settings
     assert nested["dataset"] == str(workspace / "data" / "x")
     robust.ok("resolved against the working directory, not notebooks/")
+
+
+def test_photo_paths_resolve_against_the_working_directory(workspace, robust):
+    robust.entry = "runner (paths)"
+    name, value = runner.parse_assignment('photos=["my, meter.jpg", "sub/b.jpg", "/abs/c.jpg", "~/d.jpg"]')
+    [panel] = [item for item in runner.plan(runner.discover_notebooks(), {name: value}) if item.name.startswith("04")]
+    assert panel.parameters["photos"] == [str(workspace / "my, meter.jpg"), str(workspace / "sub" / "b.jpg"),
+                                          "/abs/c.jpg", str(Path.home() / "d.jpg")]
+    robust.ok("a list of paths, commas kept, resolved against the working directory")
 
 
 def test_dataset_path_runs_from_any_directory(workspace, monkeypatch, robust):
@@ -260,3 +272,56 @@ def test_one_class_is_refused_before_training(tmp_path, robust):
     with pytest.raises(splitting.SplitError) as err:
         _tiny_table(tmp_path, n_classes=1)
     robust.error(str(err.value), names="c0", problem="only 1 class has training photos.*at least 2")
+
+
+@pytest.fixture()
+def panel_run(tmp_path, monkeypatch):
+    """Run notebook 04 for real through the CLI from a scratch folder: (exit code, stderr, its printed record)."""
+    (tmp_path / "data" / "demo").mkdir(parents=True)  # the dataset must exist; 04 needs nothing in it
+    monkeypatch.chdir(tmp_path)
+
+    def run(capsys, *parameters: str) -> tuple[int, str, str]:
+        argv = [arg for parameter in parameters for arg in ("-p", parameter)]
+        code = cli.main(["run", "--only", "04", "--data-dir", "data", "--reports-dir", "reports", *argv])
+        executed = tmp_path / "reports" / "notebooks" / "04_predict_panel.ipynb"
+        record = ""
+        if code == 0:
+            [cell] = [c for c in nbformat.read(executed, as_version=4).cells if c.get("id") == "e4000008"]
+            record = "".join(output.get("text", "") for output in cell.outputs)
+        return code, capsys.readouterr().err, record
+
+    return run
+
+
+@pytest.mark.slow
+def test_a_mistyped_checkpoint_fails_the_run(panel_run, tmp_path, capsys, robust):
+    robust.entry = "runner (04 checkpoint)"
+    code, err, _ = panel_run(capsys, "checkpoint=models/typo.pt")
+    assert code == 1
+    robust.error(err, names=tmp_path / "models" / "typo.pt",
+                 problem="04_predict_panel.*parameter checkpoint: no model file")
+
+
+@pytest.mark.slow
+def test_no_trained_model_yet_is_a_notice_not_a_failure(panel_run, tmp_path, capsys, robust):
+    robust.entry = "runner (04 checkpoint)"
+    code, err, record = panel_run(capsys)
+    assert code == 0, err
+    assert record.startswith(f"no trained model at {tmp_path / 'reports' / 'model' / 'meterlib_checkpoint.pt'}: ")
+    robust.ok("the panel says there is no model yet; the run succeeds")
+
+
+@pytest.mark.slow
+def test_photos_given_as_a_list_are_answered_and_a_missing_one_is_an_error_line(panel_run, tmp_path, capsys,
+                                                                                random_checkpoint, robust):
+    robust.entry = "runner (04 photos)"
+    (tmp_path / "reports" / "model").mkdir(parents=True)
+    shutil.copyfile(random_checkpoint, tmp_path / "reports" / "model" / "meterlib_checkpoint.pt")
+    Image.new("RGB", (40, 60), (200, 30, 30)).save(tmp_path / "my, meter.png")
+    code, err, record = panel_run(capsys, 'photos=["my, meter.png", "sub/gone.jpg"]', "neighbours=0")
+    assert code == 0, err
+    lines = record.splitlines()
+    assert lines[0].startswith("model: 3 types") and len(lines) == 3, record
+    assert lines[1].startswith("my, meter.png: ") and "top-3: " in lines[1]
+    assert lines[2].startswith("gone.jpg: cannot be answered: ") and "file not found" in lines[2]
+    robust.ok("a name with a comma answered, a missing photo an error line")
