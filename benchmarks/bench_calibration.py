@@ -38,7 +38,7 @@ from scipy import optimize
 from bench_training import dataset_table
 from meterlib import train
 from meterlib.confidence import calibration, conformal, selective
-from meterlib.model import inference
+from meterlib.model import backbones, inference
 from meterlib.run import seeding
 from meterlib.train import cache, loop, phases
 
@@ -225,7 +225,7 @@ def main() -> None:
     parser.add_argument("--dataset", default="demo")
     parser.add_argument("--data-dir", default="")
     parser.add_argument("--image-size", type=int, default=224)
-    parser.add_argument("--backbone", default="auto")
+    parser.add_argument("--backbone", default=backbones.DEFAULT)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--folds", type=int, default=5)
     parser.add_argument("--finetune-epochs", type=int, nargs="+", default=[3], help="phase-2 epochs of option c")

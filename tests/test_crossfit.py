@@ -148,6 +148,18 @@ def _fit(*, lr: float, patience: int, epochs=(3, 2)) -> phases.Fit:
                       device=torch.device("cpu"), tracker=phases.Tracker(use_val=True), seed=0)
 
 
+def test_folds_on_bfloat16_activations_are_folds_on_them_widened():
+    # A bfloat16 run caches bfloat16 activations; the folds must compute on them as on float32 copies.
+    stored, widened = _fit(lr=1e-3, patience=0), _fit(lr=1e-3, patience=0)
+    stored.train_views = [view.bfloat16() for view in stored.train_views]
+    widened.train_views = [view.float() for view in stored.train_views]
+    oof = [crossfit.out_of_fold(fit, start_state=fit.model.state_dict(), clean_acts=fit.train_views[0],
+                                epochs=(1, 1), index=np.arange(12), class_names=["a", "b", "c"], folds=3)
+           for fit in (stored, widened)]
+    assert oof[0].epochs == (1, 1) and np.array_equal(oof[0].logits, oof[1].logits)
+    pd.testing.assert_frame_equal(oof[0].history, oof[1].history)
+
+
 def test_run_recipe_names_the_epochs_on_the_way_to_the_kept_state():
     # Learning rate 0: the first epoch stays the best, phase 2 never improves on it.
     fit = _fit(lr=0.0, patience=1)

@@ -338,7 +338,25 @@ def test_folding_that_would_change_outputs_is_refused():
     assert isinstance(kept.norm, torch.nn.BatchNorm2d)
 
 
-def test_bfloat16_frozen_part_rounds_but_keeps_float32_activations():
+# /proc/cpuinfo's flags line of each kind of CPU (shortened): native bfloat16, or only its emulation.
+CPU_FLAGS = {
+    "avx512_bf16": "fpu sse2 avx2 avx512f avx512bw avx512_vnni avx512_bf16 avx512_vbmi2",
+    "amx_bf16": "fpu sse2 avx2 avx512f avx512bw avx512_vnni amx_bf16 amx_tile amx_int8",
+    "avx512f_only": "fpu sse2 avx2 avx512f avx512bw avx512dq avx512_vnni",
+    "avx2_only": "fpu sse2 avx avx2 fma",
+}
+NATIVE = {"avx512_bf16": True, "amx_bf16": True, "avx512f_only": False, "avx2_only": False}
+
+
+def fake_cpu(monkeypatch, tmp_path, kind: str) -> None:
+    """Make meterlib read the CPU flags of ``kind`` (two cores, as Linux lists them)."""
+    cpuinfo = tmp_path / f"cpuinfo_{kind}"
+    cpuinfo.write_text("".join(f"processor\t: {n}\nmodel name\t: fake\nflags\t\t: {CPU_FLAGS[kind]}\n\n"
+                               for n in range(2)))
+    monkeypatch.setattr(cache, "CPUINFO", cpuinfo)
+
+
+def test_bfloat16_frozen_part_rounds_and_stores_half_the_bytes():
     torch.manual_seed(0)
     model = backbones.build_classifier("random", 3, pretrained=False)
     images = _photos(4)
@@ -346,24 +364,55 @@ def test_bfloat16_frozen_part_rounds_but_keeps_float32_activations():
     exact = train.frozen_activations(model.frozen_part, images, eval_tf, batch_size=4, device="cpu")
     rounded = train.frozen_activations(model.frozen_part, images, eval_tf, batch_size=4, device="cpu",
                                         precision="bfloat16")
-    assert rounded.dtype == exact.dtype == torch.float32
-    assert not torch.equal(rounded, exact)
-    assert float((rounded - exact).norm() / exact.norm()) < 0.02
+    assert (exact.dtype, rounded.dtype) == (torch.float32, torch.bfloat16)
+    assert rounded.element_size() * 2 == exact.element_size() and rounded.shape == exact.shape
+    assert not torch.equal(rounded.float(), exact)
+    assert float((rounded.float() - exact).norm() / exact.norm()) < 0.02
 
 
-@pytest.mark.parametrize("native", [True, False])
-def test_auto_precision_uses_bfloat16_exactly_on_cpus_that_have_it(monkeypatch, native):
-    monkeypatch.setattr(torch.ops.mkldnn, "_is_mkldnn_bf16_supported", lambda: native)
-    assert train.uses_bfloat16("auto", "cpu") is native
+@pytest.mark.parametrize("kind", ["float32", "auto"])
+def test_float32_frozen_part_is_the_plain_float32_pass(model, monkeypatch, tmp_path, kind):
+    fake_cpu(monkeypatch, tmp_path, "avx512f_only")  # 'auto' too must keep float32 here
+    images = _photos(4)
+    eval_tf = transforms.eval_transform(image_size=SIZE, mean=MEAN, std=STD)
+    x = torch.stack([eval_tf(img) for img in images]).contiguous(memory_format=torch.channels_last)
+    with torch.no_grad():
+        plain = folding.fold_batch_norms(model.frozen_part)(x)
+    acts = train.frozen_activations(model.frozen_part, images, eval_tf, batch_size=4, device="cpu", precision=kind)
+    assert acts.dtype == torch.float32 and torch.equal(acts, plain)
+
+
+@pytest.mark.parametrize("kind", list(CPU_FLAGS))
+def test_auto_precision_uses_bfloat16_exactly_on_cpus_with_native_bfloat16(monkeypatch, tmp_path, kind):
+    fake_cpu(monkeypatch, tmp_path, kind)
+    assert cache.native_bfloat16() is NATIVE[kind]
+    assert train.uses_bfloat16("auto", "cpu") is NATIVE[kind]
     assert train.uses_bfloat16("bfloat16", "cpu") and not train.uses_bfloat16("float32", "cpu")
     assert not train.uses_bfloat16("auto", "cuda")  # GPUs are fast enough in float32
 
 
-def test_auto_precision_keeps_float32_where_torch_cannot_tell(monkeypatch):
-    monkeypatch.setattr(torch.ops, "mkldnn", object())  # a torch build without the query
-    assert train.uses_bfloat16("auto", "cpu") is False
+def test_auto_precision_keeps_float32_where_the_cpu_flags_cannot_be_read(monkeypatch, tmp_path):
+    monkeypatch.setattr(cache, "CPUINFO", tmp_path / "no_such_file")  # not Linux: no /proc/cpuinfo
+    assert cache.native_bfloat16() is False and train.uses_bfloat16("auto", "cpu") is False
     with pytest.raises(ValueError, match="frozen_precision"):
         train.config("original", frozen_precision="float16")
+
+
+def test_training_on_bfloat16_activations_is_training_on_them_widened(model):
+    # The cache keeps bfloat16 activations as they are: the layers after the frozen part must see
+    # the same float32 numbers as if they had been widened when cached.
+    stored = _fit(model, lr=1e-3, patience=0)
+    stored.train_views = [view.bfloat16() for view in stored.train_views]
+    stored.val_acts = stored.val_acts.bfloat16()
+    torch.manual_seed(0)
+    other = backbones.build_classifier("random", 3, pretrained=False)
+    widened = _fit(other, lr=1e-3, patience=0)
+    widened.train_views = [view.float() for view in stored.train_views]
+    widened.val_acts = stored.val_acts.float()
+    for fit in (stored, widened):
+        phases.run_recipe(fit)
+    assert stored.tracker.rows == widened.tracker.rows
+    assert all(torch.equal(tensor, other.state_dict()[name]) for name, tensor in model.state_dict().items())
 
 
 ORIGINAL_RECIPE = {
@@ -436,7 +485,11 @@ def test_a_class_of_one_photo_weighs_most_and_messages_name_the_kind_of_setting(
     assert str(caught.value) == f"unknown preset 'fastest'; choose one of {', '.join(train.PRESETS)}"
 
 
-def test_the_probe_reuses_the_clean_activations_that_training_cached(tmp_path, monkeypatch):
+@pytest.mark.parametrize("kind", ["avx512_bf16", "avx512f_only"])
+def test_the_probe_reuses_the_clean_activations_that_training_cached_in_float32(tmp_path, monkeypatch, kind):
+    # The recipe's 'auto' precision caches bfloat16 activations on the first CPU, float32 on the other;
+    # the probe is the float32 probe on both, so it reuses only float32 activations.
+    fake_cpu(monkeypatch, tmp_path, kind)
     table = _colour_table(tmp_path, with_val=True)
     images = train.decode_splits(table, image_size=SIZE)
     classes = {split: list(table.loc[table["split"] == split, "class"]) for split in images}
@@ -444,6 +497,8 @@ def test_the_probe_reuses_the_clean_activations_that_training_cached(tmp_path, m
                        min_val_images=5)
     result = train.train(table, cfg=cfg, backbone="efficientnet_lite0", images=images, progress=False)
     assert {split: len(acts) for split, acts in result.clean_activations.items()} == {"train": 24, "val": 9}
+    assert {acts.dtype for acts in result.clean_activations.values()} == {
+        torch.bfloat16 if NATIVE[kind] else torch.float32}
     fresh = probe.run("efficientnet_lite0", images, classes, image_size=SIZE)
     passes = []
     frozen_activations = cache.frozen_activations
@@ -452,10 +507,23 @@ def test_the_probe_reuses_the_clean_activations_that_training_cached(tmp_path, m
                         or frozen_activations(part, photos, *args, **kwargs))
     reused = probe.run("efficientnet_lite0", images, classes, image_size=SIZE,
                        activations=result.clean_activations)
-    assert passes == [9]  # the test photos only
+    assert passes == ([24, 9, 9] if NATIVE[kind] else [9])  # bfloat16 ones again in float32; else test only
     assert (reused.C, reused.val_accuracy, reused.test_accuracy) == (fresh.C, fresh.val_accuracy, fresh.test_accuracy)
     np.testing.assert_allclose(reused.classifier[-1].coef_, fresh.classifier[-1].coef_, rtol=1e-4, atol=1e-6)
+
+
+def test_the_probe_computes_the_same_float32_features_on_every_cpu(model, monkeypatch, tmp_path):
+    images = _photos(5)
+    features = {}
+    for kind in ("avx512_bf16", "avx2_only"):
+        fake_cpu(monkeypatch, tmp_path, kind)
+        features[kind] = probe.frozen_features(model, images, image_size=SIZE, mean=MEAN, std=STD, device="cpu")
+    assert features["avx512_bf16"].dtype == np.float32
+    assert np.array_equal(features["avx512_bf16"], features["avx2_only"])
+
+
+def test_a_recipe_without_a_clean_view_leaves_the_probe_val_only(tmp_path):
+    table = _colour_table(tmp_path, with_val=True)
     augmented_only = train.config("original", image_size=SIZE, epochs_head=1, epochs_finetune=1, views=1,
                                   batch_size=8)
-    assert list(train.train(table, cfg=augmented_only, backbone="random", images=images,
-                            progress=False).clean_activations) == ["val"]
+    assert list(train.train(table, cfg=augmented_only, backbone="random", progress=False).clean_activations) == ["val"]

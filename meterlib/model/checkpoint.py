@@ -261,7 +261,7 @@ def release(source: str | os.PathLike, target: str | os.PathLike, **fields) -> d
 def check_matches(content: dict, *, class_names: Sequence[str] | None = None,
                   backbone: str | None = None, source: str = "checkpoint") -> None:
     """Raise CheckpointError when the checkpoint's classes or backbone differ from what the data needs."""
-    if backbone is not None and backbone != "auto" and content["backbone"] != backbone:
+    if backbone is not None and content["backbone"] != backbone:
         raise CheckpointError(f"{source}: trained with backbone {content['backbone']!r}, "
                               f"but {backbone!r} was asked for")
     if class_names is not None and list(class_names) != list(content["class_names"]):

@@ -21,7 +21,7 @@ from typing import Any, Callable, Iterator
 from meterlib.model import backbones, gallery_format
 
 IMAGE_SIZES = range(32, 2049)  # sides a backbone can use; outside it a field was garbled
-BACKBONES = (*backbones.SPECS, "random")  # what build_model can rebuild ("auto" is resolved before saving)
+BACKBONES = (*backbones.SPECS, "random")  # what build_model can rebuild
 
 OUT_OF_FOLD_KEYS = ("logits", "labels", "photos", "fold", "method")
 OUT_OF_FOLD_OPTIONAL = ("feature_probs",)

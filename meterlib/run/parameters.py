@@ -85,7 +85,7 @@ RANGES: dict[str, Range] = {
 # lets a typo stop the run at the door, and a test keeps it equal to theirs.
 CHOICES: dict[str, tuple[str, ...]] = {
     "preset": ("original", "default", "seed"),
-    "backbone": ("auto", "resnet18", "efficientnet_lite0", "random"),
+    "backbone": ("resnet18", "efficientnet_lite0", "random"),
     "finetune_bn": ("train", "frozen"),
     "lr_schedule": ("constant", "cosine"),
     "frozen_precision": ("auto", "float32", "bfloat16"),

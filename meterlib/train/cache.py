@@ -5,23 +5,31 @@ output for a given input never changes either. Each augmented view of the traini
 goes through it once; every epoch of both phases then only runs ``last_block`` (phase 2) or just
 the head (phase 1, on pooled features) on those cached activations. ``views`` sets how many
 different augmented versions of each photo are cached; epoch ``e`` uses view ``e % views``.
+
+The activations are kept in the precision the frozen part ran in (bfloat16 halves the cache) and
+widened to float32 one batch at a time where they are used (``to_device``): widening is exact, so
+the layers after the frozen part compute in float32 on the same numbers either way.
 """
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Sequence
 
 from meterlib.model import folding, transforms
 from meterlib.train.recipe import TrainConfig
 
 BATCH_SIZE = 64  # photos per pass through the frozen part
+CPUINFO = Path("/proc/cpuinfo")  # Linux's list of CPU flags; other systems have none and keep float32
+# AVX512-BF16 and AMX-BF16 compute in bfloat16; AVX-512 alone only emulates it, slower than float32.
+NATIVE_BFLOAT16_FLAGS = {"avx512_bf16", "amx_bf16"}
 
 
 def to_device(x, device):
-    """Move a batch to ``device``; image-like (4-D) batches go channels-last, which conv kernels prefer."""
+    """Move a batch to ``device`` as float32; image-like (4-D) batches go channels-last, which conv kernels prefer."""
     import torch
 
-    x = x.to(device, non_blocking=True)
+    x = x.to(device, dtype=torch.float32, non_blocking=True)  # bfloat16 activations: widened exactly
     return x.contiguous(memory_format=torch.channels_last) if x.dim() == 4 else x
 
 
@@ -35,29 +43,36 @@ def batched(model_part, tensors, *, batch_size: int, device):
                           for start in range(0, len(tensors), batch_size)])
 
 
+def native_bfloat16() -> bool:
+    """Whether this CPU computes in bfloat16 natively: it lists the flag avx512_bf16 or amx_bf16."""
+    try:
+        text = CPUINFO.read_text()
+    except OSError:
+        return False
+    flags = {flag for line in text.splitlines() if line.startswith("flags")
+             for flag in line.partition(":")[2].split()}
+    return bool(flags & NATIVE_BFLOAT16_FLAGS)
+
+
 def uses_bfloat16(precision: str, device) -> bool:
     """Whether the frozen part runs in bfloat16: asked for, or 'auto' on a CPU with native bfloat16.
 
-    Such CPUs (AVX512-BF16, AMX) run the frozen part about twice as fast in bfloat16; the cached
-    activations differ from float32 by rounding only (about 3 significant digits).
+    Such CPUs run the frozen part about twice as fast in bfloat16; its activations differ from
+    float32 ones by rounding only (about 3 significant digits). GPUs are fast enough in float32.
     """
     import torch
 
     if precision != "auto":
         return precision == "bfloat16"
-    if torch.device(device).type != "cpu":
-        return False
-    try:  # torch has no public query for this; an older or newer build without it keeps float32
-        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
-    except (AttributeError, RuntimeError):
-        return False
+    return torch.device(device).type == "cpu" and native_bfloat16()
 
 
 def frozen_activations(frozen_part, images: Sequence, transform, *, batch_size: int, device,
                        workers: int = 0, precision: str = "float32", progress: str | None = None):
-    """Output of the frozen part (float32) for each PIL image after ``transform`` (one random draw per image).
+    """Output of the frozen part for each PIL image after ``transform`` (one random draw per image).
 
-    ``progress`` labels a progress bar; ``None`` shows none.
+    The output is bfloat16 when the frozen part ran in bfloat16 (see ``uses_bfloat16``), else
+    float32. ``progress`` labels a progress bar; ``None`` shows none.
     """
     import torch
     from tqdm.auto import tqdm
@@ -68,9 +83,10 @@ def frozen_activations(frozen_part, images: Sequence, transform, *, batch_size: 
     folded = folding.fold_batch_norms(frozen_part)
     chunks = []
     low = uses_bfloat16(precision, device)
+    dtype = torch.bfloat16 if low else torch.float32
     with torch.no_grad(), torch.autocast(device.type, dtype=torch.bfloat16, enabled=low):
         for batch in tqdm(loader, desc=progress, disable=progress is None, leave=False):
-            chunks.append(folded(to_device(batch, device)).float().cpu())
+            chunks.append(folded(to_device(batch, device)).to(dtype).cpu())
     return torch.cat(chunks)
 
 

@@ -45,7 +45,7 @@ class TrainResult:
     timings: dict = field(default_factory=dict)
     out_of_fold: crossfit.OutOfFold | None = None  # with ``folds``: predictions of the training photos
     # The pretrained frozen part's output for un-augmented photos, per split: val, and train when the
-    # recipe caches a clean view (the linear probe reuses them).
+    # recipe caches a clean view (the linear probe reuses float32 ones), in the precision it ran in.
     clean_activations: dict = field(default_factory=dict)
 
 
@@ -83,7 +83,7 @@ def _selection(val_acts, cfg: TrainConfig) -> tuple[bool, str]:
     return False, f"last epoch (only {n_val} val photos)"
 
 
-def train(table: pd.DataFrame, *, cfg: TrainConfig, backbone: str = "auto", weights_path=None,
+def train(table: pd.DataFrame, *, cfg: TrainConfig, backbone: str = backbones.DEFAULT, weights_path=None,
           images: dict | None = None, progress: bool = True, options: RunOptions = RunOptions(),
           folds: int = 0) -> TrainResult:
     """Run the two-phase recipe on ``training_table`` rows; keep the best epoch on val.

@@ -52,7 +52,7 @@ class Fit:
 
     model: object
     cfg: TrainConfig
-    train_views: list  # cached frozen-part activations, one tensor per view
+    train_views: list  # cached frozen-part activations, one tensor per view (float32 or bfloat16)
     train_labels: object
     val_acts: object  # None without val photos
     val_labels: object

@@ -1,4 +1,8 @@
-"""The linear-probe baseline: logistic regression on the pretrained backbone's frozen features."""
+"""The linear-probe baseline: logistic regression on the pretrained backbone's frozen features.
+
+The features are computed in float32 on every CPU, so the baseline means the same everywhere:
+activations cached by a bfloat16 run are not reused (see ``frozen_features``).
+"""
 
 from __future__ import annotations
 
@@ -9,6 +13,8 @@ import numpy as np
 
 from meterlib.model import backbones, inference, transforms
 from meterlib.train import cache
+
+PRECISION = "float32"  # of the frozen part's pass; bfloat16 would make the baseline differ by CPU
 
 
 @dataclass
@@ -23,9 +29,10 @@ class ProbeResult:
 
 def frozen_features(model, images: Sequence, *, image_size: int, mean, std, device=None,
                     batch_size: int = 64, activations=None) -> np.ndarray:
-    """Pooled features of the (not fine-tuned) backbone for PIL images, no augmentation.
+    """Pooled features of the (not fine-tuned) backbone for PIL images, no augmentation, in float32.
 
-    ``activations``: the frozen part's output for these images when already at hand (skips that pass).
+    ``activations``: the frozen part's output for these images when already at hand; float32 ones
+    skip that pass, others (bfloat16) are computed again in float32.
     """
     import torch
 
@@ -33,9 +40,10 @@ def frozen_features(model, images: Sequence, *, image_size: int, mean, std, devi
     if not len(images):
         return np.zeros((0, model.head.in_features), dtype=np.float32)
     model = model.to(device).eval()
-    if activations is None:
+    if activations is None or activations.dtype != getattr(torch, PRECISION):
         activations = cache.frozen_activations(model.frozen_part, images, transforms.eval_transform(
-            image_size=image_size, mean=mean, std=std), batch_size=batch_size, device=device)
+            image_size=image_size, mean=mean, std=std), batch_size=batch_size, device=device,
+            precision=PRECISION)
     tail = torch.nn.Sequential(model.last_block, model.pool)
     with torch.inference_mode():
         return torch.cat([tail(activations[i:i + batch_size].to(device)).cpu()
@@ -68,7 +76,8 @@ def run(backbone: str, images: dict, classes: dict, *, image_size: int, seed: in
     """Fit and score the probe on ``images``/``classes`` dicts keyed by split (train, val, test).
 
     ``activations``: the pretrained frozen part's output for the un-augmented photos of some splits
-    (``TrainResult.clean_activations``); only the other splits then go through the frozen part.
+    (``TrainResult.clean_activations``); the other splits, and all of them when those are not
+    float32, go through the frozen part.
     """
     model = backbones.build_classifier(backbone, 1, weights_path=weights_path)
     mean, std = backbones.normalisation(backbone)

@@ -43,7 +43,7 @@ class TrainConfig:
     lr_schedule: str = "constant"  # or 'cosine' (per phase)
     patience: int = 0  # stop a phase after this many epochs without a better val score; 0: never
     min_val_images: int = 10  # fewer val photos than this: keep the last epoch instead of the best
-    frozen_precision: str = "auto"  # frozen part's arithmetic: 'float32', 'bfloat16', or 'auto'
+    frozen_precision: str = "auto"  # frozen part's arithmetic: 'float32', 'bfloat16', or 'auto' (see cache)
     augment: Augment = ORIGINAL_AUGMENT
 
     def as_dict(self) -> dict:
