@@ -5,7 +5,7 @@ import warnings
 import numpy as np
 import pytest
 
-from meterlib.confidence import calibration
+from meterlib.confidence import calibration, conformal, fitted, mondrian, selective
 
 # Four images, three classes: confidences 0.9 (right), 0.8 (wrong), 0.6 (right), 0.4 (wrong).
 PROBS = np.array([[0.9, 0.05, 0.05],
@@ -265,3 +265,37 @@ def test_the_fallback_warning_is_at_the_callers_line():
     with pytest.warns(calibration.CalibrationWarning) as caught:
         calibration.fit_temperature(np.zeros((3, 2)), [0, 1, 1])
     assert caught[0].filename == __file__
+
+
+def test_a_calibration_keeps_its_fields_through_the_model_file_and_defaults_to_uncalibrated():
+    Calibration = fitted.Calibration
+    stored = Calibration(temperature=np.float64(1.5), unknown_threshold=0.25, conformal_quantile=0.7,
+                         conformal_class_thresholds=[0.1, float("inf")], conformal_u=0.5)
+    fields = stored.to_fields()
+    assert fields["conformal_class_thresholds"] == [0.1, float("inf")] and type(fields["temperature"]) is float
+    assert Calibration.from_fields(fields) == stored
+    # None (the ONNX metadata's null) and absent fields keep the uncalibrated defaults.
+    assert Calibration.from_fields({"conformal_quantile": None}) == Calibration() == Calibration.from_fields({})
+    assert Calibration().conformal_quantile == float("inf") and Calibration().to_fields() == {
+        "temperature": 1.0, "unknown_threshold": 0.5, "conformal_quantile": float("inf"), "conformal_u": 0.0}
+
+
+def test_fit_calibration_scales_first_then_fits_the_threshold_and_sets_on_the_scaled_probabilities():
+    true_logits, labels, _ = _calibrated_sample(np.random.default_rng(4), n=600, k=10)
+    logits = 2.0 * true_logits  # overconfident: the fit must change T
+    groups = np.array(["small", "large"] * 5, dtype=object)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", calibration.CalibrationWarning)
+        result = fitted.fit_calibration(logits, labels, groups, min_samples=30, target_accuracy=0.8, alpha=0.1,
+                                        confidence=None)
+    temperature = calibration.fit_temperature(logits, labels).temperature
+    probs = calibration.softmax(logits, temperature=temperature)
+    quantiles = mondrian.calibrate_mondrian(probs, labels, groups, alpha=0.1, u=conformal.INFORMATIVE_U)
+    assert result.calibration == fitted.Calibration(
+        temperature=temperature,
+        unknown_threshold=selective.choose_threshold(probs.max(axis=1), probs.argmax(axis=1) == labels,
+                                                     target_accuracy=0.8).threshold,
+        conformal_quantile=conformal.calibrate_aps(probs, labels, alpha=0.1),
+        conformal_class_thresholds=mondrian.class_thresholds(quantiles, groups), conformal_u=conformal.INFORMATIVE_U)
+    assert temperature > 1.5 and result.temperature_fit.temperature == temperature
+    assert result.group_quantiles == quantiles and (result.alpha, result.target_accuracy) == (0.1, 0.8)

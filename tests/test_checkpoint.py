@@ -54,13 +54,13 @@ def test_the_model_spec_is_stored_as_plain_fields(saved):
     assert all(isinstance(x, float) for x in raw["mean"] + raw["std"])
 
 
-def test_update_fields_adds_calibration_and_keeps_the_rest(saved):
-    checkpoint.update_fields(saved, temperature=1.7, conformal_quantile=0.9)
+def test_release_in_place_adds_calibration_and_keeps_the_rest(saved):
+    checkpoint.release(saved, saved, temperature=1.7, conformal_quantile=0.9)
     content = checkpoint.load(saved)
     assert content["temperature"] == 1.7 and content["conformal_quantile"] == 0.9
     assert content["class_names"] == CLASSES
     with pytest.raises(checkpoint.CheckpointError, match="state_dict"):
-        checkpoint.update_fields(saved, state_dict={})
+        checkpoint.release(saved, saved, state_dict={})
 
 
 def test_interrupted_write_leaves_the_old_file(saved, monkeypatch):
@@ -73,7 +73,7 @@ def test_interrupted_write_leaves_the_old_file(saved, monkeypatch):
 
     monkeypatch.setattr(torch, "save", broken_save)
     with pytest.raises(KeyboardInterrupt):
-        checkpoint.update_fields(saved, temperature=2.0)
+        checkpoint.release(saved, saved, temperature=2.0)
     assert saved.read_bytes() == before
     assert [p.name for p in saved.parent.iterdir()] == [saved.name]
 
@@ -109,7 +109,7 @@ def test_missing_or_foreign_files_are_named(tmp_path):
 def test_a_field_that_load_would_refuse_is_never_written(saved, tmp_path, model):
     before = saved.read_bytes()
     with pytest.raises(checkpoint.CheckpointError, match=r"field 'temperature' must be a finite number > 0"):
-        checkpoint.update_fields(saved, temperature=-1.0)
+        checkpoint.release(saved, saved, temperature=-1.0)
     assert saved.read_bytes() == before
     with pytest.raises(checkpoint.CheckpointError, match=r"x\.pt: checkpoint field 'image_size' must be an int"):
         checkpoint.save(tmp_path / "x.pt", model=model, spec=dataclasses.replace(SPEC, image_size=8))

@@ -14,16 +14,8 @@ ALPHA = 0.1
 def test_aps_score_is_the_mass_ranked_above_the_true_class():
     probs = np.array([[0.5, 0.3, 0.2], [0.1, 0.2, 0.7], [0.1, 0.2, 0.7]])
     np.testing.assert_allclose(conformal.aps_scores(probs, [1, 2, 0]), [0.5, 0.0, 0.9])
-    u_half = conformal.aps_scores(probs[:1], [1], randomized=True, rng=FixedRng(0.5))
+    u_half = conformal.aps_scores(probs[:1], [1], u=0.5)
     np.testing.assert_allclose(u_half, [0.5 + 0.5 * 0.3])
-
-
-class FixedRng:
-    def __init__(self, value):
-        self.value = value
-
-    def uniform(self, size):
-        return np.full(size, self.value)
 
 
 def test_sets_hold_classes_within_the_quantile_and_never_are_empty():
@@ -66,11 +58,6 @@ def test_too_few_calibration_images_put_every_class_in_the_set():
     assert conformal.aps_prediction_sets(probs, qhat).all()
 
 
-def test_randomized_mode_needs_an_rng():
-    with pytest.raises(ValueError, match="rng"):
-        conformal.aps_scores(np.array([[0.6, 0.4]]), [0], randomized=True)
-
-
 def _synthetic(rng, n, k=10):
     # A somewhat overconfident model: labels drawn from softmax(z), reported logits 1.5 * z.
     z = rng.normal(scale=1.5, size=(n, k))
@@ -81,47 +68,6 @@ def _synthetic(rng, n, k=10):
 def _sampling_error(n_cal, n_test):
     # One standard deviation of empirical coverage: calibration quantile noise plus test binomial noise.
     return math.sqrt(ALPHA * (1 - ALPHA) * (1 / n_cal + 1 / n_test))
-
-
-@pytest.mark.parametrize("seed", [0, 1, 2])
-def test_randomized_aps_coverage_is_within_sampling_error_of_target(seed):
-    rng = np.random.default_rng(seed)
-    n_cal, n_test = 20_000, 50_000  # one standard deviation of coverage: .0025
-    cal_probs, cal_labels = _synthetic(rng, n_cal)
-    test_probs, test_labels = _synthetic(rng, n_test)
-    qhat = conformal.calibrate_aps(cal_probs, cal_labels, alpha=ALPHA, randomized=True, rng=rng)
-    sets = conformal.aps_prediction_sets(test_probs, qhat, randomized=True, rng=rng)
-    coverage = conformal.empirical_coverage(sets, test_labels)
-    assert abs(coverage - (1 - ALPHA)) < 4 * _sampling_error(n_cal, n_test)
-    # The sets are as large as those of the true 90% quantile of the scores (from 400,000 photos):
-    # one point of coverage more or less moves the mean size by about .2.
-    oracle_probs, oracle_labels = _synthetic(rng, 400_000)
-    oracle = np.quantile(conformal.aps_scores(oracle_probs, oracle_labels, randomized=True, rng=rng), 1 - ALPHA)
-    oracle_sets = conformal.aps_prediction_sets(test_probs, oracle, randomized=True, rng=rng)
-    assert conformal.mean_set_size(sets) == pytest.approx(conformal.mean_set_size(oracle_sets), abs=0.12)
-
-
-def _calibrated(rng, n, k=10):
-    # Labels drawn from the model's own probabilities: a randomized APS score of the true class is
-    # then uniform on [0, 1], so a set of threshold qhat covers with probability exactly qhat.
-    probs = calibration.softmax(rng.normal(scale=1.5, size=(n, k)))
-    return probs, (probs.cumsum(axis=1) > rng.uniform(size=(n, 1))).argmax(axis=1)
-
-
-def test_randomized_aps_coverage_has_its_exact_finite_sample_expectation():
-    # qhat is the rank-th of n uniform scores, so coverage averages rank / (n + 1) over calibrations:
-    # n = 10, alpha = .2: rank ceil(11 * .8) = 9 gives 9/11 = .818 (the naive rank 8: .727; 10: .909).
-    rng = np.random.default_rng(3)
-    n, draws, per_draw, alpha = 10, 4000, 25, 0.2
-    probs, labels = _calibrated(rng, n * draws)
-    scores = conformal.aps_scores(probs, labels, randomized=True, rng=rng).reshape(draws, n)
-    test_probs, test_labels = _calibrated(rng, per_draw * draws)
-    covered = [conformal.empirical_coverage(
-        conformal.aps_prediction_sets(test_probs[part], conformal.conformal_quantile(cal, alpha=alpha),
-                                      randomized=True, rng=rng), test_labels[part])
-        for cal, part in zip(scores, (slice(i * per_draw, (i + 1) * per_draw) for i in range(draws)))]
-    # One standard deviation: .0018 from the calibration draws, .0012 from the test photos.
-    assert np.mean(covered) == pytest.approx(9 / 11, abs=0.008)
 
 
 def test_deterministic_aps_covers_at_least_the_target():
@@ -326,8 +272,6 @@ def test_u_one_counts_the_true_class_in_full_and_u_outside_0_1_is_refused():
     np.testing.assert_allclose(conformal.aps_scores(probs, [1], u=1.0), [0.8])
     with pytest.raises(ValueError, match=r"u must lie in \[0, 1\], got -0.1"):
         conformal.aps_prediction_sets(probs, 0.5, u=-0.1)
-    with pytest.raises(ValueError, match=r"randomized APS needs an rng \(np.random.default_rng\(seed\)\)"):
-        conformal.aps_prediction_sets(probs, 0.5, randomized=True)
     with pytest.raises(ValueError, match=r"expected probabilities of shape \(n, classes\), got \(3,\)"):
         conformal.aps_prediction_sets(probs[0], 0.5)
 

@@ -6,6 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from meterlib.confidence.fitted import Calibration
 from meterlib.evaluate import scoring
 from meterlib.serve import Predictor
 
@@ -55,9 +56,9 @@ LOGITS = np.log(RAW)
 
 
 def _answers(logits=LOGITS, *, class_names=CLASSES, temperature=2.0, threshold=0.4, quantile=0.5):
+    calibrated = Calibration(temperature=temperature, unknown_threshold=threshold, conformal_quantile=quantile)
     predictor = Predictor(model=None, class_names=list(class_names), image_size=32, mean=[0.5] * 3,
-                          std=[0.25] * 3, temperature=temperature, unknown_threshold=threshold,
-                          conformal_quantile=quantile)
+                          std=[0.25] * 3, calibration=calibrated)
     return predictor.predictions_from_logits(logits)
 
 

@@ -132,3 +132,15 @@ def test_every_weight_must_be_finite_and_the_first_bad_tensor_is_named():
         broken = {**fine, "head.weight": torch.tensor([0.5, value]), "head.bias": torch.tensor([math.nan])}
         assert field_formats.weights_problem(broken) == (
             "holds NaN or inf values in 'head.weight'; the weights are broken (retrain with notebook 02)")
+
+
+def test_the_field_table_says_which_fields_checkpoints_and_the_onnx_metadata_need():
+    names = [field.name for field in field_formats.FIELDS]
+    assert len(names) == len(set(names))  # each field described once
+    assert set(field_formats.CALIBRATION) <= set(field_formats.IN_ONNX)
+    assert field_formats.REQUIRED == ("format_version", "state_dict", "backbone", "class_names", "image_size",
+                                      "mean", "std")
+    assert field_formats.REQUIRED_IN_ONNX == ("backbone", "class_names", "image_size", "mean", "std",
+                                              "temperature", "unknown_threshold")
+    assert set(field_formats.IN_ONNX) == {*field_formats.REQUIRED_IN_ONNX, "conformal_quantile", "conformal_u",
+                                          "conformal_class_thresholds", "splits_sha256", "versions"}

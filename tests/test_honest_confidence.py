@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from meterlib.confidence import calibration, conformal, mondrian
+from meterlib.confidence.fitted import Calibration
 from meterlib.evaluate import report
 from meterlib.model import backbones, checkpoint
 from meterlib.serve import Predictor
@@ -40,8 +41,8 @@ def _out_of_fold(n: int = 12) -> dict:
 def test_predictor_serves_the_mondrian_sets(saved):
     quantiles = {"small": 0.95, "medium": math.inf, "large": 0.4}
     thresholds = mondrian.class_thresholds(quantiles, GROUPS)
-    checkpoint.update_fields(saved, temperature=1.5, conformal_u=conformal.INFORMATIVE_U,
-                             conformal_class_thresholds=thresholds.tolist())
+    checkpoint.release(saved, saved, temperature=1.5, conformal_u=conformal.INFORMATIVE_U,
+                       conformal_class_thresholds=thresholds.tolist())
     predictor = Predictor.from_checkpoint(saved, device="cpu")
     logits = _logits(50)
     expected = mondrian.mondrian_prediction_sets(calibration.softmax(logits, temperature=1.5), quantiles, GROUPS,
@@ -49,16 +50,16 @@ def test_predictor_serves_the_mondrian_sets(saved):
     served = predictor.predictions_from_logits(logits, top_k=1)
     assert [sorted(a.prediction_set) for a in served] == [sorted(np.array(CLASSES)[row]) for row in expected]
     assert any(len(a.prediction_set) < len(CLASSES) for a in served)
-    again = Predictor.from_checkpoint(saved).with_calibration(
+    again = Predictor.from_checkpoint(saved).with_calibration(Calibration(
         temperature=1.5, unknown_threshold=0.5, conformal_quantile=math.inf,
-        conformal_class_thresholds=thresholds, conformal_u=conformal.INFORMATIVE_U)
+        conformal_class_thresholds=thresholds, conformal_u=conformal.INFORMATIVE_U))
     assert [a.prediction_set for a in again.predictions_from_logits(logits)] == [a.prediction_set for a in served]
 
 
 def test_a_checkpoint_without_the_fields_serves_the_marginal_sets(saved):
-    checkpoint.update_fields(saved, conformal_quantile=0.8)
+    checkpoint.release(saved, saved, conformal_quantile=0.8)
     predictor = Predictor.from_checkpoint(saved, device="cpu")
-    assert predictor.conformal_class_thresholds is None and predictor.conformal_u == 0.0
+    assert predictor.calibration.conformal_class_thresholds is None and predictor.calibration.conformal_u == 0.0
     logits = _logits(20)
     expected = conformal.aps_prediction_sets(calibration.softmax(logits), 0.8)
     served = predictor.predictions_from_logits(logits)
@@ -76,7 +77,7 @@ def test_malformed_out_of_fold_is_refused(saved, change, field):
     value = _out_of_fold()
     change(value)
     with pytest.raises(checkpoint.CheckpointError, match=field):
-        checkpoint.update_fields(saved, out_of_fold=value)
+        checkpoint.release(saved, saved, out_of_fold=value)
 
 
 @pytest.mark.parametrize("fields", [{"conformal_class_thresholds": [0.5, 0.5]},
@@ -85,7 +86,7 @@ def test_malformed_out_of_fold_is_refused(saved, change, field):
                                     {"conformal_u": 1.5}])
 def test_malformed_conformal_fields_are_refused(saved, fields):
     with pytest.raises(checkpoint.CheckpointError, match=next(iter(fields))):
-        checkpoint.update_fields(saved, **fields)
+        checkpoint.release(saved, saved, **fields)
 
 
 def test_calibration_data_takes_out_of_fold_photos_of_the_classes_val_lacks_or_all_while_val_is_small():

@@ -20,7 +20,7 @@ BREAKS = {
                     "calibration.fit_temperature = lambda *a, **k: (lambda f: dataclasses.replace(\n"
                     "    f, temperature=1.25 * f.temperature))(_fit(*a, **k))",
                     "calibration photos: "),
-    "sets": ("_calibrate = mondrian.calibrate_mondrian\n"
+    "sets": ("from meterlib.confidence import mondrian\n_calibrate = mondrian.calibrate_mondrian\n"
              "mondrian.calibrate_mondrian = lambda *a, alpha, **k: _calibrate(*a, alpha=2 * alpha, **k)",
              "target coverage "),
     "unknown": ("selective.is_unknown = lambda confidence, threshold: np.asarray(confidence) < threshold / 2",

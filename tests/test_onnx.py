@@ -26,7 +26,7 @@ def calibrated(random_checkpoint, tmp_path_factory):
     """A copy of the random checkpoint with a full calibration (an infinite class threshold included)."""
     path = tmp_path_factory.mktemp("calibrated") / "model.pt"
     shutil.copy(random_checkpoint, path)
-    checkpoint.update_fields(path, splits_sha256="ab" * 32, **CALIBRATION)
+    checkpoint.release(path, path, splits_sha256="ab" * 32, **CALIBRATION)
     return path
 
 
@@ -64,8 +64,7 @@ def test_metadata_carries_everything_the_predictor_needs(calibrated, exported):
     assert fields["conformal_class_thresholds"] == [0.5, None, 0.7]
     assert fields["meterlib_version"] == content["versions"]["meterlib"] and fields["versions"] == content["versions"]
     served = Predictor.load(exported)
-    for name, value in CALIBRATION.items():
-        assert getattr(served, name) == (tuple(value) if isinstance(value, list) else value)
+    assert served.calibration.to_fields() == CALIBRATION
     assert (served.class_names, served.image_size, served.mean, served.std) == (
         ["zeta", "alpha", "mu"], 32, [0.5] * 3, [0.25] * 3)
 

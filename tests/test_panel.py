@@ -2,7 +2,6 @@
 
 import datetime
 import io
-import math
 import re
 from types import SimpleNamespace
 
@@ -13,6 +12,7 @@ import pytest
 import torch
 from PIL import Image
 
+from meterlib.confidence.fitted import Calibration
 from meterlib.model import backbones, checkpoint
 from meterlib.panel import answers, app, figures, view
 from meterlib.serve import UNKNOWN, Prediction, Predictor
@@ -31,7 +31,7 @@ def predictor(tmp_path_factory) -> Predictor:
 
 
 def _calibrated(predictor, threshold: float) -> Predictor:
-    return predictor.with_calibration(temperature=1.0, unknown_threshold=threshold, conformal_quantile=math.inf)
+    return predictor.with_calibration(Calibration(unknown_threshold=threshold))
 
 
 def _upload(name: str, data: bytes) -> dict:

@@ -8,6 +8,7 @@ import torch
 from PIL import Image
 
 from meterlib.confidence import calibration, selective
+from meterlib.confidence.fitted import Calibration
 from meterlib.model import backbones, checkpoint, folding, inference
 from meterlib.serve import UNKNOWN, Predictor, predictor as serving
 
@@ -36,9 +37,9 @@ def photos(tmp_path):
 
 
 def test_predictions_use_the_checkpoint_temperature_and_class_order(saved, photos):
-    checkpoint.update_fields(saved, temperature=2.0, unknown_threshold=0.0, conformal_quantile=math.inf)
+    checkpoint.release(saved, saved, temperature=2.0, unknown_threshold=0.0, conformal_quantile=math.inf)
     predictor = Predictor.from_checkpoint(saved, device="cpu")
-    assert predictor.class_names == CLASSES and predictor.temperature == 2.0
+    assert predictor.class_names == CLASSES and predictor.calibration.temperature == 2.0
     model = checkpoint.build_model(checkpoint.load(saved))
     raw = inference.logits_for_images(model, inference.load_resized(photos, image_size=32), image_size=32,
                                       mean=(0.5,) * 3, std=(0.25,) * 3, device="cpu").numpy()
@@ -54,7 +55,7 @@ def test_predictions_use_the_checkpoint_temperature_and_class_order(saved, photo
 
 
 def test_unknown_threshold_and_conformal_quantile_come_from_the_checkpoint(saved, photos):
-    checkpoint.update_fields(saved, unknown_threshold=1.0, conformal_quantile=0.0)
+    checkpoint.release(saved, saved, unknown_threshold=1.0, conformal_quantile=0.0)
     predictor = Predictor.from_checkpoint(saved, device="cpu")
     predictions = predictor.predict_many(photos + [Image.open(photos[0])])
     assert all(p.label == UNKNOWN and p.unknown for p in predictions)
@@ -70,7 +71,7 @@ def test_a_missing_checkpoint_is_a_clear_error(tmp_path):
 
 def test_a_fresh_checkpoint_answers_with_the_default_threshold(saved, photos):
     predictor = Predictor.from_checkpoint(saved, device="cpu")
-    assert predictor.unknown_threshold == selective.DEFAULT_UNKNOWN_THRESHOLD
+    assert predictor.calibration.unknown_threshold == selective.DEFAULT_UNKNOWN_THRESHOLD
     for answer in predictor.predict_many(photos):
         assert answer.unknown == (answer.confidence < selective.DEFAULT_UNKNOWN_THRESHOLD)
 
@@ -78,8 +79,9 @@ def test_a_fresh_checkpoint_answers_with_the_default_threshold(saved, photos):
 def test_with_calibration_changes_the_answers_not_the_model(saved, photos):
     predictor = Predictor.from_checkpoint(saved, device="cpu")
     logits = predictor.logits(photos)
-    calibrated = predictor.with_calibration(temperature=0.5, unknown_threshold=1.0, conformal_quantile=0.0)
-    assert calibrated.model is predictor.model and predictor.temperature == 1.0  # the original is unchanged
+    calibrated = predictor.with_calibration(Calibration(temperature=0.5, unknown_threshold=1.0,
+                                                        conformal_quantile=0.0))
+    assert calibrated.model is predictor.model and predictor.calibration == Calibration()  # the original is unchanged
     answers = calibrated.predictions_from_logits(logits)
     expected = calibration.softmax(logits, temperature=0.5)
     assert [a.confidence for a in answers] == pytest.approx(expected.max(axis=1).tolist())
@@ -88,8 +90,8 @@ def test_with_calibration_changes_the_answers_not_the_model(saved, photos):
 
 
 def test_predict_many_is_predictions_from_logits_of_the_photos(saved, photos):
-    predictor = Predictor.from_checkpoint(saved, device="cpu").with_calibration(
-        temperature=1.5, unknown_threshold=0.4, conformal_quantile=0.5)
+    predictor = Predictor.from_checkpoint(saved, device="cpu").with_calibration(Calibration(
+        temperature=1.5, unknown_threshold=0.4, conformal_quantile=0.5))
     assert predictor.predict_many(photos, top_k=2) == predictor.predictions_from_logits(
         predictor.logits(photos), top_k=2)
 

@@ -9,6 +9,7 @@ import pytest
 from PIL import Image
 
 from meterlib.confidence import calibration, conformal
+from meterlib.confidence.fitted import Calibration
 from meterlib.data import photos
 from meterlib.model import checkpoint
 from meterlib.serve import predictor as serving
@@ -21,8 +22,7 @@ LOGITS = np.array([[0.2, -1.0, 2.5, 1.0], [3.0, 0.5, -0.5, 2.0]])
 def _predictor(**calibrated) -> serving.Predictor:
     """A Predictor that only answers logits (no network needed)."""
     plain = serving.Predictor(model=None, class_names=CLASSES, image_size=32, mean=[0.5] * 3, std=[0.25] * 3)
-    settings = dict(temperature=1.0, unknown_threshold=0.5, conformal_quantile=math.inf)
-    return plain.with_calibration(**{**settings, **calibrated})
+    return plain.with_calibration(Calibration(**calibrated))
 
 
 def test_confidence_is_the_calibrated_top_probability_and_top_k_is_ordered():
@@ -77,13 +77,13 @@ def _photo(seed: int) -> Image.Image:
 def test_every_calibration_field_is_read_from_the_checkpoint(random_checkpoint, tmp_path):
     path = shutil.copy(random_checkpoint, tmp_path / "ckpt.pt")
     fresh = serving.Predictor.from_checkpoint(path)
-    assert (fresh.conformal_quantile, fresh.conformal_class_thresholds, fresh.conformal_u) == (math.inf, None, 0.0)
+    assert fresh.calibration == Calibration()
     assert fresh.gallery is None and fresh.device is None and fresh.mean == [0.5] * 3 and fresh.image_size == 32
-    checkpoint.update_fields(path, temperature=1.5, unknown_threshold=0.25, conformal_quantile=0.7,
-                             conformal_class_thresholds=[0.1, math.inf, 0.3], conformal_u=0.5)
+    checkpoint.release(path, path, temperature=1.5, unknown_threshold=0.25, conformal_quantile=0.7,
+                       conformal_class_thresholds=[0.1, math.inf, 0.3], conformal_u=0.5)
     loaded = serving.Predictor.from_checkpoint(path, device="cpu")
-    assert (loaded.temperature, loaded.unknown_threshold, loaded.conformal_quantile) == (1.5, 0.25, 0.7)
-    assert loaded.conformal_class_thresholds == (0.1, math.inf, 0.3) and loaded.conformal_u == 0.5
+    assert loaded.calibration == Calibration(temperature=1.5, unknown_threshold=0.25, conformal_quantile=0.7,
+                                             conformal_class_thresholds=(0.1, math.inf, 0.3), conformal_u=0.5)
     assert loaded.device == "cpu" and loaded.class_names == ["zeta", "alpha", "mu"] and loaded.std == [0.25] * 3
 
 
@@ -189,8 +189,8 @@ def test_load_picks_the_runtime_from_the_suffix(monkeypatch):
 
 
 def test_with_calibration_keeps_the_tie_break_it_is_given():
-    assert _predictor(conformal_u=0.25).conformal_u == 0.25
-    assert _predictor().conformal_u == 0.0
+    assert _predictor(conformal_u=0.25).calibration.conformal_u == 0.25
+    assert _predictor().calibration.conformal_u == 0.0
 
 
 # Photo i (pixels 100 + i) has logits row i: finite, NaN, +inf, -inf.

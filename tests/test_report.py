@@ -1,6 +1,5 @@
 """Notebook 03's report: the rows it judges, its fallbacks, metrics.json, and answers equal to the Predictor's."""
 
-import dataclasses
 import json
 import math
 
@@ -10,7 +9,8 @@ import pytest
 import torch
 from PIL import Image
 
-from meterlib.confidence import calibration, conformal, selective
+from meterlib.confidence import calibration, conformal, fitted, selective
+from meterlib.confidence.fitted import Calibration, CalibrationFit
 from meterlib.evaluate import report, scoring
 from meterlib.model import backbones, checkpoint
 from meterlib.run import atomic
@@ -40,14 +40,17 @@ def dataset(tmp_path):
     return tmp_path
 
 
-def _fitted(val_probs_calibrated, val_labels, *, temperature, threshold) -> report.FittedCalibration:
+def _fitted(val_probs_calibrated, val_labels, *, temperature, threshold, **sets) -> tuple[CalibrationFit, dict]:
+    """A calibration as 03 fits it (``sets``: class thresholds and u), and its record."""
     fit = calibration.TemperatureFit(temperature, True, "set by the test", len(val_labels), 1.0, 0.9)
     table = report.calibration_table({"val": (np.log(val_probs_calibrated), val_labels)}, temperature=1.0,
                                      n_bins=5)
-    return report.FittedCalibration(
-        fit=fit, table=table, ece_bins=5, threshold=selective.ThresholdChoice(threshold, 0.5, 1.0, True),
-        target_accuracy=0.9, conformal_alpha=0.34, conformal_confidence=0.8,
-        conformal_quantile=conformal.calibrate_aps(val_probs_calibrated, val_labels, alpha=0.34))
+    served = Calibration(temperature=temperature, unknown_threshold=threshold,
+                         conformal_quantile=conformal.calibrate_aps(val_probs_calibrated, val_labels, alpha=0.34),
+                         **sets)
+    calibrated = CalibrationFit(served, fit, selective.ThresholdChoice(threshold, 0.5, 1.0, True), {},
+                                target_accuracy=0.9, alpha=0.34, confidence=0.8)
+    return calibrated, report.calibration_record(fit, table=table, ece_bins=5, sources={"val": len(val_labels)})
 
 
 def test_notebook_03_results_are_the_predictors_answers(dataset):
@@ -61,14 +64,15 @@ def test_notebook_03_results_are_the_predictors_answers(dataset):
     val_cal = calibration.softmax(val_logits, temperature=temperature)
     test_cal = calibration.softmax(test_logits, temperature=temperature)
     threshold = float(np.median(test_cal.max(axis=1)))  # some photos answered, some UNKNOWN
-    fitted = _fitted(val_cal, report.class_indices(rows.val["class"], CLASSES), temperature=temperature,
-                     threshold=threshold)
-    answers = fitted.serve(predictor).predictions_from_logits(test_logits)
+    calibrated, record = _fitted(val_cal, report.class_indices(rows.val["class"], CLASSES), temperature=temperature,
+                                 threshold=threshold)
+    answers = predictor.with_calibration(calibrated.calibration).predictions_from_logits(test_logits)
     results = scoring.results_table(answers, images=rows.test["path"].tolist(),
                                     true_classes=rows.test["class"].tolist(), class_names=CLASSES,
                                     probs=calibration.softmax(test_logits))
     # What 04 and the CLI answer for the same photos after 03 released the checkpoint.
-    checkpoint.release(dataset / "model.uncalibrated.pt", dataset / "model.pt", **fitted.checkpoint_fields())
+    checkpoint.release(dataset / "model.uncalibrated.pt", dataset / "model.pt",
+                       **report.checkpoint_fields(calibrated, record=record))
     served = Predictor.from_checkpoint(dataset / "model.pt", device="cpu").predict_many(test_files)
     assert results["predicted_class"].tolist() == [a.top_classes[0] for a in served]
     assert results["calibrated_confidence"].tolist() == pytest.approx([a.confidence for a in served], abs=1e-6)
@@ -88,10 +92,10 @@ def test_rows_of_the_checkpoint_classes_and_the_unseen_ones():
 
 
 def test_without_val_photos_the_default_threshold_is_kept():
-    choice = report.unknown_threshold_choice(np.array([]), np.array([], dtype=bool), target_accuracy=0.9)
+    choice = fitted.unknown_threshold_choice(np.array([]), np.array([], dtype=bool), target_accuracy=0.9)
     assert choice.threshold == selective.DEFAULT_UNKNOWN_THRESHOLD and not choice.target_met
     assert math.isnan(choice.coverage) and math.isnan(choice.accuracy)
-    chosen = report.unknown_threshold_choice(np.array([0.9, 0.6]), np.array([True, False]), target_accuracy=1.0)
+    chosen = fitted.unknown_threshold_choice(np.array([0.9, 0.6]), np.array([True, False]), target_accuracy=1.0)
     assert chosen == selective.ThresholdChoice(0.9, 0.5, 1.0, True)
 
 
@@ -109,26 +113,27 @@ def test_calibration_table_compares_each_split_before_and_after():
 
 def test_metrics_json_schema():
     probs = np.array([[0.8, 0.1, 0.1], [0.2, 0.7, 0.1], [0.3, 0.3, 0.4]])
-    fitted = _fitted(probs, np.array([0, 1, 2]), temperature=1.3, threshold=0.6)
-    served = fitted.serve(Predictor(model=None, class_names=CLASSES, image_size=32, mean=[0.5] * 3,
-                                    std=[0.25] * 3))
+    calibrated, record = _fitted(probs, np.array([0, 1, 2]), temperature=1.3, threshold=0.6)
+    served = Predictor(model=None, class_names=CLASSES, image_size=32, mean=[0.5] * 3, std=[0.25] * 3,
+                       calibration=calibrated.calibration)
     answers = served.predictions_from_logits(np.log(probs))
     outcome = scoring.answer_summary(answers, CLASSES)
     metrics = report.build_metrics(
         checkpoint_created="2026-01-01T00:00:00+00:00", test_metrics=scoring.classification_metrics(probs, [0, 1, 2]),
-        calibrated=fitted, test_outcome=outcome, unseen_rows=MANIFEST[MANIFEST["class"] == "new"],
+        calibrated=calibrated, record=record, test_outcome=outcome, unseen_rows=MANIFEST[MANIFEST["class"] == "new"],
         aurocs={"energy": 0.75}, untested=["mu"], data_warnings=[])
     assert list(metrics) == ["checkpoint_created", "test", "calibration", "unknown_threshold", "conformal",
                              "unseen_classes", "classes_without_test_photos", "data_warnings"]
     assert set(metrics["test"]) == {"images", "classes_present", "accuracy", "balanced_accuracy", "macro_f1",
                                     "top3_accuracy"}
-    record = metrics["calibration"]
-    assert record == fitted.record() and record["temperature"] == 1.3 and record["fitted"] is True
+    assert metrics["calibration"] == record and record["temperature"] == 1.3 and record["fitted"] is True
+    assert record["calibration_photos"] == {"val": 3}
     assert {"reason", "val_images", "ece_bins", "ece_val_before", "brier_val_after"} <= set(record)
     assert metrics["unknown_threshold"] == {
         "threshold": 0.6, "target_accuracy": 0.9, "target_met_on_calibration": True, "calibration_coverage": 0.5,
         "test_coverage": outcome["coverage"], "test_accuracy_answered": outcome["accuracy_answered"]}
-    assert metrics["conformal"] == {"method": "APS", "alpha": 0.34, "confidence": 0.8, "quantile": fitted.conformal_quantile,
+    assert metrics["conformal"] == {"method": "APS", "alpha": 0.34, "confidence": 0.8,
+                                    "quantile": calibrated.calibration.conformal_quantile,
                                     "test_coverage": outcome["set_coverage"],
                                     "test_mean_set_size": outcome["mean_set_size"]}
     assert metrics["unseen_classes"] == {"classes": ["new"], "photos": 2, "auroc": {"energy": 0.75}}
@@ -169,15 +174,14 @@ def _leaves(value):
         yield value
 
 
-def test_checkpoint_fields_and_serving_use_the_same_calibration():
-    fitted = _fitted(np.array([[0.8, 0.2], [0.3, 0.7]]), np.array([0, 1]), temperature=1.3, threshold=0.6)
-    fields = fitted.checkpoint_fields()
-    assert list(fields) == ["temperature", "unknown_threshold", "conformal_quantile", "conformal_alpha",
-                            "calibration"]
-    served = fitted.serve(Predictor(model=None, class_names=["a", "b"], image_size=32, mean=[0.5] * 3,
-                                    std=[0.25] * 3))
-    assert (served.temperature, served.unknown_threshold, served.conformal_quantile) == (
-        fields["temperature"], fields["unknown_threshold"], fields["conformal_quantile"])
+def test_checkpoint_fields_are_the_calibration_its_alpha_and_its_record():
+    calibrated, record = _fitted(np.array([[0.8, 0.2], [0.3, 0.7]]), np.array([0, 1]), temperature=1.3,
+                                 threshold=0.6)
+    fields = report.checkpoint_fields(calibrated, record=record)
+    assert list(fields) == ["temperature", "unknown_threshold", "conformal_quantile", "conformal_u",
+                            "conformal_alpha", "calibration"]
+    assert Calibration.from_fields(fields) == calibrated.calibration
+    assert (fields["conformal_alpha"], fields["calibration"]) == (0.34, record)
 
 
 def test_a_changed_splits_csv_is_refused(tmp_path):
@@ -224,12 +228,8 @@ def test_per_group_sets_and_intervals_go_into_strict_metrics_json(tmp_path):
     assert set(stored["test_calibration_intervals"]["after"]["ece"]) == {"value", "low", "high"}
 
 
-def test_per_class_thresholds_go_into_the_checkpoint_and_the_served_predictor():
-    fitted = dataclasses.replace(
-        _fitted(np.array([[0.8, 0.2], [0.3, 0.7]]), np.array([0, 1]), temperature=1.3, threshold=0.6),
-        conformal_class_thresholds=(0.5, math.inf), conformal_u=0.5)
-    fields = fitted.checkpoint_fields()
+def test_per_class_thresholds_go_into_the_checkpoint():
+    calibrated, record = _fitted(np.array([[0.8, 0.2], [0.3, 0.7]]), np.array([0, 1]), temperature=1.3,
+                                 threshold=0.6, conformal_class_thresholds=(0.5, math.inf), conformal_u=0.5)
+    fields = report.checkpoint_fields(calibrated, record=record)
     assert fields["conformal_class_thresholds"] == [0.5, math.inf] and fields["conformal_u"] == 0.5
-    served = fitted.serve(Predictor(model=None, class_names=["a", "b"], image_size=32, mean=[0.5] * 3,
-                                    std=[0.25] * 3))
-    assert served.conformal_class_thresholds == (0.5, math.inf) and served.conformal_u == 0.5

@@ -1,6 +1,6 @@
 """The fast training path computes what the plain recipe computes, and train() behaves."""
 
-import warnings
+import math
 
 import numpy as np
 import pandas as pd
@@ -10,6 +10,7 @@ from PIL import Image
 
 from meterlib import train
 from meterlib.model import backbones, checkpoint, folding, transforms
+from meterlib.run import parameters, runner
 from meterlib.train import cache, phases, probe
 
 SIZE = 32
@@ -162,16 +163,6 @@ def test_none_means_the_presets_value(preset):
     partly = train.config(preset, augment={**augment, "hue": 0.0}, **{**recipe, "views": 2})
     assert (partly.views, partly.augment.hue) == (2, 0.0)
     assert partly.augment.rotation_deg == train.PRESETS[preset].augment.rotation_deg
-
-
-def test_old_preset_name_still_works_with_a_warning():
-    with pytest.warns(FutureWarning, match="use 'original'"):
-        old = train.config("seed", views=2)
-    assert old == train.config("original", views=2)
-    assert "seed" not in train.PRESETS
-    with warnings.catch_warnings():
-        warnings.simplefilter("error")
-        train.config("original")
 
 
 def _colour_table(tmp_path, *, with_val: bool):
@@ -432,32 +423,44 @@ def test_the_presets_are_the_original_recipe_and_its_documented_changes():
     assert train.config().as_dict() == {**ORIGINAL_RECIPE, **changes}  # 'default' unless named
 
 
-def test_the_old_preset_names_its_successor():
-    with pytest.warns(FutureWarning) as caught:
-        train.config("seed")
-    assert str(caught[0].message) == "preset 'seed' is deprecated; use 'original'"
-
-
-def test_the_old_preset_name_warns_at_the_callers_line():
-    with pytest.warns(FutureWarning) as caught:
-        train.config("seed")
-    assert caught[0].filename == __file__
-
-
 @pytest.mark.parametrize(("change", "message"), [
-    (dict(finetune_bn="all"), "finetune_bn must be 'train' or 'frozen', lr_schedule 'constant' or 'cosine'"),
-    (dict(lr_schedule="step"), "finetune_bn must be 'train' or 'frozen', lr_schedule 'constant' or 'cosine'"),
-    (dict(frozen_precision="float16"), "frozen_precision must be one of auto, float32, bfloat16"),
-    (dict(views=0), "views and batch_size must be >= 1 and image_size >= 32"),
-    (dict(batch_size=0), "views and batch_size must be >= 1 and image_size >= 32"),
-    (dict(image_size=31), "views and batch_size must be >= 1 and image_size >= 32"),
-    (dict(epochs_head=-1, epochs_finetune=3), r"epochs_head \(-1\) and epochs_finetune \(3\) must be >= 0 and train"),
-    (dict(epochs_head=3, epochs_finetune=-1), r"epochs_head \(3\) and epochs_finetune \(-1\) must be >= 0"),
-    (dict(epochs_head=0, epochs_finetune=0), "train at least one epoch together"),
+    (dict(finetune_bn="all"), "parameter finetune_bn: 'all' is not one of train, frozen"),
+    (dict(lr_schedule="step"), "parameter lr_schedule: 'step' is not one of constant, cosine"),
+    (dict(frozen_precision="float16"), "parameter frozen_precision: 'float16' is not one of auto, float32, bfloat16"),
+    (dict(views=0), r"parameter views: 0 is out of range; it must be in \[1, inf\]"),
+    (dict(batch_size=0), r"parameter batch_size: 0 is out of range"),
+    (dict(image_size=31), r"parameter image_size: 31 is out of range; it must be in \[32, 2048\]"),
+    (dict(epochs_head=-1, epochs_finetune=3), r"parameter epochs_head: -1 is out of range"),
+    (dict(epochs_head=3, epochs_finetune=-1), r"parameter epochs_finetune: -1 is out of range"),
+    (dict(epochs_head=0, epochs_finetune=0), r"epochs_head \(0\) and epochs_finetune \(0\) must train at least one"),
+    (dict(lr_head=0.0), r"parameter lr_head: 0\.0 is out of range; it must be in \(0, inf\]"),
+    (dict(augment={"hue": 0.6}), r"parameter hue: 0\.6 is out of range; it must be in \[0, 0\.5\]"),
 ])
 def test_a_recipe_the_loop_cannot_run_is_refused(change, message):
     with pytest.raises(ValueError, match=message):
         train.config("original", **change)
+
+
+def test_the_recipe_and_the_door_refuse_by_the_same_rule():
+    """One rule per setting: the door and the recipe accept and refuse the same values."""
+    checked = 0
+    settings = {**parameters.rules(train.TrainConfig), **parameters.rules(train.Augment)}
+    for name, rule in settings.items():
+        for value in rule.choices or ():
+            assert getattr(train.config("original", **{name: value}), name) == value
+        limits = rule.range or parameters.Range()
+        below = limits.low if limits.open_low else limits.low - 1
+        above = limits.high if limits.open_high else limits.high + 1
+        for outside in (value for value in (below, above) if math.isfinite(value)):
+            hint = "int" if isinstance(outside, int) else "float"
+            given = {"augment": {name: outside}} if name in parameters.rules(train.Augment) else {name: outside}
+            with pytest.raises(parameters.ParameterError) as by_recipe:
+                train.config("original", **given)
+            with pytest.raises(parameters.ParameterError) as at_door:
+                parameters.check(name, outside, hint, door=runner.door())
+            assert str(by_recipe.value) == str(at_door.value)
+            checked += 1
+    assert checked >= 20  # every numeric setting has a finite end
 
 
 def test_the_smallest_runnable_recipe_is_accepted():

@@ -12,9 +12,7 @@ with single classes whatever its confidence. ``u = INFORMATIVE_U`` (0.5) scores 
 class by half its probability, so qhat separates confident from doubtful images and the doubtful
 ones get more classes. Fixed, not drawn per photo: a photo gets the same set whatever its name or
 order, and 03 and the Predictor need no shared seed. With u > 0 a very confident top class can
-score above qhat, so deterministic sets always keep the top class: never empty, and coverage only
-rises. With ``randomized`` u, uniform on [0, 1) per image, coverage is 1 - alpha on average (up
-to 1/(n+1)) and sets may be empty.
+score above qhat, so sets always keep the top class: never empty, and coverage only rises.
 """
 
 from __future__ import annotations
@@ -29,32 +27,23 @@ from meterlib.confidence.calibration import CalibrationWarning, as_probs_and_lab
 INFORMATIVE_U = 0.5
 
 
-def _tie_breaks(n: int, u: float, randomized: bool, rng: np.random.Generator | None) -> np.ndarray:
-    if not randomized:
-        if not 0 <= u <= 1:
-            raise ValueError(f"u must lie in [0, 1], got {u}")
-        return np.full(n, float(u))
-    if rng is None:
-        raise ValueError("randomized APS needs an rng (np.random.default_rng(seed))")
-    return rng.uniform(size=n)
-
-
-def _class_scores(probs: np.ndarray, u: np.ndarray) -> np.ndarray:
+def _class_scores(probs: np.ndarray, u: float) -> np.ndarray:
     # Score of every class: mass strictly ranked above it + u * its own probability.
+    if not 0 <= u <= 1:
+        raise ValueError(f"u must lie in [0, 1], got {u}")
     order = np.argsort(-probs, axis=1, kind="stable")
     sorted_probs = np.take_along_axis(probs, order, axis=1)
     mass_above = np.cumsum(sorted_probs, axis=1) - sorted_probs
-    scores_sorted = mass_above + u[:, None] * sorted_probs
+    scores_sorted = mass_above + u * sorted_probs
     scores = np.empty_like(probs)
     np.put_along_axis(scores, order, scores_sorted, axis=1)
     return scores
 
 
-def aps_scores(probs, labels, *, u: float = 0.0, randomized: bool = False,
-               rng: np.random.Generator | None = None) -> np.ndarray:
+def aps_scores(probs, labels, *, u: float = 0.0) -> np.ndarray:
     """Conformity score of each image's true class (lower = more typical)."""
     probs, labels = as_probs_and_labels(probs, labels)
-    return _class_scores(probs, _tie_breaks(labels.size, u, randomized, rng))[np.arange(labels.size), labels]
+    return _class_scores(probs, u)[np.arange(labels.size), labels]
 
 
 def conformal_quantile(scores, *, alpha: float, confidence: float | None = None,
@@ -102,26 +91,23 @@ def _confident_rank(n: int, alpha: float, confidence: float) -> int:
     return int(certified[0]) if certified.size else n + 1
 
 
-def calibrate_aps(probs, labels, *, alpha: float, u: float = 0.0, randomized: bool = False,
-                  rng: np.random.Generator | None = None) -> float:
+def calibrate_aps(probs, labels, *, alpha: float, u: float = 0.0) -> float:
     """Threshold (qhat) for APS sets with 1 - alpha coverage, from a calibration split."""
-    return conformal_quantile(aps_scores(probs, labels, u=u, randomized=randomized, rng=rng), alpha=alpha)
+    return conformal_quantile(aps_scores(probs, labels, u=u), alpha=alpha)
 
 
-def aps_prediction_sets(probs, qhat, *, u: float = 0.0, randomized: bool = False,
-                        rng: np.random.Generator | None = None) -> np.ndarray:
+def aps_prediction_sets(probs, qhat, *, u: float = 0.0) -> np.ndarray:
     """Boolean (n, k) membership of each class in each image's prediction set.
 
-    ``qhat`` is one threshold or one per class; deterministic sets always hold the top class.
+    ``qhat`` is one threshold or one per class; sets always hold the top class.
     """
     probs = np.asarray(probs, dtype=np.float64)
     if probs.ndim != 2:
         raise ValueError(f"expected probabilities of shape (n, classes), got {probs.shape}")
-    scores = _class_scores(probs, _tie_breaks(probs.shape[0], u, randomized, rng))
+    scores = _class_scores(probs, u)
     sets = scores <= np.asarray(qhat, dtype=np.float64)
-    if not randomized:
-        # For u in [0, 1] the top class has the lowest score of its row.
-        sets[np.arange(probs.shape[0]), scores.argmin(axis=1)] = True
+    # For u in [0, 1] the top class has the lowest score of its row.
+    sets[np.arange(probs.shape[0]), scores.argmin(axis=1)] = True
     return sets
 
 

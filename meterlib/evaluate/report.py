@@ -6,8 +6,6 @@ schema of everything it writes (metrics.json, the checkpoint's calibration field
 
 from __future__ import annotations
 
-import dataclasses
-import math
 import os
 from dataclasses import dataclass
 from typing import Mapping, Sequence
@@ -15,10 +13,9 @@ from typing import Mapping, Sequence
 import numpy as np
 import pandas as pd
 
-from meterlib.confidence import bootstrap, calibration, conformal, mondrian, selective
+from meterlib.confidence import bootstrap, calibration, conformal, fitted, mondrian
 from meterlib.data import splitting, suspects
 from meterlib.model import checkpoint
-from meterlib.serve.predictor import Predictor
 
 
 def check_same_splits(content: dict, splits_csv: str | os.PathLike) -> None:
@@ -53,13 +50,6 @@ def class_indices(classes: Sequence[str], class_names: Sequence[str]) -> np.ndar
     return np.array([position[name] for name in classes], dtype=int)
 
 
-def unknown_threshold_choice(confidence, correct, *, target_accuracy: float) -> selective.ThresholdChoice:
-    """The UNKNOWN threshold chosen on val photos; without any, the default (nothing measured)."""
-    if not len(confidence):
-        return selective.ThresholdChoice(selective.DEFAULT_UNKNOWN_THRESHOLD, math.nan, math.nan, False)
-    return selective.choose_threshold(confidence, correct, target_accuracy=target_accuracy)
-
-
 def calibration_table(splits: Mapping[str, tuple[np.ndarray, np.ndarray]], *, temperature: float,
                       n_bins: int) -> pd.DataFrame:
     """ECE, MCE, NLL, Brier and accuracy per split (name: (logits, labels)), before and after scaling."""
@@ -71,69 +61,41 @@ def calibration_table(splits: Mapping[str, tuple[np.ndarray, np.ndarray]], *, te
     return pd.DataFrame(columns)
 
 
-@dataclass(frozen=True)
-class FittedCalibration:
-    """What 03 fits on the val photos: the Predictor answers with it and the checkpoint keeps it."""
+def calibration_record(fit: calibration.TemperatureFit, *, table: pd.DataFrame, ece_bins: int,
+                       sources: Mapping[str, int]) -> dict:
+    """The temperature fit and its before/after metrics (``table``), as metrics.json and the checkpoint store it."""
+    metrics = {f"{metric}_{column.replace(' ', '_')}": float(table.loc[metric, column])
+               for metric in table.index for column in table.columns}
+    return {"temperature": fit.temperature, "fitted": fit.fitted, "reason": fit.reason,
+            "val_images": fit.n_samples, "calibration_photos": dict(sources), "ece_bins": ece_bins, **metrics}
 
-    fit: calibration.TemperatureFit
-    table: pd.DataFrame  # calibration_table of the splits, before and after the temperature
-    ece_bins: int
-    threshold: selective.ThresholdChoice
-    target_accuracy: float
-    conformal_alpha: float
-    conformal_confidence: float | None  # probability that the per-group sets cover 1 - alpha; None: on average
-    conformal_quantile: float  # marginal APS quantile (u = 0), served by checkpoints without the fields below
-    conformal_class_thresholds: tuple[float, ...] | None = None  # per class: its size group's quantile
-    conformal_u: float = 0.0
-    sources: Mapping[str, int] = dataclasses.field(default_factory=dict)  # calibration photos by source
 
-    def record(self) -> dict:
-        """The temperature fit and its before/after metrics (metrics.json and the checkpoint store it)."""
-        metrics = {f"{metric}_{column.replace(' ', '_')}": float(self.table.loc[metric, column])
-                   for metric in self.table.index for column in self.table.columns}
-        return {"temperature": self.fit.temperature, "fitted": self.fit.fitted, "reason": self.fit.reason,
-                "val_images": self.fit.n_samples, "calibration_photos": dict(self.sources),
-                "ece_bins": self.ece_bins, **metrics}
-
-    def serve(self, predictor: Predictor) -> Predictor:
-        """``predictor`` answering with this calibration."""
-        return predictor.with_calibration(temperature=self.fit.temperature,
-                                          unknown_threshold=self.threshold.threshold,
-                                          conformal_quantile=self.conformal_quantile,
-                                          conformal_class_thresholds=self.conformal_class_thresholds,
-                                          conformal_u=self.conformal_u)
-
-    def checkpoint_fields(self) -> dict:
-        """The fields 03 sets in the checkpoint it releases."""
-        fields = {"temperature": self.fit.temperature, "unknown_threshold": self.threshold.threshold,
-                  "conformal_quantile": self.conformal_quantile, "conformal_alpha": self.conformal_alpha,
-                  "calibration": self.record()}
-        if self.conformal_class_thresholds is not None:
-            fields.update(conformal_u=self.conformal_u,
-                          conformal_class_thresholds=list(self.conformal_class_thresholds))
-        return fields
+def checkpoint_fields(calibrated: fitted.CalibrationFit, *, record: Mapping) -> dict:
+    """The fields 03 sets in the checkpoint it releases: the calibration, its alpha and ``calibration_record``."""
+    return {**calibrated.calibration.to_fields(), "conformal_alpha": calibrated.alpha, "calibration": dict(record)}
 
 
 def build_metrics(*, checkpoint_created: str, test_metrics: Mapping[str, float],
-                  calibrated: FittedCalibration, test_outcome: Mapping[str, float], unseen_rows: pd.DataFrame,
-                  aurocs: Mapping[str, float], untested: Sequence[str], data_warnings: Sequence[str]) -> dict:
+                  calibrated: fitted.CalibrationFit, record: Mapping, test_outcome: Mapping[str, float],
+                  unseen_rows: pd.DataFrame, aurocs: Mapping[str, float], untested: Sequence[str],
+                  data_warnings: Sequence[str]) -> dict:
     """metrics.json: the test metrics, the calibration and what the served answers achieve on test.
 
-    ``test_outcome`` is ``scoring.answer_summary`` of the served test answers; ``aurocs`` separate
-    known from unseen classes per score.
+    ``record`` is ``calibration_record`` of the fit; ``test_outcome`` is ``scoring.answer_summary`` of
+    the served test answers; ``aurocs`` separate known from unseen classes per score.
     """
     choice = calibrated.threshold
     return {
         "checkpoint_created": checkpoint_created,
         "test": dict(test_metrics),
-        "calibration": calibrated.record(),
+        "calibration": dict(record),
         # "calibration": measured on the calibration photos (val, and out of fold where val lacks them).
         "unknown_threshold": {"threshold": choice.threshold, "target_accuracy": calibrated.target_accuracy,
                               "target_met_on_calibration": choice.target_met,
                               "calibration_coverage": choice.coverage, "test_coverage": test_outcome["coverage"],
                               "test_accuracy_answered": test_outcome["accuracy_answered"]},
-        "conformal": {"method": "APS", "alpha": calibrated.conformal_alpha,
-                      "confidence": calibrated.conformal_confidence, "quantile": calibrated.conformal_quantile,
+        "conformal": {"method": "APS", "alpha": calibrated.alpha, "confidence": calibrated.confidence,
+                      "quantile": calibrated.calibration.conformal_quantile,
                       "test_coverage": test_outcome["set_coverage"],
                       "test_mean_set_size": test_outcome["mean_set_size"]},
         "unseen_classes": {"classes": sorted(unseen_rows["class"].unique()), "photos": len(unseen_rows),
@@ -175,8 +137,7 @@ def calibration_data(content: dict, val_logits, val_labels, *, min_val: int) -> 
     or of every class while val has fewer than ``min_val`` photos.
 
     Val photos are scored by the served model itself; the out-of-fold ones by fold models that replay
-    phase 1 only, which are weaker (real digit photos: 59 % out of fold against 80 % on val), so a
-    calibration fitted on them describes another model. They stand in where val has no photo, and
+    phase 1 only, which are weaker, so a calibration fitted on them describes another model. They stand in where val has no photo, and
     fill a val split too small to fit on alone.
     """
     val_labels = np.asarray(val_labels, dtype=np.int64)

@@ -23,7 +23,6 @@ IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 RESNET18_URL = "https://download.pytorch.org/models/resnet18-f37072fd.pth"
 RESNET18_ENV = "METERLIB_RESNET18_WEIGHTS"  # optional path to a local copy of the weights file
-OLD_FROZEN_PART_PREFIX = "stem."  # the frozen part's name in checkpoints written before it was renamed
 
 
 class WeightsUnavailableError(MeterlibError, RuntimeError):
@@ -167,16 +166,7 @@ def build_classifier(name: str, n_classes: int, *, pretrained: bool = True,
         last = nn.Sequential(net.blocks[-1], net.conv_head, net.bn2)
     pool = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten())
     head = nn.Linear(spec(arch).feature_dim, n_classes)
-    model = nn.Sequential(OrderedDict(frozen_part=frozen, last_block=last, pool=pool, head=head))
-    model.register_load_state_dict_pre_hook(_rename_old_frozen_part_keys)
-    return model
-
-
-def _rename_old_frozen_part_keys(module, state_dict, prefix, *_) -> None:
-    """Load-time hook: older checkpoints keep the frozen part under ``stem.``; rename it in place."""
-    old = prefix + OLD_FROZEN_PART_PREFIX
-    for key in [k for k in state_dict if k.startswith(old)]:
-        state_dict[prefix + "frozen_part." + key[len(old):]] = state_dict.pop(key)
+    return nn.Sequential(OrderedDict(frozen_part=frozen, last_block=last, pool=pool, head=head))
 
 
 def create(choice: str, n_classes: int, *, weights_path: str | os.PathLike | None = None):

@@ -10,11 +10,13 @@ weights_only=True)`` reads it without running any pickled code. Keys:
 - ``training``: every training parameter (preset, epochs, learning rates, augmentation, seed, ...)
 - ``splits_sha256``: SHA-256 of the splits.csv the model was trained on
 - ``versions`` (python, torch, torchvision, timm, numpy, meterlib); ``metrics`` (best epoch, accuracies)
-- ``temperature`` (1.0), ``unknown_threshold`` (``DEFAULT_UNKNOWN_THRESHOLD``): set by 03's calibration
-- ``gallery`` (optional): some training photos (see ``gallery_format``); further fields via ``update_fields``
-- ``out_of_fold``, ``conformal_u``, ``conformal_class_thresholds`` (optional): see ``field_formats``
+- ``temperature``, ``unknown_threshold`` (uncalibrated defaults from 02), ``conformal_quantile``,
+  ``conformal_u``, ``conformal_class_thresholds``: the calibration (``confidence.fitted.Calibration``)
+  that 03 fits, with ``conformal_alpha`` and ``calibration`` (what the fit found)
+- ``gallery`` (optional): some training photos (see ``gallery_format``)
+- ``out_of_fold`` (optional): see ``field_formats``
 
-``load`` and ``write`` check every known field (see ``check_fields`` and ``field_formats``).
+``load`` and ``write`` check every known field (see ``check_fields`` and ``field_formats.FIELDS``).
 ``read_model_file`` reads checkpoints and ONNX exports within fixed limits.
 """
 
@@ -34,15 +36,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
-from meterlib.confidence.selective import DEFAULT_UNKNOWN_THRESHOLD
+from meterlib.confidence.fitted import Calibration
 from meterlib.errors import MeterlibError
 from meterlib.model import backbones, field_formats
 from meterlib.run import atomic, bounded_read
 
 FORMAT = "meterlib-checkpoint"
 FORMAT_VERSION = 1
-REQUIRED = ("format_version", "state_dict", "backbone", "class_names", "image_size", "mean", "std")
-# Far above any model meterlib trains (ResNet-18: 45 MB); a larger file is no model and would fill the memory.
+# Far above any model meterlib trains; a larger file is no model and would fill the memory.
 MAX_MODEL_BYTES = 4 * 2**30
 # A local disk reads the largest model in seconds; a read that takes longer is a file that blocks (procfs).
 MODEL_READ_SECONDS = 60.0
@@ -132,7 +133,9 @@ def save(path: str | os.PathLike, *, model, spec: ModelSpec, training: dict | No
         "image_size": int(spec.image_size), "mean": list(map(float, spec.mean)), "std": list(map(float, spec.std)),
         "training": dict(training or {}), "splits_sha256": splits_sha256,
         "versions": library_versions(), "metrics": dict(metrics or {}),
-        "temperature": 1.0, "unknown_threshold": DEFAULT_UNKNOWN_THRESHOLD,
+        # The ONNX metadata requires these, so every checkpoint carries them, uncalibrated until 03.
+        **{name: value for name, value in Calibration().to_fields().items()
+           if name in field_formats.REQUIRED_IN_ONNX},
         "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
     }
     content.update(extra)
@@ -219,7 +222,8 @@ def _is_onnx(data: bytes) -> bool:
     return len(data) > 2 and data[0] == 0x08 and 0 < data[1] < 0x80 and data[2] in b"\x12\x1a\x22\x28\x32\x3a\x42"
 
 
-def check_fields(content: dict, *, source: str | os.PathLike = "checkpoint", required: Sequence[str] = REQUIRED,
+def check_fields(content: dict, *, source: str | os.PathLike = "checkpoint",
+                 required: Sequence[str] = field_formats.REQUIRED,
                  kind: str = "checkpoint") -> None:
     """Raise CheckpointError naming ``source`` and the field when a field has the wrong type or range."""
     version = content.get("format_version")
@@ -229,17 +233,12 @@ def check_fields(content: dict, *, source: str | os.PathLike = "checkpoint", req
     if missing := [key for key in required if key not in content]:
         raise CheckpointError(f"{source}: {kind} field{'s' * (len(missing) > 1)} "
                               f"{', '.join(map(repr, missing))} missing")
-    for field, (valid, requirement) in field_formats.RULES.items():
-        if field in content and not valid(content[field]):
-            shown = textwrap.shorten(reprlib.repr(content[field]), 80, placeholder=" ...")
-            raise CheckpointError(f"{source}: {kind} field {field!r} must be {requirement}, got {shown}")
+    for field in field_formats.RULES.values():
+        if field.name in content and not field.valid(content[field.name]):
+            shown = textwrap.shorten(reprlib.repr(content[field.name]), 80, placeholder=" ...")
+            raise CheckpointError(f"{source}: {kind} field {field.name!r} must be {field.requirement}, got {shown}")
     for field, problem in field_formats.problems(content):
         raise CheckpointError(f"{source}: {kind} field {field!r} {problem}")
-
-
-def update_fields(path: str | os.PathLike, **fields) -> dict:
-    """Set or replace top-level fields (e.g. ``temperature=1.3``) of a checkpoint file, atomically."""
-    return release(path, path, **fields)
 
 
 def release(source: str | os.PathLike, target: str | os.PathLike, **fields) -> dict:

@@ -1,9 +1,11 @@
-"""The rules a checkpoint's fields must meet: each field's type and range, then the checks across fields.
+"""The model file's fields: what each must be, and where it is stored (``FIELDS``, the one table of them).
 
-``checkpoint.check_fields`` applies ``RULES`` (one per field), then raises a CheckpointError for the
-first entry of ``problems``. There the weights come first: they must be finite, and their head must
-give one output per class name, because the class count (``len(class_names)``) sizes the gallery,
-out-of-fold and conformal fields checked after.
+``checkpoint.check_fields`` applies each field's own rule, then raises a CheckpointError for the
+first entry of ``problems``; ``checkpoint`` requires the ``required`` fields, the ONNX metadata
+(``serve.onnx_format``) carries the ``onnx`` ones, and ``confidence.fitted.Calibration`` holds the
+calibration fields under the same names (its defaults are theirs). In ``problems`` the weights come
+first: they must be finite, and their head must give one output per class name, because the class
+count sizes the gallery, out-of-fold and conformal fields checked after them.
 
 - ``out_of_fold`` (optional, from 02): each training photo's logits from models that did not
   train on it; a dict of ``logits`` (float, photos x classes), ``labels`` and ``fold`` (int64, one
@@ -15,9 +17,12 @@ out-of-fold and conformal fields checked after.
 
 from __future__ import annotations
 
+import dataclasses
 import math
+from dataclasses import dataclass
 from typing import Any, Callable, Iterator
 
+from meterlib.confidence.fitted import Calibration
 from meterlib.model import backbones, gallery_format
 
 IMAGE_SIZES = range(32, 2049)  # sides a backbone can use; outside it a field was garbled
@@ -131,18 +136,47 @@ def _is_state_dict(state: Any) -> bool:
         isinstance(key, str) and isinstance(value, torch.Tensor) for key, value in state.items())
 
 
-# field: (whether a value is valid, what a valid value is); check_fields applies them before ``problems``
-RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
-    "format_version": (lambda v: _is_int(v) and v >= 1, "an int >= 1"),
-    "backbone": (lambda v: isinstance(v, str) and v in BACKBONES, "one of " + ", ".join(BACKBONES)),
-    "state_dict": (_is_state_dict, "a non-empty dict of tensors by parameter name"),
-    "class_names": (_is_class_names, "a list of at least 2 distinct, non-empty strings"),
-    "image_size": (lambda v: _is_int(v) and v in IMAGE_SIZES,
-                   f"an int from {IMAGE_SIZES.start} to {IMAGE_SIZES.stop - 1}"),
-    "mean": (_is_three_finite, "a list of 3 finite numbers (one per colour channel)"),
-    "std": (lambda v: _is_three_finite(v) and min(v) > 0, "a list of 3 finite numbers > 0"),
-    "temperature": (lambda v: _is_finite(v) and v > 0, "a finite number > 0"),
-    "unknown_threshold": (lambda v: _is_real(v) and 0 <= v <= 1, "a number from 0 to 1"),
+NOT_IN_ONNX, ONNX_OPTIONAL, ONNX_REQUIRED = "", "optional", "required"
+
+
+@dataclass(frozen=True)
+class Field:
+    """One top-level field of the model file: its own rule, and whether checkpoints and ONNX metadata need it."""
+
+    name: str
+    valid: Callable[[Any], bool] | None = None  # None: no rule of its own (``problems`` may check it)
+    requirement: str = ""  # what a valid value is, as the error message says it
+    required: bool = False  # a checkpoint without it is refused
+    onnx: str = NOT_IN_ONNX  # whether the ONNX metadata carries it: ONNX_OPTIONAL or ONNX_REQUIRED
+
+
+_PREPROCESSING = dict(required=True, onnx=ONNX_REQUIRED)
+# In check order: the first field that breaks its rule is the one an error names.
+FIELDS = (
+    Field("format_version", lambda v: _is_int(v) and v >= 1, "an int >= 1", required=True),
+    Field("state_dict", _is_state_dict, "a non-empty dict of tensors by parameter name", required=True),
+    Field("backbone", lambda v: isinstance(v, str) and v in BACKBONES, "one of " + ", ".join(BACKBONES),
+          **_PREPROCESSING),
+    Field("class_names", _is_class_names, "a list of at least 2 distinct, non-empty strings", **_PREPROCESSING),
+    Field("image_size", lambda v: _is_int(v) and v in IMAGE_SIZES,
+          f"an int from {IMAGE_SIZES.start} to {IMAGE_SIZES.stop - 1}", **_PREPROCESSING),
+    Field("mean", _is_three_finite, "a list of 3 finite numbers (one per colour channel)", **_PREPROCESSING),
+    Field("std", lambda v: _is_three_finite(v) and min(v) > 0, "a list of 3 finite numbers > 0", **_PREPROCESSING),
+    # The calibration (confidence.fitted.Calibration); a checkpoint without it answers uncalibrated.
+    Field("temperature", lambda v: _is_finite(v) and v > 0, "a finite number > 0", onnx=ONNX_REQUIRED),
+    Field("unknown_threshold", lambda v: _is_real(v) and 0 <= v <= 1, "a number from 0 to 1", onnx=ONNX_REQUIRED),
     # None or inf: not calibrated, every class is in every prediction set.
-    "conformal_quantile": (lambda v: v is None or (_is_real(v) and v >= 0), "None, a number >= 0 or inf"),
-}
+    Field("conformal_quantile", lambda v: v is None or (_is_real(v) and v >= 0), "None, a number >= 0 or inf",
+          onnx=ONNX_OPTIONAL),
+    Field("conformal_u", onnx=ONNX_OPTIONAL),  # checked in ``problems``
+    Field("conformal_class_thresholds", onnx=ONNX_OPTIONAL),  # one per class: checked in ``problems``
+    Field("splits_sha256", onnx=ONNX_OPTIONAL),
+    Field("versions", onnx=ONNX_OPTIONAL),
+    Field("gallery"),  # checked in ``problems``
+    Field("out_of_fold"),  # checked in ``problems``
+)
+REQUIRED = tuple(field.name for field in FIELDS if field.required)
+RULES = {field.name: field for field in FIELDS if field.valid is not None}
+IN_ONNX = tuple(field.name for field in FIELDS if field.onnx)
+REQUIRED_IN_ONNX = tuple(field.name for field in FIELDS if field.onnx == ONNX_REQUIRED)
+CALIBRATION = tuple(field.name for field in dataclasses.fields(Calibration))  # each has a Field above (tested)

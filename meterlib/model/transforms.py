@@ -12,6 +12,8 @@ from typing import Sequence
 
 import numpy as np
 
+from meterlib.run.parameters import NON_NEGATIVE, POSITIVE, Range, setting, share
+
 
 def resize(image_size: int):
     """Squash-resize a PIL image to a square (a copy for an image already that size).
@@ -63,16 +65,17 @@ def eval_transform(*, image_size: int, mean: Sequence[float], std: Sequence[floa
 class Augment:
     """Strengths of the training augmentation; the training recipe holds their values."""
 
-    crop_scale_min: float  # zoom: smallest crop area kept, as a share of the photo
-    rotation_deg: float  # angle: largest rotation either way, degrees
-    perspective: float  # angle: perspective distortion strength (0 to 1)
-    perspective_p: float  # share of photos distorted in perspective
-    brightness: float  # lighting: colour jitter strengths
-    contrast: float
-    saturation: float
-    hue: float
-    blur_p: float  # focus: share of photos blurred
-    blur_sigma_max: float  # focus: strongest Gaussian blur, pixels
+    crop_scale_min: float = setting(help="zoom: smallest crop area kept, as a share of the photo",
+                                    range=share(open_low=True))
+    rotation_deg: float = setting(help="angle: largest rotation either way, degrees", range=Range(0, 180))
+    perspective: float = setting(help="angle: perspective distortion strength (0 to 1)", range=share())
+    perspective_p: float = setting(help="share of photos distorted in perspective", range=share())
+    brightness: float = setting(help="lighting: brightness jitter", range=NON_NEGATIVE)
+    contrast: float = setting(help="lighting: contrast jitter", range=NON_NEGATIVE)
+    saturation: float = setting(help="lighting: saturation jitter", range=NON_NEGATIVE)
+    hue: float = setting(help="lighting: hue jitter", range=Range(0, 0.5))
+    blur_p: float = setting(help="focus: share of photos blurred", range=share())
+    blur_sigma_max: float = setting(help="focus: strongest Gaussian blur, pixels", range=POSITIVE)
 
 
 def augmentation(strengths: Augment, *, image_size: int):

@@ -72,7 +72,7 @@ def named_sources(uploads: Iterable[Any]) -> list[tuple[str, Any]]:
 
 def _answer(predictor: Predictor, name: str, source: Any, outcome, *, explain: bool,
             neighbours: int) -> PanelAnswer:
-    known = {"threshold": float(predictor.unknown_threshold), "n_classes": len(predictor.class_names)}
+    known = {"threshold": float(predictor.calibration.unknown_threshold), "n_classes": len(predictor.class_names)}
     if not outcome.ok:
         return PanelAnswer(name=name, error=outcome.error, **known)
     prediction = outcome.prediction

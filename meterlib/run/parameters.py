@@ -1,11 +1,14 @@
-"""Notebook parameters checked at the door: the type from the notebook's hint, the range from one table.
+"""Notebook parameters checked at the door: the type from the notebook's hint, the range from its rule.
 
 The runner checks every value it injects before any notebook starts, so ``epochs_head=abc`` or
-``seed=1.5`` is one clear line instead of a traceback deep inside a notebook.
+``seed=1.5`` is one clear line instead of a traceback deep inside a notebook. A training setting
+carries its rule on its dataclass field (``setting``); the other parameters have theirs in ``RANGES``
+and ``CHOICES`` below.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
 from typing import Any
@@ -52,7 +55,38 @@ POSITIVE = Range(low=0.0, open_low=True)
 COUNT = at_least(1)
 NON_NEGATIVE = at_least(0)
 
-# Every numeric parameter of the notebooks has a range here (a test checks it).
+
+@dataclass(frozen=True)
+class Rule:
+    """What one parameter allows (a range for a number, choices for a text) and its help line."""
+
+    range: Range | None = None
+    choices: tuple[str, ...] | None = None
+    help: str = ""
+
+
+_RULE = "meterlib.rule"  # the dataclass field metadata key of a setting's rule
+
+
+def setting(default: Any = dataclasses.MISSING, *, help: str, range: Range | None = None,
+            choices: tuple[str, ...] | None = None):
+    """A dataclass field declared once: its default, its range or choices, and its one-line help."""
+    return dataclasses.field(default=default, metadata={_RULE: Rule(range=range, choices=choices, help=help)})
+
+
+def rules(kind) -> dict[str, Rule]:
+    """The rule of each field of the dataclass ``kind`` that was declared with ``setting``."""
+    return {f.name: f.metadata[_RULE] for f in dataclasses.fields(kind) if _RULE in f.metadata}
+
+
+def enforce(name: str, value: Any, rule: Rule) -> None:
+    """Raise ParameterError when ``value`` is outside ``rule``'s range or choices."""
+    if rule.range is not None and not rule.range.holds(value):
+        raise ParameterError(f"parameter {name}: {value!r} is out of range; it must be {rule.range.describe()}")
+    if rule.choices is not None and value not in rule.choices:
+        raise ParameterError(f"parameter {name}: {value!r} is not one of {', '.join(rule.choices)}")
+
+# The range of every numeric notebook parameter that is not a training setting (a test checks it).
 RANGES: dict[str, Range] = {
     # 01
     "seed": NON_NEGATIVE, "n_images": COUNT, "n_classes": at_least(2),
@@ -63,13 +97,6 @@ RANGES: dict[str, Range] = {
     "dark_below": share(), "low_contrast_below": share(), "blurry_below": NON_NEGATIVE,
     "workers": NON_NEGATIVE,
     # 02
-    "image_size": Range(32, 2048), "epochs_head": NON_NEGATIVE, "epochs_finetune": NON_NEGATIVE,
-    "lr_head": POSITIVE, "lr_finetune": POSITIVE, "weight_decay": NON_NEGATIVE,
-    "batch_size": COUNT, "views": COUNT, "class_weight_power": NON_NEGATIVE,
-    "label_smoothing": share(open_high=True), "patience": NON_NEGATIVE, "min_val_images": NON_NEGATIVE,
-    "crop_scale_min": share(open_low=True), "rotation_deg": Range(0, 180), "perspective": share(),
-    "perspective_p": share(), "brightness": NON_NEGATIVE, "contrast": NON_NEGATIVE,
-    "saturation": NON_NEGATIVE, "hue": Range(0, 0.5), "blur_p": share(), "blur_sigma_max": POSITIVE,
     "preview_photos": NON_NEGATIVE, "crossfit_folds": Range(0, 50),
     # 03
     "ece_bins": COUNT, "min_calibration_images": NON_NEGATIVE, "target_accuracy": share(open_low=True),
@@ -81,15 +108,22 @@ RANGES: dict[str, Range] = {
     "prefill": NON_NEGATIVE, "neighbours": NON_NEGATIVE,
 }
 
-# Text parameters with a fixed set of values. The stages that use them own the lists; this copy
-# lets a typo stop the run at the door, and a test keeps it equal to theirs.
+# Text parameters with a fixed set of values that are not training settings. The stages that use
+# them own the lists; this copy lets a typo stop the run at the door, and a test keeps it equal to theirs.
 CHOICES: dict[str, tuple[str, ...]] = {
-    "preset": ("original", "default", "seed"),
+    "preset": ("original", "default"),
     "backbone": ("resnet18", "efficientnet_lite0", "random"),
-    "finetune_bn": ("train", "frozen"),
-    "lr_schedule": ("constant", "cosine"),
-    "frozen_precision": ("auto", "float32", "bfloat16"),
 }
+
+
+def door_rules(*setting_classes: type) -> dict[str, Rule]:
+    """Every rule the door checks: the tables above and the fields of ``setting_classes``."""
+    found = {**{name: Rule(range=limits) for name, limits in RANGES.items()},
+             **{name: Rule(choices=values) for name, values in CHOICES.items()}}
+    for kind in setting_classes:
+        found.update(rules(kind))
+    return found
+
 
 _NUMBER_TYPES = {"int": int, "float": float}
 
@@ -101,19 +135,18 @@ def base_type(hint: str) -> tuple[str, bool]:
     return hint, False
 
 
-def check(name: str, value: Any, hint: str) -> Any:
-    """``value`` for parameter ``name`` declared with type ``hint``, converted where lossless; else raise."""
+def check(name: str, value: Any, hint: str, *, door: dict[str, Rule]) -> Any:
+    """``value`` for parameter ``name`` declared with type ``hint``, converted where lossless; else raise.
+
+    ``door``: the rules by parameter name (``door_rules``).
+    """
     kind, optional = base_type(hint)
     if value is None:
         if optional:
             return None
         raise ParameterError(f"parameter {name}: a value is required ({kind}), got nothing")
     value = _typed(name, value, kind)
-    limits = RANGES.get(name)
-    if kind in _NUMBER_TYPES and limits is not None and not limits.holds(value):
-        raise ParameterError(f"parameter {name}: {value!r} is out of range; it must be {limits.describe()}")
-    if name in CHOICES and value not in CHOICES[name]:
-        raise ParameterError(f"parameter {name}: {value!r} is not one of {', '.join(CHOICES[name])}")
+    enforce(name, value, door.get(name, Rule()))
     return value
 
 

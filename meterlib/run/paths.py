@@ -36,10 +36,6 @@ class ProjectPaths:
         return self.dataset_dir / "raw"
 
     @property
-    def processed_dir(self) -> Path:
-        return self.dataset_dir / "processed"
-
-    @property
     def splits_csv(self) -> Path:
         return self.dataset_dir / "splits.csv"
 

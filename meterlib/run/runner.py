@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ast
 import contextlib
+import functools
 import json
 import os
 import tempfile
@@ -16,7 +17,9 @@ import yaml
 
 from meterlib.errors import MeterlibError
 from meterlib.run import atomic, paths
+from meterlib.model.transforms import Augment
 from meterlib.run import parameters as parameters_module
+from meterlib.train.recipe import TrainConfig
 
 NOTEBOOK_GLOB = "[0-9][0-9]_*.ipynb"
 PROFILES_DIR = Path(__file__).resolve().parent / "profiles"
@@ -121,7 +124,8 @@ def plan(notebooks: list[Path], parameters: dict[str, Any]) -> list[PlannedNoteb
         raise RunError(f"unknown parameter(s) {', '.join(unknown)}: no notebook declares them; "
                        f"known parameters: {', '.join(sorted(hints))}")
     try:
-        checked = {name: parameters_module.check(name, value, hints[name]) for name, value in parameters.items()}
+        checked = {name: parameters_module.check(name, value, hints[name], door=door())
+                   for name, value in parameters.items()}
     except parameters_module.ParameterError as exc:
         raise RunError(str(exc)) from None
     checked = absolute_paths(checked)
@@ -135,6 +139,12 @@ def _literal(text: str) -> Any:
         return ast.literal_eval(text)
     except (ValueError, SyntaxError):
         return text
+
+
+@functools.cache
+def door() -> dict[str, parameters_module.Rule]:
+    """The rules every parameter is checked by at the door: the tables and the training settings' fields."""
+    return parameters_module.door_rules(TrainConfig, Augment)
 
 
 def absolute_paths(parameters: dict[str, Any]) -> dict[str, Any]:

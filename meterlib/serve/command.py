@@ -45,7 +45,7 @@ def predict_files(arguments: Sequence[str | os.PathLike], *, model: str | os.Pat
     columns = min(top_k, len(predictor.class_names))
     report = "; ".join(filter(None, [summary(outcomes), inputs.skipped_summary()]))
     if csv_path is None:
-        return format_table(outcomes, top_k=columns, threshold=predictor.unknown_threshold) + "\n" + report
+        return format_table(outcomes, top_k=columns, threshold=predictor.calibration.unknown_threshold) + "\n" + report
     if target is None:
         sys.stdout.write(csv_text(outcomes, top_k=columns))
         return report

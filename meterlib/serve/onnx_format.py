@@ -1,7 +1,7 @@
 """The metadata an exported ONNX model carries: everything the Predictor needs besides the network.
 
 One metadata entry, ``meterlib``, holds strict JSON (readable from any language) with the
-checkpoint's fields under the same names and meanings (see ``model.checkpoint``):
+checkpoint's fields under the same names and meanings (the ``onnx`` ones of ``model.field_formats.FIELDS``):
 
 - ``format`` / ``format_version``: ``"meterlib-onnx"`` / 1
 - ``class_names`` (output order), ``backbone``, ``image_size``, ``mean``, ``std``: the input
@@ -22,7 +22,7 @@ import math
 import os
 
 from meterlib.errors import MeterlibError
-from meterlib.model import checkpoint
+from meterlib.model import checkpoint, field_formats
 from meterlib.run import atomic
 
 INSTALL_HINT = 'pip install "meterlib[onnx]"'
@@ -30,9 +30,7 @@ METADATA_KEY = "meterlib"
 FORMAT, FORMAT_VERSION = "meterlib-onnx", 1
 INPUT_NAME, OUTPUT_NAME = "pixels", "logits"
 PRECISIONS = ("float32", "int8")
-CALIBRATION = ("temperature", "unknown_threshold", "conformal_quantile", "conformal_u", "conformal_class_thresholds")
-FROM_CHECKPOINT = ("class_names", "backbone", "image_size", "mean", "std", *CALIBRATION, "splits_sha256", "versions")
-REQUIRED = ("class_names", "backbone", "image_size", "mean", "std", "temperature", "unknown_threshold", "precision")
+REQUIRED = (*field_formats.REQUIRED_IN_ONNX, "precision")
 
 
 class OnnxUnavailableError(MeterlibError, ImportError):
@@ -52,7 +50,7 @@ def fields_from_checkpoint(content: dict, *, precision: str, checks: dict | None
     """The metadata fields of a loaded checkpoint's export."""
     import meterlib
 
-    fields = {key: content[key] for key in FROM_CHECKPOINT if key in content}
+    fields = {key: content[key] for key in field_formats.IN_ONNX if key in content}
     return {"format": FORMAT, "format_version": FORMAT_VERSION, **fields, "meterlib_version": meterlib.__version__,
             "precision": precision, "checks": dict(checks or {})}
 

@@ -1,8 +1,8 @@
 """Predict a meter type from photos with one model file: calibrated top-k, UNKNOWN flag, prediction set.
 
 Everything comes from the checkpoint file or its ONNX export (weights, class names in order,
-preprocessing, temperature, UNKNOWN threshold, conformal set thresholds); nothing is read from
-folder listings.
+preprocessing, and the ``Calibration``: temperature, UNKNOWN threshold, conformal set thresholds);
+nothing is read from folder listings.
 Notebook 03 evaluates this same code: it fits a calibration, applies it with
 ``with_calibration`` and scores the answers of ``predictions_from_logits``.
 """
@@ -10,7 +10,6 @@ Notebook 03 evaluates this same code: it fits a calibration, applies it with
 from __future__ import annotations
 
 import dataclasses
-import math
 import os
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -19,7 +18,7 @@ from typing import Any, Union
 
 import numpy as np
 
-from meterlib.confidence import calibration, conformal, selective
+from meterlib.confidence.fitted import Calibration
 from meterlib.data import photos
 from meterlib.errors import MeterlibError
 from meterlib.model import checkpoint, folding, inference
@@ -73,12 +72,7 @@ class Predictor:
     image_size: int
     mean: list[float]
     std: list[float]
-    temperature: float = 1.0
-    unknown_threshold: float = selective.DEFAULT_UNKNOWN_THRESHOLD
-    conformal_quantile: float = math.inf  # inf: every class is in every set (not calibrated)
-    # One set threshold per class (03's per-size-group sets); None: conformal_quantile for all.
-    conformal_class_thresholds: tuple[float, ...] | None = None
-    conformal_u: float = 0.0  # APS tie-break the thresholds were calibrated with
+    calibration: Calibration = Calibration()  # the default: uncalibrated
     device: Any = None
     gallery: dict | None = None  # training photos' features and thumbnails (see serve.gallery)
 
@@ -108,28 +102,18 @@ class Predictor:
     @classmethod
     def _from_fields(cls, fields: Mapping, *, model, device=None, gallery=None) -> "Predictor":
         """A Predictor of ``model`` with the preprocessing and calibration of checked checkpoint fields."""
-        quantile, thresholds = fields.get("conformal_quantile"), fields.get("conformal_class_thresholds")
         return cls(model=model, class_names=list(fields["class_names"]), image_size=int(fields["image_size"]),
                    mean=list(fields["mean"]), std=list(fields["std"]),
-                   temperature=float(fields.get("temperature", 1.0)),
-                   unknown_threshold=float(fields.get("unknown_threshold", selective.DEFAULT_UNKNOWN_THRESHOLD)),
-                   conformal_quantile=math.inf if quantile is None else float(quantile),
-                   conformal_class_thresholds=None if thresholds is None else tuple(map(float, thresholds)),
-                   conformal_u=float(fields.get("conformal_u", 0.0)), device=device, gallery=gallery)
+                   calibration=Calibration.from_fields(fields), device=device, gallery=gallery)
 
-    def with_calibration(self, *, temperature: float, unknown_threshold: float, conformal_quantile: float,
-                         conformal_class_thresholds: Sequence[float] | None = None,
-                         conformal_u: float = 0.0) -> "Predictor":
+    def with_calibration(self, calibration: Calibration) -> "Predictor":
         """The same model (shared, not copied) answering with another calibration."""
-        thresholds = None if conformal_class_thresholds is None else tuple(map(float, conformal_class_thresholds))
-        return dataclasses.replace(self, temperature=temperature, unknown_threshold=unknown_threshold,
-                                   conformal_quantile=conformal_quantile,
-                                   conformal_class_thresholds=thresholds, conformal_u=float(conformal_u))
+        return dataclasses.replace(self, calibration=calibration)
 
     def with_folded_batch_norms(self) -> "Predictor":
         """The same calibration on a copy of the model with its batch norms folded into the convolutions.
 
-        About 30% less CPU time per photo; the answers agree with the original's up to float rounding.
+        Less CPU time per photo; the answers agree with the original's up to float rounding.
         An ONNX model is returned as it is: its batch norms were folded when it was exported.
         """
         if isinstance(self.model, onnx_runtime.OnnxModel):
@@ -154,7 +138,7 @@ class Predictor:
 
     def probabilities(self, images: Photos, *, batch_size: int = 32) -> np.ndarray:
         """Calibrated class probabilities (n, classes), columns in ``class_names`` order."""
-        return calibration.softmax(self.logits(images, batch_size=batch_size), temperature=self.temperature)
+        return self.calibration.probabilities(self.logits(images, batch_size=batch_size))
 
     def predict_many(self, images: Photos, *, top_k: int = 3, batch_size: int = 32) -> list[Prediction]:
         """Predictions for one photo or many, batched; ``top_k`` beyond the class count lists every class."""
@@ -213,15 +197,14 @@ class Predictor:
         if logits.ndim != 2 or logits.shape[1] != len(self.class_names):
             raise ValueError(f"expected logits of shape (n, {len(self.class_names)}), got {logits.shape}")
         _refuse_non_finite(logits)
-        probs = calibration.softmax(logits, temperature=self.temperature)
-        qhat = self.conformal_quantile if self.conformal_class_thresholds is None else self.conformal_class_thresholds
-        sets = conformal.aps_prediction_sets(probs, qhat, u=self.conformal_u)
+        probs = self.calibration.probabilities(logits)
+        sets = self.calibration.prediction_sets(probs)
+        unknowns = self.calibration.is_unknown(probs.max(axis=1))
         names = self.class_names
         predictions = []
-        for row, members in zip(probs, sets):
+        for row, members, unknown in zip(probs, sets, unknowns.tolist()):
             order = np.argsort(-row, kind="stable")
             top = order[:top_k]  # slicing clamps top_k to the class count
-            unknown = bool(selective.is_unknown(row[order[0]], self.unknown_threshold))
             predictions.append(Prediction(
                 label=UNKNOWN if unknown else names[order[0]], unknown=unknown,
                 confidence=float(row[order[0]]),

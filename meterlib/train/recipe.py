@@ -1,19 +1,19 @@
 """The training recipe: every number of it, the presets, and the class weights of the loss.
 
-This module is the only home of the recipe's defaults (augmentation strengths included):
+This module is the only home of the recipe's defaults and their rules (augmentation strengths included):
 callers pass ``None`` for what the chosen preset should decide.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import warnings
 from dataclasses import dataclass
 from typing import Mapping
 
 import numpy as np
 
 from meterlib.model.transforms import Augment
+from meterlib.run.parameters import COUNT, NON_NEGATIVE, POSITIVE, Range, enforce, rules, setting, share
 
 PRECISIONS = ("auto", "float32", "bfloat16")
 
@@ -26,24 +26,29 @@ ORIGINAL_AUGMENT = Augment(crop_scale_min=0.7, rotation_deg=10.0, perspective=0.
 class TrainConfig:
     """Every number of the recipe, by default the original system's; stored in the checkpoint."""
 
-    image_size: int = 224
-    epochs_head: int = 6
-    epochs_finetune: int = 8
-    lr_head: float = 1e-3
-    lr_finetune: float = 1e-4
-    weight_decay: float = 0.0
-    batch_size: int = 32
+    image_size: int = setting(224, help="input side in pixels", range=Range(32, 2048))
+    epochs_head: int = setting(6, help="phase 1 epochs, frozen backbone", range=NON_NEGATIVE)
+    epochs_finetune: int = setting(8, help="phase 2 epochs, last block unfrozen", range=NON_NEGATIVE)
+    lr_head: float = setting(1e-3, help="phase 1 Adam learning rate", range=POSITIVE)
+    lr_finetune: float = setting(1e-4, help="phase 2 Adam learning rate", range=POSITIVE)
+    weight_decay: float = setting(0.0, help="Adam weight decay", range=NON_NEGATIVE)
+    batch_size: int = setting(32, help="photos per optimisation step", range=COUNT)
     # The original draws new augmentations every epoch; seven cached views (each seen twice in
     # the 14 epochs) keep most of that variety at half the frozen-part cost.
-    views: int = 7  # augmented versions of each training photo pushed through the frozen part
-    clean_view: bool = False  # view 0 is the un-augmented photo (test photos are not augmented)
-    class_weight_power: float = 0.5  # loss weight of a class ~ (1 / its photo count) ** power
-    label_smoothing: float = 0.0
-    finetune_bn: str = "train"  # 'train': last block's batch norms use batch statistics; 'frozen'
-    lr_schedule: str = "constant"  # or 'cosine' (per phase)
-    patience: int = 0  # stop a phase after this many epochs without a better val score; 0: never
-    min_val_images: int = 10  # fewer val photos than this: keep the last epoch instead of the best
-    frozen_precision: str = "auto"  # frozen part's arithmetic: 'float32', 'bfloat16', or 'auto' (see cache)
+    views: int = setting(7, help="augmented versions of each training photo", range=COUNT)
+    # Test photos are not augmented, so one view like them helps.
+    clean_view: bool = setting(False, help="one of the views is the un-augmented photo")
+    class_weight_power: float = setting(0.5, help="class weight ~ (1/count)**power", range=NON_NEGATIVE)
+    label_smoothing: float = setting(0.0, help="share of each target spread over all classes",
+                                     range=share(open_high=True))
+    finetune_bn: str = setting("train", help="phase 2 batch norms: 'train' (batch statistics) or 'frozen'",
+                               choices=("train", "frozen"))
+    lr_schedule: str = setting("constant", help="'constant' or 'cosine' per phase", choices=("constant", "cosine"))
+    patience: int = setting(0, help="early stop after this many epochs without val gain, 0 never",
+                            range=NON_NEGATIVE)
+    min_val_images: int = setting(10, help="fewer val photos: keep the last epoch", range=NON_NEGATIVE)
+    frozen_precision: str = setting("auto", help="frozen part in 'float32', 'bfloat16' or 'auto' "
+                                    "(bfloat16 on CPUs built for it)", choices=PRECISIONS)
     augment: Augment = ORIGINAL_AUGMENT
 
     def as_dict(self) -> dict:
@@ -59,25 +64,14 @@ PRESETS = {
                            weight_decay=1e-4, label_smoothing=0.1, finetune_bn="frozen",
                            lr_schedule="cosine", patience=5),
 }
-DEPRECATED_PRESETS = {"seed": "original"}  # old name -> new name
-
-
-def _preset(name: str) -> TrainConfig:
-    """The preset called ``name``; a deprecated name works with a FutureWarning at the caller of ``config``."""
-    if name in DEPRECATED_PRESETS:
-        new = DEPRECATED_PRESETS[name]
-        # FutureWarning, not DeprecationWarning: notebook users, not only developers, should see it.
-        warnings.warn(f"preset {name!r} is deprecated; use {new!r}", FutureWarning, stacklevel=3)
-        name = new
-    if name not in PRESETS:
-        raise ValueError(f"unknown preset {name!r}; choose one of {', '.join(PRESETS)}")
-    return PRESETS[name]
 
 
 def config(preset: str = "default", *, augment: Mapping[str, float | None] | None = None,
            **overrides) -> TrainConfig:
     """A preset with the parameters given replaced; ``None`` keeps the preset's, unknown names are an error."""
-    base = _preset(preset)
+    if preset not in PRESETS:
+        raise ValueError(f"unknown preset {preset!r}; choose one of {', '.join(PRESETS)}")
+    base = PRESETS[preset]
     chosen = dataclasses.replace(base, **_given(overrides, TrainConfig),
                                  augment=dataclasses.replace(base.augment, **_given(augment or {}, Augment)))
     _check(chosen)
@@ -94,16 +88,13 @@ def _given(values: Mapping, kind) -> dict:
 
 
 def _check(chosen: TrainConfig) -> None:
-    """Refuse a recipe the loop cannot run."""
-    if chosen.finetune_bn not in ("train", "frozen") or chosen.lr_schedule not in ("constant", "cosine"):
-        raise ValueError("finetune_bn must be 'train' or 'frozen', lr_schedule 'constant' or 'cosine'")
-    if chosen.frozen_precision not in PRECISIONS:
-        raise ValueError(f"frozen_precision must be one of {', '.join(PRECISIONS)}")
-    if chosen.views < 1 or chosen.batch_size < 1 or chosen.image_size < 32:
-        raise ValueError("views and batch_size must be >= 1 and image_size >= 32")
-    if min(chosen.epochs_head, chosen.epochs_finetune) < 0 or chosen.epochs_head + chosen.epochs_finetune < 1:
+    """Refuse a recipe the loop cannot run: each setting by its field's rule (the door's), then the epochs together."""
+    for values in (chosen, chosen.augment):
+        for name, rule in rules(type(values)).items():
+            enforce(name, getattr(values, name), rule)
+    if chosen.epochs_head + chosen.epochs_finetune < 1:
         raise ValueError(f"epochs_head ({chosen.epochs_head}) and epochs_finetune ({chosen.epochs_finetune}) "
-                         "must be >= 0 and train at least one epoch together")
+                         "must train at least one epoch together")
 
 
 def class_weights(labels: np.ndarray, n_classes: int, *, power: float):

@@ -1,0 +1,105 @@
+"""The calibration a model answers with: its five values, how they turn logits into answers, and their fit.
+
+A ``Calibration``'s fields are named as the model file's fields that store them (see
+``model.field_formats``): ``from_fields`` and ``to_fields`` read and write them by those names.
+Notebook 03 fits one with ``fit_calibration``; the Predictor answers with the one in its model file.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import numpy as np
+
+from meterlib.confidence import calibration, conformal, mondrian, selective
+
+
+@dataclass(frozen=True)
+class Calibration:
+    """Temperature, UNKNOWN threshold and prediction-set thresholds; the defaults answer uncalibrated."""
+
+    temperature: float = 1.0
+    unknown_threshold: float = selective.DEFAULT_UNKNOWN_THRESHOLD
+    conformal_quantile: float = math.inf  # inf: every class is in every set
+    # One set threshold per class (03's per-size-group sets); None: conformal_quantile for all.
+    conformal_class_thresholds: tuple[float, ...] | None = None
+    conformal_u: float = 0.0  # APS tie-break the thresholds were calibrated with
+
+    def __post_init__(self):
+        # Plain floats whatever came in (numpy scalars, ints, lists), so equal calibrations compare equal.
+        for field in dataclasses.fields(self):
+            value = getattr(self, field.name)
+            if field.name == "conformal_class_thresholds":
+                value = None if value is None else tuple(map(float, value))
+            else:
+                value = float(value)
+            object.__setattr__(self, field.name, value)
+
+    @classmethod
+    def from_fields(cls, fields: Mapping) -> "Calibration":
+        """The calibration stored in checked model-file fields; an absent or None field keeps its default."""
+        return cls(**{field.name: fields[field.name] for field in dataclasses.fields(cls)
+                      if fields.get(field.name) is not None})
+
+    def to_fields(self) -> dict:
+        """The model-file fields that store this calibration (None values are left out)."""
+        values = {field.name: getattr(self, field.name) for field in dataclasses.fields(self)}
+        return {name: list(value) if isinstance(value, tuple) else value
+                for name, value in values.items() if value is not None}
+
+    def probabilities(self, logits) -> np.ndarray:
+        """Calibrated class probabilities of logits (n, classes)."""
+        return calibration.softmax(logits, temperature=self.temperature)
+
+    def is_unknown(self, confidence) -> np.ndarray:
+        """Whether each calibrated top-class probability is too low to answer (UNKNOWN)."""
+        return selective.is_unknown(confidence, self.unknown_threshold)
+
+    def prediction_sets(self, probs) -> np.ndarray:
+        """Boolean (n, classes) prediction sets of calibrated probabilities."""
+        thresholds = self.conformal_class_thresholds
+        return conformal.aps_prediction_sets(probs, self.conformal_quantile if thresholds is None else thresholds,
+                                             u=self.conformal_u)
+
+
+@dataclass(frozen=True)
+class CalibrationFit:
+    """A fitted Calibration with what its fit found, and the targets it was fitted for."""
+
+    calibration: Calibration
+    temperature_fit: calibration.TemperatureFit
+    threshold: selective.ThresholdChoice
+    group_quantiles: dict[str, float]  # APS quantile per size group (the class thresholds come from these)
+    target_accuracy: float
+    alpha: float
+    confidence: float | None  # probability that the per-group sets cover 1 - alpha; None: on average
+
+
+def unknown_threshold_choice(confidence, correct, *, target_accuracy: float) -> selective.ThresholdChoice:
+    """The UNKNOWN threshold chosen on calibration photos; without any, the default (nothing measured)."""
+    if not len(confidence):
+        return selective.ThresholdChoice(selective.DEFAULT_UNKNOWN_THRESHOLD, math.nan, math.nan, False)
+    return selective.choose_threshold(confidence, correct, target_accuracy=target_accuracy)
+
+
+def fit_calibration(logits, labels, groups, *, min_samples: int, target_accuracy: float, alpha: float,
+                    confidence: float | None, u: float = conformal.INFORMATIVE_U) -> CalibrationFit:
+    """Fit temperature, UNKNOWN threshold and per-group set thresholds, in that order, on calibration photos.
+
+    ``groups`` names each class's set group (e.g. ``mondrian.size_groups``). The threshold and the
+    sets are fitted on the temperature-scaled probabilities, as they are served. The marginal quantile
+    (u = 0) is kept as ``conformal_quantile`` for comparison; the served sets use the class thresholds.
+    """
+    logits = np.asarray(logits, dtype=np.float64)
+    fit = calibration.fit_temperature(logits, labels, min_samples=min_samples)
+    probs = calibration.softmax(logits, temperature=fit.temperature)
+    choice = unknown_threshold_choice(probs.max(axis=1), probs.argmax(axis=1) == np.asarray(labels),
+                                      target_accuracy=target_accuracy)
+    quantiles = mondrian.calibrate_mondrian(probs, labels, groups, alpha=alpha, u=u, confidence=confidence)
+    fitted = Calibration(temperature=fit.temperature, unknown_threshold=choice.threshold,
+                         conformal_quantile=conformal.calibrate_aps(probs, labels, alpha=alpha),
+                         conformal_class_thresholds=mondrian.class_thresholds(quantiles, groups), conformal_u=u)
+    return CalibrationFit(fitted, fit, choice, quantiles, target_accuracy, alpha, confidence)
