@@ -48,7 +48,8 @@ TARGETS = {
     # Of the phase loop only the loss: the loop itself is checked by training runs (seconds per mutant).
     "recipe": Target(("meterlib/train/recipe.py", "meterlib/train/phases.py"), ("tests/test_training.py",),
                      mutants=("meterlib.train.recipe.*", "meterlib.train.phases.x_loss_function__mutmut_*")),
-    "calibration": Target(("meterlib/confidence/calibration.py",), ("tests/test_calibration.py",)),
+    "calibration": Target(("meterlib/confidence/calibration.py", "meterlib/confidence/fitted.py"),
+                          ("tests/test_calibration.py", "tests/test_report.py")),
     "conformal": Target(("meterlib/confidence/conformal.py", "meterlib/confidence/mondrian.py"),
                         ("tests/test_conformal.py",)),
     "selective": Target(("meterlib/confidence/selective.py",),
