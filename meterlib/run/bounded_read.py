@@ -33,14 +33,15 @@ def read_file(path: str | os.PathLike, *, limit: int, timeout: float) -> bytes:
         raise UnreadableFile(path, "file not found") from None
     except (OSError, ValueError) as exc:  # ValueError: a NUL in the name
         raise UnreadableFile(path, f"cannot open the file ({getattr(exc, 'strerror', None) or exc})") from None
-    mode = os.fstat(fd).st_mode
+    info = os.fstat(fd)
+    mode = info.st_mode
     if not stat.S_ISREG(mode):
         os.close(fd)
         kind = "a directory" if stat.S_ISDIR(mode) else "a FIFO, socket or device"
         raise UnreadableFile(path, f"not a regular file ({kind})")
     result: dict = {}
     reader = threading.Thread(target=_read_all, args=(fd, limit, result),
-                              kwargs={"expected": os.fstat(fd).st_size}, daemon=True)
+                              kwargs={"expected": info.st_size}, daemon=True)
     reader.start()
     reader.join(timeout)
     if reader.is_alive():  # the thread closes the file whenever its read returns

@@ -21,6 +21,9 @@ PROGRESS_FROM = 9  # photos from which a progress bar is shown (on a terminal)
 # Smaller than the API's 32: on 2 CPU cores a batch of 16 stays in the cache, ~20% less CPU per photo.
 BATCH_SIZE = 16
 STDOUT = "-"  # as the CSV path: write the CSV to standard output
+FIRST_COLUMNS = ("file", "label", "unknown", "confidence")  # then the top-k, the set and the error
+# How every CSV of this command begins, whatever its top-k: how an earlier answers file is recognised.
+CSV_HEADER_START = (",".join(FIRST_COLUMNS) + ",").encode()
 # A spreadsheet runs a cell that starts with one of these as a formula (CSV injection); tabs and
 # carriage returns, the other two starts that do, are escaped with every control character.
 _FORMULA_STARTS = ("=", "+", "-", "@")
@@ -38,7 +41,7 @@ def predict_files(arguments: Sequence[str | os.PathLike], *, model: str | os.Pat
     target = None
     if csv_path is not None and os.fspath(csv_path) != STDOUT:
         target = output_path.check(csv_path, inputs=[model, *inputs.files], overwrite=overwrite,
-                                   ours=output_path.starts_with(",".join(csv_columns(1)[:4]).encode()))
+                                   ours=output_path.starts_with(CSV_HEADER_START))
     predictor = load_predictor(model)
     outcomes = predictor.predict_each(inputs.files, top_k=top_k, batch_size=batch_size,
                                       progress=len(inputs.files) >= PROGRESS_FROM and sys.stderr.isatty())
@@ -66,7 +69,7 @@ def load_predictor(path: str | os.PathLike) -> Predictor:
 def csv_columns(top_k: int) -> list[str]:
     """The CSV's columns: file, label, unknown, confidence, top1..topK class and probability, set, error."""
     ranked = [f"top{rank}_{what}" for rank in range(1, top_k + 1) for what in ("class", "probability")]
-    return ["file", "label", "unknown", "confidence", *ranked, "prediction_set", "error"]
+    return [*FIRST_COLUMNS, *ranked, "prediction_set", "error"]
 
 
 def csv_rows(outcomes: Sequence[Outcome], *, top_k: int) -> list[dict]:

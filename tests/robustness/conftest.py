@@ -80,6 +80,21 @@ class Recorder:
         self.outcome = what
 
 
+@pytest.fixture(scope="session")
+def predictor(random_checkpoint):
+    """The Predictor of the small random checkpoint (tests/conftest.py): arbitrary but fixed answers."""
+    from meterlib.serve.predictor import Predictor
+
+    return Predictor.from_checkpoint(random_checkpoint, device="cpu")
+
+
+@pytest.fixture()
+def folder(tmp_path) -> Path:
+    """An empty folder for a case's inputs, whose tree the case checks is left untouched."""
+    (tmp_path / "inputs").mkdir()
+    return tmp_path / "inputs"
+
+
 @pytest.fixture()
 def robust(request) -> Recorder:
     """Record the case's entry point and outcome for the suite's summary table."""

@@ -24,20 +24,9 @@ from meterlib.data import photos
 from meterlib.errors import MeterlibError
 from meterlib.model import inference
 from meterlib.run import bounded_read
-from meterlib.serve import Predictor, batch
+from meterlib.serve import batch
 
 FIELD_SIDE = 224  # a field model's input side: the squash that the field sizes below are decoded for
-
-
-@pytest.fixture(scope="module")
-def predictor(random_checkpoint) -> Predictor:
-    return Predictor.from_checkpoint(random_checkpoint, device="cpu")
-
-
-@pytest.fixture()
-def folder(tmp_path) -> Path:
-    (tmp_path / "inputs").mkdir()
-    return tmp_path / "inputs"
 
 
 def meter_photo(size: tuple[int, int], seed: int = 0) -> Image.Image:

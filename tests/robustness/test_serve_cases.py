@@ -26,7 +26,7 @@ from PIL import Image
 
 from meterlib.data import photos
 from meterlib.data.photos import ImageError
-from meterlib.model import backbones, checkpoint
+from meterlib.model import checkpoint
 from meterlib.model.checkpoint import CheckpointError
 from meterlib.serve.predictor import Prediction, Predictor
 
@@ -216,26 +216,6 @@ def describe(result: Any) -> str:
         return f"{len(result)} predictions, top {len(result[0].top_classes)}"
     kind = "probabilities" if np.allclose(result.sum(axis=1), 1.0) else "logits"
     return f"{kind} {result.shape[0]}x{result.shape[1]}"
-
-
-@pytest.fixture(scope="module")
-def good_checkpoint(tmp_path_factory) -> Path:
-    torch.manual_seed(0)
-    path = tmp_path_factory.mktemp("model") / "ckpt.pt"
-    checkpoint.save(path, model=backbones.build_classifier("random", len(CLASSES), pretrained=False),
-                    spec=checkpoint.ModelSpec("random", CLASSES, SIZE, mean=(0.5,) * 3, std=(0.25,) * 3))
-    return path
-
-
-@pytest.fixture(scope="module")
-def predictor(good_checkpoint) -> Predictor:
-    return Predictor.from_checkpoint(good_checkpoint, device="cpu")
-
-
-@pytest.fixture()
-def folder(tmp_path) -> Path:
-    (tmp_path / "inputs").mkdir()
-    return tmp_path / "inputs"
 
 
 @pytest.mark.parametrize("case", PREDICTOR_CASES, ids=lambda case: case.id)
@@ -499,9 +479,9 @@ LOADERS = {"checkpoint.load": checkpoint.load, "Predictor.from_checkpoint": Pred
 
 
 @pytest.mark.parametrize("case", CHECKPOINT_CASES, ids=lambda case: case.id)
-def test_checkpoint_file(case, good_checkpoint, folder, robust):
+def test_checkpoint_file(case, random_checkpoint, folder, robust):
     robust.entry = case.entry
-    path = case.make(folder, good_checkpoint)
+    path = case.make(folder, random_checkpoint)
     load = LOADERS[case.entry]
     with robust.untouched(folder):
         if not case.problem:
