@@ -40,7 +40,7 @@ from meterlib import train
 from meterlib.confidence import calibration, conformal, selective
 from meterlib.model import backbones, inference
 from meterlib.run import seeding
-from meterlib.train import cache, loop, phases
+from meterlib.train import cache, phases
 
 N_BINS = 15
 TARGET_ACCURACY, ALPHA = 0.97, 0.1  # notebook 03's defaults: UNKNOWN threshold target, APS miss rate
@@ -182,7 +182,7 @@ def options(run, kept, args) -> dict:
     found = {}
     for name in (name for option in args.options for name in plans if name.startswith(f"oof-{option}")):
         chosen, epochs = plans[name]
-        found[name] = loop.cross_fit(chosen, epochs=epochs, folds=args.folds)
+        found[name] = crossfit.cross_fit(chosen, epochs=epochs, folds=args.folds)
         print(f"{name}: {found[name].seconds:.0f} s, fold epochs {found[name].epochs}", flush=True)
     return found
 

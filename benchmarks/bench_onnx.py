@@ -38,7 +38,9 @@ import torch  # noqa: E402
 
 from meterlib.model import backbones, checkpoint, inference  # noqa: E402
 from meterlib.run import paths  # noqa: E402
-from meterlib.serve import Predictor, batch, onnx_check, onnx_export, onnx_format, onnx_int8  # noqa: E402
+from meterlib.export import check, onnx_files
+from meterlib.serve import Predictor, batch
+from meterlib.model import onnx_metadata  # noqa: E402
 from meterlib.synth import DatasetSpec, class_names, generate_dataset  # noqa: E402
 
 IMAGE_SIZE, N_CLASSES = 224, 35
@@ -70,9 +72,9 @@ def lite0_checkpoint(folder: Path) -> tuple[Path, bool]:
 def predictors(model_path: Path, folder: Path, calibration: list) -> dict[str, Predictor]:
     """The four runtimes of one checkpoint; the ONNX ones exported as ``meterlib export`` does."""
     content = checkpoint.load(model_path)
-    float32 = onnx_export.write_float32(content, folder / f"{model_path.stem}.onnx", source=model_path)
-    fields = onnx_format.fields_from_checkpoint(content, precision="float32")
-    int8 = onnx_int8.quantize(float32, folder / f"{model_path.stem}.int8.onnx", pictures=calibration, fields=fields)
+    float32 = onnx_files.write_float32(content, folder / f"{model_path.stem}.onnx", source=model_path)
+    fields = onnx_metadata.fields_from_checkpoint(content, precision="float32")
+    int8 = onnx_files.quantize(float32, folder / f"{model_path.stem}.int8.onnx", pictures=calibration, fields=fields)
     eager = Predictor.from_checkpoint(model_path, device="cpu")
     return dict(zip(RUNTIMES, (eager, eager.with_folded_batch_norms(), Predictor.load(float32), Predictor.load(int8))))
 
@@ -129,14 +131,14 @@ def verdict(model: str, seconds: dict[str, np.ndarray], rates: dict[str, tuple])
 
 def demo_accuracy(runtimes: dict[str, Predictor], model_path: Path) -> list[str]:
     """Demo test accuracy: ONNX float32 beside PyTorch, INT8 beside float32."""
-    test = onnx_check.split_photos(paths.resolve().splits_csv, checkpoint.load(model_path), split="test")
+    test = check.split_photos(paths.resolve().splits_csv, checkpoint.load(model_path), split="test")
     pictures = inference.load_resized(test.paths, image_size=IMAGE_SIZE)
     float32, int8 = runtimes["ORT float32"], runtimes["ORT INT8"]
-    exported = onnx_check.compare(runtimes[RUNTIMES[0]], float32, pictures, test.labels)
-    quantized = onnx_check.compare(float32, int8, pictures, test.labels)
+    exported = check.compare(runtimes[RUNTIMES[0]], float32, pictures, test.labels)
+    quantized = check.compare(float32, int8, pictures, test.labels)
     met = "met" if -quantized.accuracy_change <= TARGET_INT8_LOSS else "NOT met"
-    return [f"ORT float32, {onnx_check.summary(exported, against='PyTorch')}",
-            f"ORT INT8, {onnx_check.summary(quantized, against='float32')} "
+    return [f"ORT float32, {check.summary(exported, against='PyTorch')}",
+            f"ORT INT8, {check.summary(quantized, against='float32')} "
             f"(target: loses <= {100 * TARGET_INT8_LOSS:g} point: {met})"]
 
 
@@ -144,7 +146,7 @@ def run(folder: Path, *, photos: int, repeats: int, batch_size: int) -> list[str
     generate_dataset(folder / "photos", DatasetSpec(n_images=photos, n_classes=8), progress=False)
     files = batch.expand_inputs([folder / "photos"]).files
     lite0, trained = lite0_checkpoint(folder)
-    calibration = (onnx_int8.calibration_pictures(paths.resolve().splits_csv, checkpoint.load(lite0)) if trained
+    calibration = (onnx_files.calibration_pictures(paths.resolve().splits_csv, checkpoint.load(lite0)) if trained
                    else inference.load_resized(files, image_size=IMAGE_SIZE))
     lines, verdicts, accuracy = [], [], []
     for model, path in (("EfficientNet-Lite0", lite0), ("ResNet-18", resnet18_checkpoint(folder))):

@@ -9,7 +9,7 @@ photos at phone size. Rows:
 - CLI: ``python -m meterlib predict FOLDER --csv OUT`` as a subprocess, start-up included; the
   same for one photo gives the start-up, and the difference the command's own rate.
 - predict_each: the tolerant batch in this process (no start-up), as the command runs it
-  (batch norms folded, ``command.BATCH_SIZE`` photos a batch), and as before (not folded, 32 a batch).
+  (batch norms folded, ``predict.BATCH_SIZE`` photos a batch), and as before (not folded, 32 a batch).
 - predict: one photo per call, latency percentiles.
 - panel: one uploaded photo (its bytes, as the FileUpload widget hands them over) to the drawn
   answer (``panel.answers.answer_uploads`` then ``panel.view.render``), with and without the
@@ -38,7 +38,9 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 from meterlib.model import backbones, checkpoint  # noqa: E402
-from meterlib.serve import Predictor, batch, command, gallery  # noqa: E402
+from meterlib.cli import predict
+from meterlib.serve import Predictor, batch
+from meterlib.model import gallery  # noqa: E402
 from meterlib.synth import DatasetSpec, class_names, generate_dataset  # noqa: E402
 
 TARGET_CLI_RATE = 25.0  # photos/s on 2 CPU cores
@@ -124,7 +126,7 @@ def run(folder: Path, *, n: int, width: int, height: int, repeats: int) -> list[
     plain = Predictor.from_checkpoint(model)
     folded = plain.with_folded_batch_norms()
     for predictor in (folded, plain):  # warm-up: the first call of each batch shape sets up its kernels
-        for size in (command.BATCH_SIZE, 32):
+        for size in (predict.BATCH_SIZE, 32):
             predictor.predict_each(files[:size], batch_size=size)
     one = measure("CLI, 1 photo (start-up)", cli(files[:1], model, folder / "one.csv"))
     every = measure(f"CLI, {n} photos", cli(folder / "photos", model, folder / "all.csv"), photos=n)
@@ -133,8 +135,8 @@ def run(folder: Path, *, n: int, width: int, height: int, repeats: int) -> list[
             measure(f"CLI, {n} photos, before: spinning, 32", cli(folder / "photos", model, folder / "old.csv",
                                                                  "--batch-size", "32", OMP_WAIT_POLICY="ACTIVE"),
                     photos=n),
-            measure(f"predict_each, as the CLI: folded, {command.BATCH_SIZE}",
-                    lambda: folded.predict_each(files, batch_size=command.BATCH_SIZE), photos=n),
+            measure(f"predict_each, as the CLI: folded, {predict.BATCH_SIZE}",
+                    lambda: folded.predict_each(files, batch_size=predict.BATCH_SIZE), photos=n),
             measure("predict_each, folded, 32", lambda: folded.predict_each(files, batch_size=32), photos=n),
             measure("predict_each, not folded, 32", lambda: plain.predict_each(files, batch_size=32), photos=n)]
     photo = iter(files * repeats)

@@ -6,7 +6,7 @@
 A copy of the demo training table gets ``--swaps`` training photos relabelled to another class
 (drawn at random; val and test untouched). The model is then trained on the noisy labels as 02
 trains it, with cross-fitting, and each source of out-of-fold probabilities goes through
-``meterlib.data.suspects``:
+``meterlib.evaluate.suspects``:
 
 - phase-1 folds: the out-of-fold logits 03 calibrates with (heads on the pretrained features);
 - final-feature folds: logistic regression in the same folds on the final model's features of the
@@ -26,7 +26,7 @@ import numpy as np
 from bench_training import dataset_table
 from meterlib import train
 from meterlib.confidence import calibration
-from meterlib.data import suspects
+from meterlib.evaluate import suspects
 from meterlib.train import crossfit
 
 

@@ -34,7 +34,7 @@ import torch
 from scipy import stats
 
 from meterlib import train
-from meterlib.data import audit, photos, splits_file, splitting
+from meterlib.data import audit, photos, splits
 from meterlib.model import backbones, inference, transforms
 from meterlib.run import paths, runner
 from meterlib.train import probe
@@ -61,12 +61,12 @@ def dataset_table(name: str, *, data_dir: str, seed: int):
             synth.ensure_dataset(dataset_dir, synth.DatasetSpec(seed=seed))
     splits_csv = dataset_dir / "splits.csv"
     if splits_csv.is_file():
-        manifest = splits_file.read_manifest(splits_csv)
+        manifest = splits.read_manifest(splits_csv)
     else:
         # As the main job splits it: the demo profile's unseen classes stay out of training.
         holdout = runner.load_profile("demo")["holdout_classes"].split(",") if name == "demo" else ()
-        manifest = splitting.build_manifest(audit.audit_dataset(dataset_dir), seed=seed,
-                                            holdout_classes=holdout)
+        manifest = splits.build_manifest(audit.audit_dataset(dataset_dir), seed=seed,
+                                         holdout_classes=holdout)
     return train.training_table(manifest, dataset_dir)
 
 
@@ -167,7 +167,7 @@ def linear_probe(table, *, backbone: str, image_size: int, seed: int) -> float:
     """Linear probe on decoded photos of every split."""
     name, _ = backbones.choose(backbone)
     images = train.decode_splits(table, image_size=image_size)
-    classes = {s: list(table.loc[table["split"] == s, "class"]) for s in splitting.SPLITS}
+    classes = {s: list(table.loc[table["split"] == s, "class"]) for s in splits.SPLITS}
     return probe.run(name, images, classes, image_size=image_size, seed=seed).test_accuracy
 
 
@@ -235,7 +235,7 @@ def main() -> None:
     counts = table["split"].value_counts()
     name, reason = backbones.choose(args.backbone)
     print(f"dataset {args.dataset}: {table['class'].nunique()} classes, "
-          + ", ".join(f"{s} {counts.get(s, 0)}" for s in splitting.SPLITS)
+          + ", ".join(f"{s} {counts.get(s, 0)}" for s in splits.SPLITS)
           + f"; {args.image_size} px; backbone {name} ({reason}); device {inference.default_device()}; "
           f"torch threads {torch.get_num_threads()}; workers {args.workers}")
     by_seed = {}

@@ -10,15 +10,7 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from meterlib.data import (
-    audit,
-    flags,
-    photos,
-    processed_tree,
-    split_rule,
-    splits_file,
-    splitting,
-)
+from meterlib.data import audit, flags, photos, processed_tree, splits
 
 RULE = dict(min_images_test=4, min_images_val=10, test_fraction=0.25, val_fraction=0.2)
 
@@ -211,34 +203,34 @@ def frame(groups_per_class: dict[str, list[int]]) -> pd.DataFrame:
 @pytest.mark.parametrize("n, tier", [(1, "train"), (3, "train"), (4, "train+test"),
                                      (9, "train+test"), (10, "train+val+test")])
 def test_class_tier_thresholds(n, tier):
-    assert split_rule.class_tier(n, min_images_test=4, min_images_val=10) == tier
+    assert splits.class_tier(n, min_images_test=4, min_images_val=10) == tier
 
 
 def test_a_class_of_one_image_is_train_only():
     files = frame({"one": [1], "big": [1] * 20})
-    split = split_rule.assign_splits(files, **RULE)
+    split = splits.assign_splits(files, **RULE)
     assert split[files["class"] == "one"].tolist() == ["train"]
     assert set(split[files["class"] == "big"]) == {"train", "val", "test"}
 
 
 def test_all_classes_tiny_gives_train_only():
     files = frame({c: [1] * 3 for c in "abc"})
-    split = split_rule.assign_splits(files, **RULE)
+    split = splits.assign_splits(files, **RULE)
     assert set(split) == {"train"}
-    assert splitting.check_split(files.assign(split=split)) == []
+    assert splits.check_split(files.assign(split=split)) == []
 
 
 def test_medium_class_gets_train_and_test_in_proportion():
     files = frame({"m": [1] * 8})
-    split = split_rule.assign_splits(files, **RULE)
+    split = splits.assign_splits(files, **RULE)
     assert split.value_counts().to_dict() == {"train": 6, "test": 2}
 
 
 def test_groups_never_span_splits_and_train_keeps_every_class():
     files = frame({"a": [5, 4, 3, 3, 2, 1, 1, 1, 1, 1], "b": [12, 1], "c": [9]})
     for seed in range(20):
-        manifest = files.assign(split=split_rule.assign_splits(files, seed=seed, **RULE))
-        assert splitting.check_split(manifest) == []
+        manifest = files.assign(split=splits.assign_splits(files, seed=seed, **RULE))
+        assert splits.check_split(manifest) == []
         assert manifest.loc[manifest["class"] == "c", "split"].eq("train").all()  # one group only
 
 
@@ -248,50 +240,50 @@ def test_excluded_files_stay_out_of_every_split():
     files.loc[1, "flags"] = "duplicate"
     files.loc[2, "flags"] = "label_conflict;near_duplicate"
     files.loc[3, "flags"] = "dark;blurry"
-    split = split_rule.assign_splits(files, **RULE)
+    split = splits.assign_splits(files, **RULE)
     assert split[:3].tolist() == ["excluded"] * 3
     assert split[3] != "excluded"
 
 
 def test_split_is_seeded_and_classes_are_independent():
     files = frame({"a": [1] * 30, "b": [1] * 30})
-    first = split_rule.assign_splits(files, seed=1, **RULE)
-    assert first.equals(split_rule.assign_splits(files, seed=1, **RULE))
-    assert not first.equals(split_rule.assign_splits(files, seed=2, **RULE))
+    first = splits.assign_splits(files, seed=1, **RULE)
+    assert first.equals(splits.assign_splits(files, seed=1, **RULE))
+    assert not first.equals(splits.assign_splits(files, seed=2, **RULE))
     more = frame({"a": [1] * 30, "b": [1] * 30, "aa": [1] * 7})
-    again = split_rule.assign_splits(more, seed=1, **RULE)
+    again = splits.assign_splits(more, seed=1, **RULE)
     assert again[more["class"] != "aa"].tolist() == first.tolist()
 
 
 @pytest.mark.parametrize("bad", [dict(min_images_test=0), dict(min_images_test=20, min_images_val=10),
                                  dict(test_fraction=0.6, val_fraction=0.5)])
 def test_bad_rule_is_refused(bad):
-    with pytest.raises(split_rule.SplitError):
-        split_rule.assign_splits(frame({"a": [1]}), **{**RULE, **bad})
+    with pytest.raises(splits.SplitError):
+        splits.assign_splits(frame({"a": [1]}), **{**RULE, **bad})
 
 
 def test_two_classes_alike_in_shape_draw_their_photos_independently():
     files = frame({"a": [1] * 30, "b": [1] * 30})
-    split = split_rule.assign_splits(files, seed=1, **RULE)
+    split = splits.assign_splits(files, seed=1, **RULE)
     # Same group sizes in the same order: a shared generator would hold out the same positions.
     assert split[files["class"] == "a"].tolist() != split[files["class"] == "b"].tolist()
 
 
 def test_a_small_share_still_holds_out_one_photo_and_no_val_share_none():
     rule = {**RULE, "test_fraction": 0.05, "val_fraction": 0.04}  # 10 photos: 0.5 and 0.4 round to 0
-    counts = split_rule.assign_splits(frame({"a": [1] * 10}), **rule).value_counts().to_dict()
+    counts = splits.assign_splits(frame({"a": [1] * 10}), **rule).value_counts().to_dict()
     assert counts == {"train": 8, "test": 1, "val": 1}
-    no_val = split_rule.assign_splits(frame({"a": [1] * 40}), **{**RULE, "val_fraction": 0.0})
+    no_val = splits.assign_splits(frame({"a": [1] * 40}), **{**RULE, "val_fraction": 0.0})
     assert no_val.value_counts().to_dict() == {"train": 30, "test": 10}
 
 
 def test_the_default_rule_gives_val_from_50_photos_and_test_from_28():
     files = frame({"val": [1] * 50, "test": [1] * 49, "test_min": [1] * 28, "train": [1] * 27})
-    split = split_rule.assign_splits(files)
+    split = splits.assign_splits(files)
     kinds = {cls: set(split[files["class"] == cls]) for cls in ("val", "test", "test_min", "train")}
     assert kinds == {"val": {"train", "val", "test"}, "test": {"train", "test"},
                      "test_min": {"train", "test"}, "train": {"train"}}
-    assert split.equals(split_rule.assign_splits(files, seed=0))  # the default seed is 0
+    assert split.equals(splits.assign_splits(files, seed=0))  # the default seed is 0
 
 
 def test_check_split_names_each_broken_invariant():
@@ -299,19 +291,19 @@ def test_check_split_names_each_broken_invariant():
     manifest = files.assign(split=["train", "train", "test", "dev", "train", "test"])
     manifest = pd.concat([manifest, manifest.iloc[[0]].assign(split="test")], ignore_index=True)
     manifest.loc[4, "flags"] = "truncated"
-    assert splitting.check_split(manifest) == [
+    assert splits.check_split(manifest) == [
         "1 files appear in more than one split",
         "unknown split names: dev",
         "1 duplicate groups span several splits: a-0",
         "1 files that should be excluded are in a split, e.g. raw/a/4_0.jpg",
     ]
-    assert splitting.check_split(manifest.assign(split="excluded")) == []
+    assert splits.check_split(manifest.assign(split="excluded")) == []
 
 
 def test_check_split_reports_leaks():
     manifest = frame({"a": [2, 1, 1]}).assign(split=["train", "test", "train", "val"])
     manifest.loc[3, "class"] = "b"
-    problems = splitting.check_split(manifest)
+    problems = splits.check_split(manifest)
     assert any("span several splits" in p for p in problems)
     assert any("not in train: b" in p for p in problems)
 
@@ -320,7 +312,7 @@ def test_check_split_reports_leaks():
 
 def split_raw(ds: Path, *, seed: int = 0):
     result = audit.audit_dataset(ds, progress=False)
-    manifest = splitting.build_manifest(result, seed=seed, **RULE)
+    manifest = splits.build_manifest(result, seed=seed, **RULE)
     return result, manifest
 
 
@@ -328,10 +320,10 @@ def test_manifest_columns_and_empty_class(planted):
     result, manifest = split_raw(planted)
     assert list(manifest.columns[:9]) == ["path", "class", "split", "sha256", "phash", "width",
                                           "height", "flags", "group"]
-    table = splitting.split_table(manifest, classes=result.classes, min_images_test=4,
-                                  min_images_val=10)
+    table = splits.split_table(manifest, classes=result.classes, min_images_test=4,
+                               min_images_val=10)
     assert table.loc["gamma"].tolist() == [0, 0, 0, 0, 0, "(empty)"]
-    assert splitting.check_split(manifest) == []
+    assert splits.check_split(manifest) == []
     excluded = set(manifest.loc[manifest["split"] == "excluded", "path"].str.rsplit("/", n=1).str[-1])
     assert {"truncated.jpg", "empty.jpg", "notes.txt", "fake.png", "zz copy.jpg",
             "zz from alpha.jpg", "001.jpg", "loose.jpg"} <= excluded
@@ -341,11 +333,11 @@ def test_split_and_tree_are_idempotent_and_raw_is_untouched(planted):
     before = tree_digest(planted / "raw")
     _, manifest = split_raw(planted)
     csv = planted / "splits.csv"
-    assert splits_file.write_manifest(manifest, csv) is True
+    assert splits.write_manifest(manifest, csv) is True
     first = processed_tree.materialise(manifest, planted)
     stamp = csv.stat().st_mtime_ns
     _, again = split_raw(planted)  # processed/ now exists beside raw/: raw/ stays the input
-    assert splits_file.write_manifest(again, csv) is False and csv.stat().st_mtime_ns == stamp
+    assert splits.write_manifest(again, csv) is False and csv.stat().st_mtime_ns == stamp
     assert processed_tree.materialise(again, planted) == processed_tree.TreeUpdate(kept=first.created)
     assert tree_digest(planted / "raw") == before
     used = manifest[manifest["split"] != "excluded"]
@@ -353,7 +345,7 @@ def test_split_and_tree_are_idempotent_and_raw_is_untouched(planted):
         name = "__".join(Path(row["path"]).parts[2:])
         link = planted / "processed" / row["split"] / row["class"] / name
         assert link.is_symlink() and link.read_bytes() == (planted / row["path"]).read_bytes()
-    pd.testing.assert_frame_equal(splits_file.read_manifest(csv), manifest.reset_index(drop=True),
+    pd.testing.assert_frame_equal(splits.read_manifest(csv), manifest.reset_index(drop=True),
                                   check_dtype=False)
 
 
@@ -383,7 +375,7 @@ def test_a_foreign_processed_tree_is_never_clobbered(tmp_path):
     ds = make_raw(tmp_path / "ds", {"a": 5})
     mine = save(photo(9), ds / "processed" / "train" / "a" / "mine.jpg")
     _, manifest = split_raw(ds)
-    with pytest.raises(split_rule.SplitError, match="not made by meterlib"):
+    with pytest.raises(splits.SplitError, match="not made by meterlib"):
         processed_tree.materialise(manifest, ds)
     assert mine.is_file() and not mine.is_symlink()
 
@@ -401,14 +393,14 @@ def test_existing_split_is_audited_as_found(tmp_path):
     # Paths sort test/ before train/: the train copy is the later one, named the duplicate.
     assert flags_of(result.files, "test/a/1.jpg") == {"leakage"}
     assert flags_of(result.files, "train/a/1.jpg") == {"duplicate", "leakage"}
-    manifest = splitting.build_manifest(result, **RULE)
+    manifest = splits.build_manifest(result, **RULE)
     assert manifest.set_index("path").loc["processed/test/a/1.jpg", "split"] == "test"
     assert manifest.set_index("path").loc["processed/test/b/broken.jpg", "split"] == "excluded"
-    problems = splitting.check_split(manifest)
+    problems = splits.check_split(manifest)
     assert any("span several splits" in p for p in problems)
     assert any("not in train: b" in p for p in problems)
-    resplit = splitting.build_manifest(result, resplit=True, **RULE)
-    assert splitting.check_split(resplit) == []
+    resplit = splits.build_manifest(result, resplit=True, **RULE)
+    assert splits.check_split(resplit) == []
     assert tree_digest(ds) == before
 
 
@@ -492,18 +484,18 @@ def test_holdout_classes_leave_train_val_and_test(tmp_path):
         for i in range(n):
             Image.fromarray(rng.integers(0, 255, (80, 80, 3), dtype=np.uint8)).save(raw / cls / f"{i}.png")
     result = audit.audit_dataset(tmp_path / "ds", workers=1, progress=False)
-    manifest = splitting.build_manifest(result, holdout_classes=["C"], min_images_test=4,
-                                        min_images_val=10)
+    manifest = splits.build_manifest(result, holdout_classes=["C"], min_images_test=4,
+                                     min_images_val=10)
     assert set(manifest.loc[manifest["class"] == "C", "split"]) == {"holdout"}
     assert "holdout" not in set(manifest.loc[manifest["class"] != "C", "split"])
-    assert splitting.check_split(manifest) == []
-    table = splitting.split_table(manifest, min_images_test=4, min_images_val=10)
+    assert splits.check_split(manifest) == []
+    table = splits.split_table(manifest, min_images_test=4, min_images_val=10)
     assert table.loc["C", "holdout"] == 5 and table.loc["C", "tier"] == "holdout"
-    with pytest.raises(split_rule.SplitError, match="not in the dataset: Z"):
-        splitting.build_manifest(result, holdout_classes=["Z"])
+    with pytest.raises(splits.SplitError, match="not in the dataset: Z"):
+        splits.build_manifest(result, holdout_classes=["Z"])
     broken = manifest.copy()
     broken.loc[broken.index[0], "split"] = "holdout"
-    assert any("held-out classes also in" in p for p in splitting.check_split(broken))
+    assert any("held-out classes also in" in p for p in splits.check_split(broken))
 
 
 # --- what meterlib owns in processed/, and the notes it prints ---------------------------------
@@ -546,8 +538,8 @@ def test_pool_and_serial_audits_agree_on_files_they_cannot_read(tmp_path):
 
 def test_table_preview_keeps_short_tables_whole():
     table = pd.DataFrame({"train": [3, 4]}, index=pd.Index(["a", "b"], name="class"))
-    assert splitting.table_preview(table, max_rows=2) == table.to_string()
-    assert splitting.table_preview(table, max_rows=1, what="classes").endswith(
+    assert splits.table_preview(table, max_rows=2) == table.to_string()
+    assert splits.table_preview(table, max_rows=1, what="classes").endswith(
         "... 1 more classes not shown (2 in all)")
 
 

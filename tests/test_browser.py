@@ -22,7 +22,7 @@ from pathlib import Path
 
 import pytest
 
-from meterlib.data import splits_file
+from meterlib.data import splits
 from meterlib.panel import answers
 from meterlib.run import paths, runner
 from meterlib.serve import Predictor
@@ -48,7 +48,7 @@ def served(smoke_run, tmp_path_factory) -> dict:
                             {"dataset": "smoke", "data_dir": str(smoke_run.dataset_dir.parent),
                              "reports_dir": str(smoke_run.reports_dir)})
     notebook = runner.prepare(planned, folder / NOTEBOOK)
-    [photo] = answers.pick_photos(splits_file.read_manifest(smoke_run.splits_csv), 1)
+    [photo] = answers.pick_photos(splits.read_manifest(smoke_run.splits_csv), 1)
     upload = shutil.copyfile(smoke_run.dataset_dir / photo, root / UPLOAD_NAME)
     predictor = Predictor.from_checkpoint(smoke_run.checkpoint)
     return {"root": root, "notebook": notebook, "upload": upload, "expected": predictor.predict(upload),

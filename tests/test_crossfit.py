@@ -10,7 +10,7 @@ from PIL import Image
 
 from meterlib import train
 from meterlib.model import backbones
-from meterlib.train import crossfit, loop, phases
+from meterlib.train import crossfit, phases
 
 SIZE = 32
 # Training photos per class: two ordinary classes, one with fewer photos than folds, one with a single photo.
@@ -124,7 +124,7 @@ def test_cross_fitting_repeats_with_the_seed_and_replays_the_kept_epochs(tmp_pat
     run = train.prepare(table, cfg=train.config("default", **CFG, clean_view=False), backbone="random",
                         weights_path=None, images=None, progress=False, options=train.RunOptions())
     _, kept = phases.run_recipe(run.fit)
-    first, again = (loop.cross_fit(run, epochs=kept, folds=3) for _ in range(2))
+    first, again = (crossfit.cross_fit(run, epochs=kept, folds=3) for _ in range(2))
     assert np.array_equal(first.logits, again.logits) and np.array_equal(first.fold, again.fold)
     assert run.selection.startswith("best val")
     head, finetune = kept

@@ -9,8 +9,8 @@ import torch.nn.functional as F
 from PIL import Image
 
 from meterlib.errors import MeterlibError
-from meterlib.model import backbones, checkpoint
-from meterlib.serve import Predictor, gallery
+from meterlib.model import backbones, checkpoint, gallery
+from meterlib.serve import Predictor
 
 CLASSES = ["zeta", "alpha", "mu"]
 SPEC = checkpoint.ModelSpec(backbone="random", class_names=CLASSES, image_size=32,

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from meterlib.data import flags, photos, splits_file, splitting
+from meterlib.data import flags, photos, splits
 from meterlib.run import paths, runner
 
 
@@ -64,7 +64,7 @@ def test_notebook01_names_planted_problems_on_real_photos(shared_dir, tmp_path):
     [item] = runner.plan([notebook], params)
     executed = runner.execute(item, tmp_path / "reports" / "notebooks")
 
-    manifest = splits_file.read_manifest(dataset / "splits.csv").set_index("path")
+    manifest = splits.read_manifest(dataset / "splits.csv").set_index("path")
     for rel, flag in planted.items():
         assert flag in flags.parse_flags(manifest.loc[rel, "flags"]), (rel, manifest.loc[rel, "flags"])
     for rel in ("raw/3/corrupt half.jpg", "raw/5/zero bytes.jpg", "raw/5/readme.txt",
@@ -72,7 +72,7 @@ def test_notebook01_names_planted_problems_on_real_photos(shared_dir, tmp_path):
         assert manifest.loc[rel, "split"] == "excluded", rel
     assert manifest.loc["raw/8/phone/rotated.jpg", ["width", "height"]].tolist() == [48, 80]
     assert manifest.loc["raw/7/cmyk ß.jpg", "split"] != "excluded"
-    assert splitting.check_split(manifest.reset_index()) == []
+    assert splits.check_split(manifest.reset_index()) == []
     assert set(manifest["class"]) >= {"NaN", "0", "9"}  # a class named 'NaN' stays a name
 
     text = "".join(out.get("text", "") + str(out.get("data", {}))

@@ -10,9 +10,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from meterlib.__main__ import main
-from meterlib.model import checkpoint
-from meterlib.serve import Predictor, export_command, onnx_check, onnx_export, onnx_format
+from meterlib.cli.main import main
+from meterlib.export import check, export, onnx_files
+from meterlib.model import checkpoint, onnx_metadata
+from meterlib.serve import Predictor
 
 onnx = pytest.importorskip("onnx")
 pytest.importorskip("onnxruntime")
@@ -33,7 +34,7 @@ def calibrated(random_checkpoint, tmp_path_factory):
 @pytest.fixture(scope="module")
 def exported(calibrated):
     """The calibrated checkpoint exported as a float32 ONNX model beside it."""
-    return onnx_export.write_float32(checkpoint.load(calibrated), calibrated.with_suffix(".onnx"), source=calibrated)
+    return onnx_files.write_float32(checkpoint.load(calibrated), calibrated.with_suffix(".onnx"), source=calibrated)
 
 
 @pytest.fixture()
@@ -52,7 +53,7 @@ def _metadata(path) -> dict:
     def refuse(constant):
         raise ValueError(f"not strict JSON: {constant}")
 
-    return json.loads(entries[onnx_format.METADATA_KEY], parse_constant=refuse)
+    return json.loads(entries[onnx_metadata.METADATA_KEY], parse_constant=refuse)
 
 
 def test_metadata_carries_everything_the_predictor_needs(calibrated, exported):
@@ -103,7 +104,7 @@ def _rewritten(exported, tmp_path, change) -> str:
     text = change(_metadata(exported))
     del proto.metadata_props[:]
     if text is not None:
-        proto.metadata_props.add(key=onnx_format.METADATA_KEY, value=text)
+        proto.metadata_props.add(key=onnx_metadata.METADATA_KEY, value=text)
     path = tmp_path / "changed.onnx"
     onnx.save_model(proto, path)
     return str(path)
@@ -184,26 +185,26 @@ def test_a_missing_onnx_package_says_how_to_install_it(package, calibrated, expo
     monkeypatch.setitem(sys.modules, package, None)  # makes `import package` fail, as when not installed
     hint = 'pip install "meterlib[onnx]"'
     if package == "onnxruntime":
-        with pytest.raises(onnx_format.OnnxUnavailableError, match=r"onnxruntime is not installed.*meterlib\[onnx\]"):
+        with pytest.raises(onnx_metadata.OnnxUnavailableError, match=r"onnxruntime is not installed.*meterlib\[onnx\]"):
             Predictor.load(exported)
         assert main(["predict", str(photos[0]), "--model", str(exported)]) == 1
         assert capsys.readouterr().err.strip().endswith(hint)
-    with pytest.raises(onnx_format.OnnxUnavailableError) as caught:
-        export_command.export_model(calibrated, splits_csv=calibrated.parent / "splits.csv")
+    with pytest.raises(onnx_metadata.OnnxUnavailableError) as caught:
+        export.export_model(calibrated, splits_csv=calibrated.parent / "splits.csv")
     assert str(caught.value).startswith(f"{package} is not installed") and hint in str(caught.value)
 
 
 def test_int8_that_loses_more_than_a_point_is_refused_unless_forced():
-    check = onnx_check.Comparison(photos=200, reference_accuracy=0.9, accuracy=0.885, agreement=0.95,
+    comparison = check.Comparison(photos=200, reference_accuracy=0.9, accuracy=0.885, agreement=0.95,
                                   max_probability_difference=0.3)
     with pytest.raises(checkpoint.CheckpointError, match=r"m\.onnx: INT8 loses 1\.5 points .*--force"):
-        onnx_check.refuse_int8_loss(check, source="m.onnx", force=False)
-    onnx_check.refuse_int8_loss(check, source="m.onnx", force=True)
-    onnx_check.refuse_int8_loss(onnx_check.Comparison(200, 0.9, 0.891, 0.97, 0.2), source="m.onnx", force=False)
+        check.refuse_int8_loss(comparison, source="m.onnx", force=False)
+    check.refuse_int8_loss(comparison, source="m.onnx", force=True)
+    check.refuse_int8_loss(check.Comparison(200, 0.9, 0.891, 0.97, 0.2), source="m.onnx", force=False)
 
 
 def test_float32_that_answers_otherwise_is_refused():
-    check = onnx_check.Comparison(photos=10, reference_accuracy=0.9, accuracy=0.9, agreement=0.9,
+    comparison = check.Comparison(photos=10, reference_accuracy=0.9, accuracy=0.9, agreement=0.9,
                                   max_probability_difference=2e-3)
     with pytest.raises(checkpoint.CheckpointError, match="1 with another top-1 class"):
-        onnx_check.refuse_float32_difference(check, source="m.pt")
+        check.refuse_float32_difference(comparison, source="m.pt")

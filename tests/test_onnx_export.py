@@ -4,10 +4,11 @@ import json
 
 import pytest
 
-from meterlib.__main__ import main
-from meterlib.data import splits_file
-from meterlib.model import checkpoint
-from meterlib.serve import Predictor, onnx_format, onnx_int8
+from meterlib.cli.main import main
+from meterlib.data import splits
+from meterlib.export import onnx_files
+from meterlib.model import checkpoint, onnx_metadata
+from meterlib.serve import Predictor
 
 onnx = pytest.importorskip("onnx")
 pytest.importorskip("onnxruntime")
@@ -22,7 +23,7 @@ def _export(smoke_run, out, *options, capsys):
 
 def _checks(path) -> dict:
     entries = {entry.key: entry.value for entry in onnx.load(path).metadata_props}
-    return json.loads(entries[onnx_format.METADATA_KEY])
+    return json.loads(entries[onnx_metadata.METADATA_KEY])
 
 
 @pytest.mark.slow
@@ -51,16 +52,16 @@ def test_int8_export_records_its_accuracy_change(smoke_run, tmp_path, capsys):
 
 
 def _a_test_photo(smoke_run) -> str:
-    manifest = splits_file.read_manifest(smoke_run.splits_csv)
+    manifest = splits.read_manifest(smoke_run.splits_csv)
     return manifest.loc[manifest["split"] == "test", "path"].iloc[0]
 
 
 @pytest.mark.slow
 def test_int8_calibration_never_sees_a_test_photo(smoke_run, monkeypatch):
     seen = []
-    monkeypatch.setattr(onnx_int8.inference, "load_resized", lambda paths, **_: seen.extend(paths) or [])
-    onnx_int8.calibration_pictures(smoke_run.splits_csv, checkpoint.load(smoke_run.checkpoint))
-    manifest = splits_file.read_manifest(smoke_run.splits_csv)
+    monkeypatch.setattr(onnx_files.inference, "load_resized", lambda paths, **_: seen.extend(paths) or [])
+    onnx_files.calibration_pictures(smoke_run.splits_csv, checkpoint.load(smoke_run.checkpoint))
+    manifest = splits.read_manifest(smoke_run.splits_csv)
     train = {smoke_run.dataset_dir / path for path in manifest.loc[manifest["split"] == "train", "path"]}
     assert seen and set(seen) <= train
 

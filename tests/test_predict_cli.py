@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from meterlib.__main__ import main
+from meterlib.cli.main import main
 from meterlib.serve import Predictor
 
 GOOD = ["photos/a.jpg", "photos/b.png", "photos/sub/c.jpg", "photos/tiny.png"]
@@ -159,7 +159,7 @@ def test_a_mistyped_only_path_is_an_error_not_an_empty_success(tmp_path, capsys)
 
 
 def test_an_unknown_shows_the_threshold_it_fell_below_with_digits_enough_to_tell_them_apart():
-    from meterlib.serve.command import format_table
+    from meterlib.cli.predict import format_table
     from meterlib.serve.predictor import Outcome, Prediction
 
     def outcome(confidence, unknown):

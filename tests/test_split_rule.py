@@ -4,8 +4,8 @@ import re
 
 import pytest
 
-from meterlib.data import split_rule
-from meterlib.data.split_rule import SplitError
+from meterlib.data import splits
+from meterlib.data.splits import SplitError
 
 VALID = dict(seed=0, min_images_test=5, min_images_val=5, test_fraction=0.4, val_fraction=0.5)
 
@@ -14,7 +14,7 @@ VALID = dict(seed=0, min_images_test=5, min_images_val=5, test_fraction=0.4, val
     {}, dict(min_images_test=1, min_images_val=1), dict(val_fraction=0.0), dict(test_fraction=0.01, val_fraction=0.98),
 ])
 def test_the_smallest_workable_rules_are_accepted(change):
-    split_rule.check_rule(**{**VALID, **change})
+    splits.check_rule(**{**VALID, **change})
 
 
 @pytest.mark.parametrize("change, message", [
@@ -34,12 +34,12 @@ def test_the_smallest_workable_rules_are_accepted(change):
 ])
 def test_each_unworkable_rule_is_refused_by_name(change, message):
     with pytest.raises(SplitError, match="^" + re.escape(message)):
-        split_rule.check_rule(**{**VALID, **change})
+        splits.check_rule(**{**VALID, **change})
 
 
 def _choose(sizes: dict, targets: dict) -> tuple[dict, list]:
     order = list(sizes)
-    return split_rule._choose_groups(order, sizes, targets), order
+    return splits._choose_groups(order, sizes, targets), order
 
 
 def test_groups_fill_a_share_in_order_skipping_those_too_large():

@@ -4,7 +4,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from meterlib.data import suspects
+from meterlib.evaluate import suspects
 
 N_CLASSES = 38
 CLASS_NAMES = [f"meter_{i:02d}" for i in range(N_CLASSES)]

@@ -42,7 +42,7 @@ class Target:
 
 
 TARGETS = {
-    "split": Target(("meterlib/data/split_rule.py", "meterlib/data/splitting.py"),
+    "split": Target(("meterlib/data/splits.py", "meterlib/data/splits.py"),
                     ("tests/test_audit_split.py", "tests/test_split_rule.py",
                      "tests/robustness/test_split_properties.py", "tests/robustness/test_data_cases.py")),
     # Of the phase loop only the loss: the loop itself is checked by training runs (seconds per mutant).

@@ -16,9 +16,7 @@ from pathlib import Path
 import pandas as pd
 
 from meterlib.data.listing import printable_name
-from meterlib.data.split_rule import SPLITS, SplitError
-from meterlib.data.splits_file import manifest_csv
-from meterlib.data.splitting import counted
+from meterlib.data.splits import SPLITS, SplitError, counted, manifest_csv
 from meterlib.run import atomic
 
 TREE_MARKER = ".meterlib-split.json"

@@ -14,7 +14,8 @@ import numpy as np
 import pandas as pd
 
 from meterlib.confidence import bootstrap, calibration, conformal, fitted, mondrian
-from meterlib.data import splitting, suspects
+from meterlib.data import splits
+from meterlib.evaluate import suspects
 from meterlib.model import checkpoint
 
 
@@ -37,7 +38,7 @@ class EvaluationRows:
 
 def evaluation_rows(manifest: pd.DataFrame, class_names: Sequence[str]) -> EvaluationRows:
     """Split the usable (not excluded) manifest rows into val, test and unseen-class rows."""
-    usable = manifest[manifest["split"] != splitting.EXCLUDED]
+    usable = manifest[manifest["split"] != splits.EXCLUDED]
     known = usable["class"].isin(list(class_names))
     return EvaluationRows(val=usable[known & (usable["split"] == "val")].reset_index(drop=True),
                           test=usable[known & (usable["split"] == "test")].reset_index(drop=True),

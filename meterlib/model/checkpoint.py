@@ -13,7 +13,7 @@ weights_only=True)`` reads it without running any pickled code. Keys:
 - ``temperature``, ``unknown_threshold`` (uncalibrated defaults from 02), ``conformal_quantile``,
   ``conformal_u``, ``conformal_class_thresholds``: the calibration (``confidence.fitted.Calibration``)
   that 03 fits, with ``conformal_alpha`` and ``calibration`` (what the fit found)
-- ``gallery`` (optional): some training photos (see ``gallery_format``)
+- ``gallery`` (optional): some training photos (see ``field_formats.gallery_problem``)
 - ``out_of_fold`` (optional): see ``field_formats``
 
 ``load`` and ``write`` check every known field (see ``check_fields`` and ``field_formats.FIELDS``).

@@ -2,7 +2,7 @@
 
 ``checkpoint.check_fields`` applies each field's own rule, then raises a CheckpointError for the
 first entry of ``problems``; ``checkpoint`` requires the ``required`` fields, the ONNX metadata
-(``serve.onnx_format``) carries the ``onnx`` ones, and ``confidence.fitted.Calibration`` holds the
+(``model.onnx_metadata``) carries the ``onnx`` ones, and ``confidence.fitted.Calibration`` holds the
 calibration fields under the same names (its defaults are theirs). In ``problems`` the weights come
 first: they must be finite, and their head must give one output per class name, because the class
 count sizes the gallery, out-of-fold and conformal fields checked after them.
@@ -23,13 +23,18 @@ from dataclasses import dataclass
 from typing import Any, Callable, Iterator
 
 from meterlib.confidence.fitted import Calibration
-from meterlib.model import backbones, gallery_format
+from meterlib.model import backbones
 
 IMAGE_SIZES = range(32, 2049)  # sides a backbone can use; outside it a field was garbled
 BACKBONES = (*backbones.SPECS, "random")  # what build_model can rebuild
 
 OUT_OF_FOLD_KEYS = ("logits", "labels", "photos", "fold", "method")
 OUT_OF_FOLD_OPTIONAL = ("feature_probs",)
+# The gallery, training photos for the nearest-photo view: features: float tensor (photos x d),
+# L2-normalised; labels: int64 class indices;
+# thumbnails: JPEG files as 1-D uint8 tensors (a torch file stores bytes objects at about 1.4x);
+# names: the photos' paths within their dataset, for display only
+GALLERY_KEYS = ("features", "labels", "thumbnails", "names")
 HEAD_WEIGHT = "head.weight"  # backbones.build_classifier's linear classifier: one row per class
 
 
@@ -38,7 +43,7 @@ def problems(content: dict) -> Iterator[tuple[str, str]]:
     n_classes = len(content["class_names"])
     checks = (("state_dict", weights_problem(content.get("state_dict"))),
               ("class_names", head_problem(content.get("state_dict"), n_classes=n_classes)),
-              ("gallery", gallery_format.problem(content.get("gallery"), n_classes=n_classes)),
+              ("gallery", gallery_problem(content.get("gallery"), n_classes=n_classes)),
               ("out_of_fold", out_of_fold_problem(content.get("out_of_fold"), n_classes=n_classes)),
               ("conformal_u", _u_problem(content.get("conformal_u"))),
               ("conformal_class_thresholds",
@@ -180,3 +185,36 @@ RULES = {field.name: field for field in FIELDS if field.valid is not None}
 IN_ONNX = tuple(field.name for field in FIELDS if field.onnx)
 REQUIRED_IN_ONNX = tuple(field.name for field in FIELDS if field.onnx == ONNX_REQUIRED)
 CALIBRATION = tuple(field.name for field in dataclasses.fields(Calibration))  # each has a Field above (tested)
+
+
+def gallery_problem(gallery: Any, *, n_classes: int) -> str:
+    """What is wrong with the ``gallery`` field of a checkpoint with ``n_classes``; '' when it is absent or fine.
+
+    ``model.gallery`` builds it: training photos for the nearest-photo view, one entry per photo in every key.
+    """
+    if gallery is None:
+        return ""
+    import torch  # here: a model without a gallery (an ONNX file) is checked without PyTorch
+
+    if not isinstance(gallery, dict) or sorted(gallery) != sorted(GALLERY_KEYS):
+        return f"must be a dict with the keys {', '.join(GALLERY_KEYS)}"
+    features, labels = gallery["features"], gallery["labels"]
+    if not (isinstance(features, torch.Tensor) and features.ndim == 2 and features.is_floating_point()):
+        return "needs 'features' as a 2-D float tensor, one row per photo"
+    rows = len(features)
+    if not (isinstance(labels, torch.Tensor) and labels.dtype == torch.int64 and labels.shape == (rows,)):
+        return f"needs 'labels' as an int64 tensor of {rows} class indices, one per feature row"
+    if rows and not 0 <= int(labels.min()) <= int(labels.max()) < n_classes:
+        return f"has 'labels' outside 0 to {n_classes - 1} (indices into class_names)"
+    for key, what, valid in (("thumbnails", "1-D uint8 tensors (JPEG files)", _is_bytes_tensor),
+                             ("names", "strings", lambda name: isinstance(name, str))):
+        items = gallery[key]
+        if not (isinstance(items, list) and len(items) == rows and all(map(valid, items))):
+            return f"needs '{key}' as a list of {rows} {what}, one per feature row"
+    return ""
+
+
+def _is_bytes_tensor(value: Any) -> bool:
+    import torch
+
+    return isinstance(value, torch.Tensor) and value.dtype == torch.uint8 and value.ndim == 1

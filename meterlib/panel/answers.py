@@ -14,12 +14,12 @@ from typing import Any
 import pandas as pd
 from PIL import Image
 
-from meterlib.data import photos
 from meterlib.confidence import selective
+from meterlib.data import photos
 from meterlib.data.listing import shown_name
 from meterlib.errors import MeterlibError
-from meterlib.serve import Prediction, Predictor, gallery
-from meterlib.serve import explain as saliency
+from meterlib.model import gallery
+from meterlib.serve import Prediction, Predictor, explain as saliency
 
 PREVIEW_SIDE = 320  # pixels: what the panel shows of a photo and of its heat-map
 COMPARED = 2  # nearest training photos are shown for the predicted type and the runner-up

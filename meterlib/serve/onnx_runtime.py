@@ -9,9 +9,8 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from meterlib.model import checkpoint, inference
+from meterlib.model import checkpoint, inference, onnx_metadata
 from meterlib.run import machine
-from meterlib.serve import onnx_format
 
 
 @dataclass(frozen=True)
@@ -26,7 +25,7 @@ class OnnxModel:
         """Logits (n, classes) for squashed PIL images, with the same preprocessing as PyTorch."""
         batches = inference.input_batches(pictures, image_size=image_size, mean=mean, std=std,
                                           batch_size=batch_size)
-        outputs = [self.session.run(None, {onnx_format.INPUT_NAME: np.ascontiguousarray(batch)})[0]
+        outputs = [self.session.run(None, {onnx_metadata.INPUT_NAME: np.ascontiguousarray(batch)})[0]
                    for batch in batches]
         return np.concatenate(outputs) if outputs else np.empty((0, self.n_classes), dtype=np.float32)
 
@@ -48,7 +47,7 @@ def session_options(ort, *, threads: int | None = None):
 def load(path: str | os.PathLike, *, threads: int | None = None) -> tuple[dict, OnnxModel]:
     """The checked metadata fields and the runnable model of an exported ``.onnx`` file."""
     path = Path(path)
-    ort = onnx_format.require("onnxruntime")
+    ort = onnx_metadata.require("onnxruntime")
     data = checkpoint.read_model_file(path, missing="ONNX model not found")
     try:
         session = ort.InferenceSession(data, session_options(ort, threads=threads),
@@ -61,15 +60,15 @@ def load(path: str | os.PathLike, *, threads: int | None = None) -> tuple[dict, 
     if bad := _first_non_finite_initializer(data):
         raise checkpoint.CheckpointError(f"{path}: the weights hold NaN or inf values in {bad!r}; "
                                          "the model is broken (export it again from a good checkpoint)")
-    fields = onnx_format.decode(session.get_modelmeta().custom_metadata_map.get(onnx_format.METADATA_KEY),
-                                source=path)
+    fields = onnx_metadata.decode(session.get_modelmeta().custom_metadata_map.get(onnx_metadata.METADATA_KEY),
+                                  source=path)
     _check_signature(session, fields, source=path)
     return fields, OnnxModel(session, len(fields["class_names"]))
 
 
 def _first_non_finite_initializer(data: bytes) -> str:
     """The name of the first float initializer of a serialized model with a NaN or inf in it; '' when none has."""
-    onnx = onnx_format.require("onnx")
+    onnx = onnx_metadata.require("onnx")
     from onnx import numpy_helper
 
     for tensor in onnx.load_model_from_string(data).graph.initializer:
@@ -83,10 +82,10 @@ def _check_signature(session, fields: dict, *, source: Path) -> None:
     """CheckpointError unless the network takes the metadata's input size and gives one logit per class."""
     inputs, outputs = session.get_inputs(), session.get_outputs()
     size, classes = fields["image_size"], len(fields["class_names"])
-    if [item.name for item in inputs] != [onnx_format.INPUT_NAME] or list(inputs[0].shape[1:]) != [3, size, size]:
+    if [item.name for item in inputs] != [onnx_metadata.INPUT_NAME] or list(inputs[0].shape[1:]) != [3, size, size]:
         shown = [(item.name, item.shape) for item in inputs]
         raise checkpoint.CheckpointError(f"{source}: the network's input {shown} is not "
-                                         f"{onnx_format.INPUT_NAME!r} of shape (batch, 3, {size}, {size})")
+                                         f"{onnx_metadata.INPUT_NAME!r} of shape (batch, 3, {size}, {size})")
     if len(outputs) != 1 or outputs[0].shape[1:] != [classes]:
         shown = [(item.name, item.shape) for item in outputs]
         raise checkpoint.CheckpointError(f"{source}: the network's output {shown} is not one logit for "

@@ -64,7 +64,7 @@ class Predictor:
     """A trained classifier with its calibration, loaded from one checkpoint or its ONNX export.
 
     ``model`` is the PyTorch module of a checkpoint, or the ``onnx_runtime.OnnxModel`` of an export;
-    both get the same preprocessing and give the same answers (see ``serve.onnx_check``).
+    both get the same preprocessing and give the same answers (see ``export.check``).
     """
 
     model: Any

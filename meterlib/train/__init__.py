@@ -8,13 +8,14 @@ are imported by name.
 
 from meterlib.model.transforms import Augment
 from meterlib.train.cache import augmented_activations, frozen_activations, uses_bfloat16
-from meterlib.train.crossfit import OutOfFold, assign_folds, out_of_fold
-from meterlib.train.loop import Prepared, RunOptions, TrainResult, accuracy, prepare, train
+from meterlib.train.crossfit import OutOfFold, assign_folds, cross_fit, out_of_fold
 from meterlib.train.phases import set_finetune_mode
+from meterlib.train.prepare import Prepared, RunOptions, prepare
 from meterlib.train.recipe import PRECISIONS, PRESETS, TrainConfig, class_weights, config
 from meterlib.train.table import decode_splits, training_table
+from meterlib.train.training import TrainResult, accuracy, train
 
 __all__ = ["Augment", "OutOfFold", "PRECISIONS", "PRESETS", "Prepared", "RunOptions", "TrainConfig",
-           "TrainResult", "accuracy", "assign_folds", "augmented_activations", "class_weights", "config",
+           "TrainResult", "accuracy", "assign_folds", "augmented_activations", "class_weights", "config", "cross_fit",
            "decode_splits", "frozen_activations", "out_of_fold", "prepare", "set_finetune_mode", "train",
            "training_table", "uses_bfloat16"]

@@ -10,7 +10,7 @@ The folds reuse what the final run already computed: its cached frozen-part acti
 1's pooled features. Each fold starts from the same pretrained weights and fresh head as the final
 model and replays the epochs it is given of the final run's kept path (same learning-rate schedule),
 without looking at val or at its held-out photos. ``train(folds=K)`` replays phase 1 only: a head
-on the pretrained last block, a few seconds in all. Replaying phase 2 too (``loop.cross_fit`` with
+on the pretrained last block, a few seconds in all. Replaying phase 2 too (``cross_fit`` with
 the kept epochs of both phases) is the recipe itself, but costs about K - 1 times phase 2.
 Phase-1 folds are a weaker model (about 65 % against 85 % OOF accuracy on the demo data); their
 temperature matched the final model's on test only because label smoothing sets the scale of
@@ -33,6 +33,7 @@ import numpy as np
 import pandas as pd
 
 from meterlib.train import cache, phases
+from meterlib.train.prepare import Prepared
 
 
 @dataclass
@@ -150,3 +151,28 @@ def feature_out_of_fold(features: np.ndarray, labels: np.ndarray, fold: np.ndarr
         clf.fit(features[rest], labels[rest])
         probs[np.ix_(held, clf.classes_)] = clf.predict_proba(features[held])
     return probs
+
+
+def cross_fit(run: Prepared, *, epochs: tuple[int | None, int | None], folds: int = 5, progress: bool = False,
+              workers: int = 0) -> OutOfFold:
+    """Out-of-fold predictions of ``run``'s training photos; each fold replays ``epochs`` of ``run.fit``'s recipe.
+
+    The folds predict the un-augmented photos: the cached clean view, or (a recipe without one) one
+    more pass of the training photos through the frozen part. ``feature_probs`` (for the suspect
+    labels) comes from the final model's features of the same photos, in the same folds.
+    """
+    import torch
+
+    fit = run.fit
+    clean = fit.train_views[0] if fit.cfg.clean_view else cache.clean_activations(
+        fit.model.frozen_part, run.images["train"], cfg=fit.cfg, mean=run.mean, std=run.std, device=fit.device,
+        workers=workers)
+    oof = out_of_fold(fit, start_state=run.start_state, clean_acts=clean, epochs=epochs, index=run.index,
+                               class_names=run.class_names, folds=folds, progress=progress)
+    tick = time.perf_counter()
+    features = cache.batched(torch.nn.Sequential(fit.model.last_block, fit.model.pool), clean, batch_size=128,
+                             device=fit.device).numpy()
+    oof.feature_probs = feature_out_of_fold(features, oof.labels, oof.fold, classes=len(run.class_names),
+                                                     seed=fit.seed)
+    oof.seconds += time.perf_counter() - tick
+    return oof

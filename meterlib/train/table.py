@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from meterlib.data import splitting
+from meterlib.data import splits
 from meterlib.model import inference
 
 
@@ -15,9 +15,9 @@ def training_table(manifest: pd.DataFrame, dataset_dir) -> pd.DataFrame:
     missing = {"path", "class", "split"} - set(manifest.columns)
     if missing:
         raise ValueError(f"splits manifest lacks column(s) {', '.join(sorted(missing))}")
-    used = manifest[manifest["split"].isin(splitting.SPLITS)].copy()
+    used = manifest[manifest["split"].isin(splits.SPLITS)].copy()
     used["file"] = [str(Path(dataset_dir) / rel) for rel in used["path"]]
-    splitting.require_trainable_classes(used)
+    splits.require_trainable_classes(used)
     strays = sorted(set(used["class"]) - set(used.loc[used["split"] == "train", "class"]))
     if strays:
         raise ValueError(f"classes without training photos: {', '.join(strays[:5])}")
@@ -28,4 +28,4 @@ def decode_splits(table: pd.DataFrame, *, image_size: int, progress: bool = Fals
     """Decoded, squash-resized PIL images per split (decode every JPEG once)."""
     return {split: inference.load_resized(list(table.loc[table["split"] == split, "file"]),
                                           image_size=image_size, progress=progress)
-            for split in splitting.SPLITS}
+            for split in splits.SPLITS}

@@ -17,9 +17,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from meterlib import __main__ as cli
+from meterlib.cli import main as cli
+from meterlib.export import export, onnx_files
 from meterlib.run import atomic, output_path
-from meterlib.serve import export_command, onnx_export
 from meterlib.serve.predictor import Predictor
 
 HEADER = "file,label,unknown,confidence"
@@ -50,7 +50,7 @@ def no_work(monkeypatch):
 
     monkeypatch.setattr(Predictor, "load", reached)
     monkeypatch.setattr(Predictor, "from_checkpoint", reached)
-    monkeypatch.setattr(onnx_export, "write_float32", reached)
+    monkeypatch.setattr(onnx_files, "write_float32", reached)
 
 
 def _cli(capsys, *argv) -> tuple[int, str, str]:
@@ -205,17 +205,17 @@ def test_export_says_each_step_when_asked(monkeypatch, tmp_path, random_checkpoi
     def stop(*_, **__):
         raise Stop
 
-    monkeypatch.setattr(export_command.onnx_check, "split_photos", stop)
+    monkeypatch.setattr(export.check, "split_photos", stop)
     with pytest.raises(Stop):
-        export_command.export_model(random_checkpoint, splits_csv=tmp_path / "splits.csv",
-                                    out=tmp_path / "m.onnx", progress=True)
+        export.export_model(random_checkpoint, splits_csv=tmp_path / "splits.csv",
+                            out=tmp_path / "m.onnx", progress=True)
     assert capsys.readouterr().err == ""  # no step before the first real one
-    photos = export_command.onnx_check.SplitPhotos("test", [], np.array([]))
-    monkeypatch.setattr(export_command.onnx_check, "split_photos", lambda *_, **__: photos)
-    monkeypatch.setattr(export_command.onnx_export, "write_float32", stop)
+    photos = export.check.SplitPhotos("test", [], np.array([]))
+    monkeypatch.setattr(export.check, "split_photos", lambda *_, **__: photos)
+    monkeypatch.setattr(export.onnx_files, "write_float32", stop)
     with pytest.raises(Stop):
-        export_command.export_model(random_checkpoint, splits_csv=tmp_path / "splits.csv",
-                                    out=tmp_path / "m.onnx", progress=True)
+        export.export_model(random_checkpoint, splits_csv=tmp_path / "splits.csv",
+                            out=tmp_path / "m.onnx", progress=True)
     steps = capsys.readouterr().err.splitlines()
     assert [line.split("] ")[1] for line in steps] == ["reading 0 test photos for the check ...",
                                                       "exporting the float32 network ..."]

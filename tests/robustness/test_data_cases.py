@@ -31,16 +31,8 @@ import pandas as pd  # noqa: E402
 import pytest  # noqa: E402
 from PIL import Image  # noqa: E402
 
-from meterlib.data import (
-    audit,
-    figures,
-    measuring,
-    photos,
-    processed_tree,
-    splits_file,
-    splitting,
-)
-from meterlib.data.split_rule import SplitError  # noqa: E402
+from meterlib.data import audit, figures, measuring, photos, processed_tree, splits  # noqa: E402
+from meterlib.data.splits import SplitError  # noqa: E402
 
 RULE = dict(min_images_test=4, min_images_val=10, test_fraction=0.25, val_fraction=0.2)
 # A regression that blocks on a FIFO fails here instead of hanging the suite.
@@ -260,9 +252,9 @@ def test_audit_case(case, tmp_path, monkeypatch, robust):
             if case.fault:
                 case.fault(patch)
             result = audit.audit_dataset(ds, workers=1, progress=False)
-        manifest = splitting.build_manifest(result, **RULE)
-        splits_file.write_manifest(manifest, tmp_path / "out" / "splits.csv")  # must be valid UTF-8
-    back = splits_file.read_manifest(tmp_path / "out" / "splits.csv").set_index("path")
+        manifest = splits.build_manifest(result, **RULE)
+        splits.write_manifest(manifest, tmp_path / "out" / "splits.csv")  # must be valid UTF-8
+    back = splits.read_manifest(tmp_path / "out" / "splits.csv").set_index("path")
     row = back.loc[case.path]
     assert row["flags"] == case.flags
     assert re.search(case.error, row["error"]), row["error"]
@@ -313,14 +305,14 @@ def test_split_case(case, tmp_path, robust):
     with robust.untouched(ds):
         result = audit.audit_dataset(ds, workers=1, progress=False)
         try:
-            manifest = splitting.build_manifest(result, **RULE, **case.options)
-            splitting.require_trainable_classes(manifest)
+            manifest = splits.build_manifest(result, **RULE, **case.options)
+            splits.require_trainable_classes(manifest)
         except SplitError as exc:
             assert case.problem, f"unexpected: {exc}"
             robust.error(exc, names=case.names, problem=case.problem)
             return
     assert not case.problem, "no error raised"
-    assert splitting.check_split(manifest) == []
+    assert splits.check_split(manifest) == []
     robust.ok(f"{manifest['class'][manifest['split'] == 'train'].nunique()} classes to train on")
 
 
@@ -350,7 +342,7 @@ def test_split_rule_case(changes, names, problem, tmp_path, robust):
     ds = dataset(tmp_path / "ds", {"a": 2, "b": 2})
     result = audit.audit_dataset(ds, workers=1, progress=False)
     with robust.untouched(ds), pytest.raises(SplitError) as caught:
-        splitting.build_manifest(result, **{**RULE, "seed": 0, **changes})
+        splits.build_manifest(result, **{**RULE, "seed": 0, **changes})
     robust.error(caught.value, names=names, problem=problem)
 
 
@@ -456,11 +448,11 @@ def test_tree_case(case, tmp_path, robust):
     ds = dataset(tmp_path / "ds", {"a": 12, "b": 12, "c": 2})
     if case.built:
         first = audit.audit_dataset(ds, workers=1, progress=False)
-        processed_tree.materialise(splitting.build_manifest(first, seed=0, **RULE), ds)
+        processed_tree.materialise(splits.build_manifest(first, seed=0, **RULE), ds)
     case.plant(ds)
     before = user_entries(ds, case.foreign)
-    manifest = splitting.build_manifest(audit.audit_dataset(ds, workers=1, progress=False),
-                                        seed=case.seed, **RULE)
+    manifest = splits.build_manifest(audit.audit_dataset(ds, workers=1, progress=False),
+                                     seed=case.seed, **RULE)
     with robust.untouched(*([ds / folder for folder in case.unchanged] or [ds])):
         try:
             update = processed_tree.materialise(manifest, ds)
@@ -483,13 +475,13 @@ def good_csv(tmp_path_factory) -> str:
     """The text of a real splits.csv."""
     ds = dataset(tmp_path_factory.mktemp("manifest") / "ds", {"a": 3, "b": 2})
     (ds / "raw/a/empty.jpg").write_bytes(b"")
-    manifest = splitting.build_manifest(audit.audit_dataset(ds, workers=1, progress=False), **RULE)
-    return splits_file.manifest_csv(manifest)
+    manifest = splits.build_manifest(audit.audit_dataset(ds, workers=1, progress=False), **RULE)
+    return splits.manifest_csv(manifest)
 
 
 def drop_column(text: str, name: str) -> str:
     frame = pd.read_csv(io.StringIO(text), dtype=str, keep_default_na=False)
-    return splits_file.manifest_csv(frame.drop(columns=name))
+    return splits.manifest_csv(frame.drop(columns=name))
 
 
 MANIFEST_CASES = [
@@ -526,13 +518,13 @@ def test_manifest_case(make, problem, good_csv, tmp_path, robust):
         path.write_bytes(make(good_csv))
     with robust.untouched(tmp_path / "ds"):
         try:
-            frame = splits_file.read_manifest(path)
+            frame = splits.read_manifest(path)
         except (SplitError, FileNotFoundError) as exc:
             assert problem, f"unexpected: {exc}"
             robust.error(exc, names=path, problem=problem)
             return
     assert not problem, "no error raised"
-    assert splits_file.manifest_csv(frame) == good_csv
+    assert splits.manifest_csv(frame) == good_csv
     robust.ok(f"read, {len(frame)} rows as written")
 
 
@@ -549,7 +541,7 @@ def copy_photo(source: str, target: str, *, brighten: int = 0):
     return plant
 
 
-HINT = re.escape(splitting.RESPLIT_HINT) + "$"
+HINT = re.escape(splits.RESPLIT_HINT) + "$"
 LEAK_CASES = [
     ("copy of a test photo in train", copy_photo("processed/test/a/0.png", "processed/train/a/zz.png"),
      {}, (r"^Leakage: 2 photos with a \(near-\)copy in another split \(1 duplicate group\), "
@@ -581,7 +573,7 @@ def test_leakage_case(plant, options, expected, tmp_path, robust):
     plant(ds)
     with robust.untouched(ds):
         result = audit.audit_dataset(ds, workers=1, progress=False)
-        warnings = splitting.leakage_warnings(splitting.build_manifest(result, **RULE, **options))
+        warnings = splits.leakage_warnings(splits.build_manifest(result, **RULE, **options))
     assert len(warnings) == len(expected), warnings
     for warning, pattern in zip(warnings, expected):
         assert re.search(pattern, warning), (pattern, warning)
@@ -598,7 +590,7 @@ def many_classes(tmp_path_factory) -> tuple[Path, audit.Audit, pd.DataFrame]:
     for i in range(2000):
         noise_png(ds / "raw" / f"meter type {i // 2:04d}" / f"{i % 2}.png", i, size=(16, 24))
     result = audit.audit_dataset(ds, workers=1, progress=False)
-    return ds, result, splitting.build_manifest(result, **RULE)
+    return ds, result, splits.build_manifest(result, **RULE)
 
 
 def pixels(fig, dpi: int) -> tuple[int, int]:
@@ -644,8 +636,8 @@ def test_figure_case(draw, dpi, text, many_classes, robust):
 def test_split_table_case(many_classes, robust):
     robust.entry = "01 split table"
     ds, result, manifest = many_classes
-    table = splitting.split_table(manifest, classes=result.classes, min_images_test=4, min_images_val=10)
-    text = splitting.table_preview(table, max_rows=40, what="classes")
+    table = splits.split_table(manifest, classes=result.classes, min_images_test=4, min_images_val=10)
+    text = splits.table_preview(table, max_rows=40, what="classes")
     lines = text.splitlines()
     assert len(lines) == 2 + 40 + 1 and lines[-1] == "... 960 more classes not shown (1000 in all)"
     robust.ok(f"{len(lines)} lines for 1000 classes")

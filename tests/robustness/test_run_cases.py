@@ -14,9 +14,9 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from meterlib import __main__ as cli
 from meterlib import train
-from meterlib.data import splitting
+from meterlib.cli import main as cli
+from meterlib.data import splits
 from meterlib.run import paths, runner
 
 
@@ -269,7 +269,7 @@ def test_old_metrics_do_not_repeat_their_warnings(tmp_path):
 
 def test_one_class_is_refused_before_training(tmp_path, robust):
     robust.entry = "02 training table"
-    with pytest.raises(splitting.SplitError) as err:
+    with pytest.raises(splits.SplitError) as err:
         _tiny_table(tmp_path, n_classes=1)
     robust.error(str(err.value), names="c0", problem="only 1 class has training photos.*at least 2")
 

@@ -362,9 +362,9 @@ def exported(good: Path) -> Path:
     """The good checkpoint exported once as a float32 ONNX model beside it (needs the onnx extra)."""
     pytest.importorskip("onnx")
     pytest.importorskip("onnxruntime")
-    from meterlib.serve import onnx_export
+    from meterlib.export import onnx_files
 
-    return onnx_export.write_float32(checkpoint.load(good), good.with_suffix(".onnx"), source=good)
+    return onnx_files.write_float32(checkpoint.load(good), good.with_suffix(".onnx"), source=good)
 
 
 def onnx_copy(name: str) -> Callable[[Path, Path], Path]:

@@ -6,7 +6,7 @@ import pandas as pd
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from meterlib.data import split_rule, splitting
+from meterlib.data import splits
 from meterlib.data.audit import Audit
 
 RULE = dict(min_images_test=4, min_images_val=10, test_fraction=0.25, val_fraction=0.2)
@@ -31,14 +31,14 @@ def audit_tables(draw) -> pd.DataFrame:
 
 
 def split_of(files: pd.DataFrame, seed: int = 0) -> pd.DataFrame:
-    return files.assign(split=split_rule.assign_splits(files, seed=seed, **RULE))
+    return files.assign(split=splits.assign_splits(files, seed=seed, **RULE))
 
 
 @fast
 @given(audit_tables(), st.integers(0, 2**32 - 1))
 def test_the_split_is_sound(files, seed):
     manifest = split_of(files, seed)
-    assert splitting.check_split(manifest) == []  # no photo or group in two splits, val/test in train
+    assert splits.check_split(manifest) == []  # no photo or group in two splits, val/test in train
     used = manifest[manifest["split"] != "excluded"]
     assert used.empty or used.groupby("group")["split"].nunique().max() == 1
     trained = set(manifest.loc[manifest["split"] == "train", "class"])
@@ -49,7 +49,7 @@ def test_the_split_is_sound(files, seed):
 @given(audit_tables())
 def test_excluded_exactly_when_a_flag_excludes(files):
     manifest = split_of(files)
-    excluded = split_rule.is_excluded(manifest)
+    excluded = splits.is_excluded(manifest)
     assert (manifest["split"] == "excluded").equals(excluded)
     assert set(manifest.loc[~excluded, "split"]) <= SPLITS
 
@@ -89,9 +89,9 @@ def test_a_class_split_ignores_the_other_classes(files, others, seed):
 def test_manifest_holds_out_whole_classes(files, data):
     held = data.draw(st.lists(st.sampled_from(sorted(set(files["class"]))), unique=True))
     audit = Audit(files=files.assign(found_split=""), classes=sorted(set(files["class"])), layout="raw")
-    manifest = splitting.build_manifest(audit, holdout_classes=held, **RULE)
+    manifest = splits.build_manifest(audit, holdout_classes=held, **RULE)
     assert manifest["path"].tolist() == files["path"].tolist()
     for cls, rows in manifest.groupby("class"):
         allowed = {"holdout", "excluded"} if cls in held else SPLITS | {"excluded"}
         assert set(rows["split"]) <= allowed, cls
-    assert splitting.check_split(manifest) == []
+    assert splits.check_split(manifest) == []

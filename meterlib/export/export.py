@@ -1,4 +1,4 @@
-"""``python -m meterlib export``: a checkpoint as an ONNX model, written only when the check after export passes.
+"""The export step: a checkpoint as an ONNX model, written only when the check after export passes.
 
 Both the float32 export and its INT8 quantisation are compared with the checkpoint on the test
 split of the manifest the model was trained on; the INT8 model is calibrated on training photos.
@@ -12,9 +12,9 @@ import tempfile
 import time
 from pathlib import Path
 
-from meterlib.model import checkpoint, inference
+from meterlib.export import check, onnx_files
+from meterlib.model import checkpoint, inference, onnx_metadata
 from meterlib.run import atomic, output_path
-from meterlib.serve import onnx_check, onnx_export, onnx_format, onnx_int8
 from meterlib.serve.predictor import Predictor
 
 
@@ -34,45 +34,45 @@ def export_model(checkpoint_path: str | os.PathLike, *, splits_csv: str | os.Pat
     shown = out or default_output(checkpoint_path, int8=int8)
     target = output_path.check(shown, inputs=[checkpoint_path, splits_csv], ours=_is_export, overwrite=overwrite)
     for package in ("onnx", "onnxscript", "onnxruntime"):  # before minutes of work, not after
-        onnx_format.require(package)
+        onnx_metadata.require(package)
     step = _steps(sys.stderr.isatty() if progress is None else progress)
     content = checkpoint.load(checkpoint_path)
-    test = onnx_check.split_photos(Path(splits_csv), content, split="test")
+    test = check.split_photos(Path(splits_csv), content, split="test")
     reference = Predictor.from_checkpoint(checkpoint_path, device="cpu")
     step(f"reading {len(test.paths)} test photos for the check")
     pictures = inference.load_resized(test.paths, image_size=reference.image_size)
     with tempfile.TemporaryDirectory(prefix="meterlib-export-") as work:
         step("exporting the float32 network")
-        float32 = onnx_export.write_float32(content, Path(work, "float32.onnx"), source=checkpoint_path)
+        float32 = onnx_files.write_float32(content, Path(work, "float32.onnx"), source=checkpoint_path)
         step("checking float32 against PyTorch on the test photos")
-        check = onnx_check.compare(reference, Predictor.from_onnx(float32), pictures, test.labels)
-        onnx_check.refuse_float32_difference(check, source=str(checkpoint_path))
-        fields = onnx_format.fields_from_checkpoint(content, precision="float32",
-                                                    checks={"float32_vs_pytorch": check.as_fields()})
-        lines = ["float32 " + onnx_check.summary(check, against="PyTorch")]
+        comparison = check.compare(reference, Predictor.from_onnx(float32), pictures, test.labels)
+        check.refuse_float32_difference(comparison, source=str(checkpoint_path))
+        fields = onnx_metadata.fields_from_checkpoint(content, precision="float32",
+                                                    checks={"float32_vs_pytorch": comparison.as_fields()})
+        lines = ["float32 " + check.summary(comparison, against="PyTorch")]
         with atomic.atomic_path(target) as tmp:
             if int8:
-                calibration = onnx_int8.calibration_pictures(Path(splits_csv), content)
+                calibration = onnx_files.calibration_pictures(Path(splits_csv), content)
                 step(f"quantising to INT8 (calibrated on {len(calibration)} training photos) and checking it")
-                check = _write_int8(float32, tmp, fields=fields, calibration=calibration,
+                comparison = _write_int8(float32, tmp, fields=fields, calibration=calibration,
                                     test=(reference, pictures, test.labels))
-                onnx_check.refuse_int8_loss(check, source=str(shown), force=force)
+                check.refuse_int8_loss(comparison, source=str(shown), force=force)
                 lines.append(f"int8 (calibrated on {len(calibration)} training photos) "
-                             + onnx_check.summary(check, against="PyTorch"))
+                             + check.summary(comparison, against="PyTorch"))
             else:
-                onnx_export.write_with_metadata(float32, tmp, fields)
+                onnx_files.write_with_metadata(float32, tmp, fields)
     size = target.stat().st_size / 2**20
     return "\n".join([*lines, f"wrote {shown} ({'int8' if int8 else 'float32'}, {size:.1f} MB)"])
 
 
 def _is_export(path: Path) -> bool:
     """Whether ``path`` is an ONNX model that meterlib exported (it carries meterlib's metadata)."""
-    onnx = onnx_format.require("onnx")
+    onnx = onnx_metadata.require("onnx")
     try:
         model = onnx.load(str(path), load_external_data=False)
     except Exception:  # not an ONNX file at all: protobuf raises its own DecodeError, among others
         return False
-    return any(entry.key == onnx_format.METADATA_KEY for entry in model.metadata_props)
+    return any(entry.key == onnx_metadata.METADATA_KEY for entry in model.metadata_props)
 
 
 def _steps(show: bool):
@@ -86,11 +86,11 @@ def _steps(show: bool):
 
 
 def _write_int8(float32: Path, path: Path, *, fields: dict, calibration: list,
-                test: tuple) -> onnx_check.Comparison:
+                test: tuple) -> check.Comparison:
     """Quantise ``float32`` into ``path``, compare it on the test photos and record the comparison."""
     reference, pictures, labels = test
-    onnx_int8.quantize(float32, path, pictures=calibration, fields=fields)
-    check = onnx_check.compare(reference, Predictor.from_onnx(path), pictures, labels)
-    checks = {**fields["checks"], "int8_vs_pytorch": check.as_fields(), "calibration_photos": len(calibration)}
-    onnx_export.write_with_metadata(path, path, {**fields, "precision": "int8", "checks": checks})
-    return check
+    onnx_files.quantize(float32, path, pictures=calibration, fields=fields)
+    comparison = check.compare(reference, Predictor.from_onnx(path), pictures, labels)
+    checks = {**fields["checks"], "int8_vs_pytorch": comparison.as_fields(), "calibration_photos": len(calibration)}
+    onnx_files.write_with_metadata(path, path, {**fields, "precision": "int8", "checks": checks})
+    return comparison

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import csv
-import io
 import os
 import sys
 from collections.abc import Sequence
@@ -12,21 +10,14 @@ from pathlib import Path
 from meterlib.confidence import selective
 from meterlib.data.listing import shown_name
 from meterlib.model.checkpoint import CheckpointError
-from meterlib.run import atomic, output_path
-from meterlib.serve import batch
+from meterlib.run import output_path
+from meterlib.serve import answers_csv, batch
 from meterlib.serve.predictor import Outcome, Predictor
 
-SET_SEPARATOR = "|"  # joins a prediction set's classes in one cell (as in notebook 03's results)
 PROGRESS_FROM = 9  # photos from which a progress bar is shown (on a terminal)
 # Smaller than the API's 32: on 2 CPU cores a batch of 16 stays in the cache, ~20% less CPU per photo.
 BATCH_SIZE = 16
 STDOUT = "-"  # as the CSV path: write the CSV to standard output
-FIRST_COLUMNS = ("file", "label", "unknown", "confidence")  # then the top-k, the set and the error
-# How every CSV of this command begins, whatever its top-k: how an earlier answers file is recognised.
-CSV_HEADER_START = (",".join(FIRST_COLUMNS) + ",").encode()
-# A spreadsheet runs a cell that starts with one of these as a formula (CSV injection); tabs and
-# carriage returns, the other two starts that do, are escaped with every control character.
-_FORMULA_STARTS = ("=", "+", "-", "@")
 
 
 def predict_files(arguments: Sequence[str | os.PathLike], *, model: str | os.PathLike,
@@ -41,7 +32,7 @@ def predict_files(arguments: Sequence[str | os.PathLike], *, model: str | os.Pat
     target = None
     if csv_path is not None and os.fspath(csv_path) != STDOUT:
         target = output_path.check(csv_path, inputs=[model, *inputs.files], overwrite=overwrite,
-                                   ours=output_path.starts_with(CSV_HEADER_START))
+                                   ours=output_path.starts_with(answers_csv.CSV_HEADER_START))
     predictor = load_predictor(model)
     outcomes = predictor.predict_each(inputs.files, top_k=top_k, batch_size=batch_size,
                                       progress=len(inputs.files) >= PROGRESS_FROM and sys.stderr.isatty())
@@ -50,9 +41,9 @@ def predict_files(arguments: Sequence[str | os.PathLike], *, model: str | os.Pat
     if csv_path is None:
         return format_table(outcomes, top_k=columns, threshold=predictor.calibration.unknown_threshold) + "\n" + report
     if target is None:
-        sys.stdout.write(csv_text(outcomes, top_k=columns))
+        sys.stdout.write(answers_csv.csv_text(outcomes, top_k=columns))
         return report
-    write_csv(target, outcomes, top_k=columns)
+    answers_csv.write_csv(target, outcomes, top_k=columns)
     return f"wrote {shown_name(csv_path)}: {report}"
 
 
@@ -64,52 +55,6 @@ def load_predictor(path: str | os.PathLike) -> Predictor:
         raise CheckpointError(f"{path}: checkpoint not found; `bash run.sh demo` trains one on the demo data, "
                               "or give another file with --model")
     return Predictor.load(path).with_folded_batch_norms()
-
-
-def csv_columns(top_k: int) -> list[str]:
-    """The CSV's columns: file, label, unknown, confidence, top1..topK class and probability, set, error."""
-    ranked = [f"top{rank}_{what}" for rank in range(1, top_k + 1) for what in ("class", "probability")]
-    return [*FIRST_COLUMNS, *ranked, "prediction_set", "error"]
-
-
-def csv_rows(outcomes: Sequence[Outcome], *, top_k: int) -> list[dict]:
-    """One dict of ``csv_columns`` per photo; the answer's cells stay empty in an error row."""
-    rows = []
-    for outcome in outcomes:
-        row = dict.fromkeys(csv_columns(top_k), "")
-        row.update(file=outcome.source, error=outcome.error or "")
-        answer = outcome.prediction
-        if answer is not None:
-            row.update(label=answer.label, unknown=answer.unknown, confidence=round(answer.confidence, 6),
-                       prediction_set=SET_SEPARATOR.join(answer.prediction_set))
-            for rank, (name, probability) in enumerate(zip(answer.top_classes, answer.top_probabilities), 1):
-                row[f"top{rank}_class"], row[f"top{rank}_probability"] = name, round(probability, 6)
-        rows.append({column: _cell(value) for column, value in row.items()})
-    return rows
-
-
-def _cell(value):
-    """A value as a CSV cell: text with its control characters escaped, and quoted with a leading
-    apostrophe where a spreadsheet would run it as a formula."""
-    if not isinstance(value, str):
-        return value
-    value = shown_name(value)
-    return "'" + value if value.startswith(_FORMULA_STARTS) else value
-
-
-def csv_text(outcomes: Sequence[Outcome], *, top_k: int) -> str:
-    """The CSV of the outcomes: a header of ``csv_columns``, then ``csv_rows``."""
-    text = io.StringIO(newline="")
-    writer = csv.DictWriter(text, fieldnames=csv_columns(top_k))
-    writer.writeheader()
-    writer.writerows(csv_rows(outcomes, top_k=top_k))
-    return text.getvalue()
-
-
-def write_csv(path: str | os.PathLike, outcomes: Sequence[Outcome], *, top_k: int) -> Path:
-    """Atomically write ``csv_text`` of the outcomes (a reader never sees half a file)."""
-    atomic.write_text(path, csv_text(outcomes, top_k=top_k))
-    return Path(path)
 
 
 def format_table(outcomes: Sequence[Outcome], *, top_k: int, threshold: float) -> str:
@@ -126,7 +71,7 @@ def format_table(outcomes: Sequence[Outcome], *, top_k: int, threshold: float) -
         top = ", ".join(f"{name} {probability:.1%}"
                         for name, probability in zip(answer.top_classes, answer.top_probabilities))
         lines.append([outcome.source, answer.label, _confidence_cell(answer, threshold), top,
-                      SET_SEPARATOR.join(answer.prediction_set), ""])
+                      answers_csv.SET_SEPARATOR.join(answer.prediction_set), ""])
     lines = [[shown_name(cell) for cell in line] for line in lines]  # names and messages can hold escapes
     widths = [max(len(line[column]) for line in lines) for column in range(len(lines[0]))]
     return "\n".join("  ".join(cell.ljust(width) for cell, width in zip(line, widths)).rstrip()

@@ -12,7 +12,7 @@ from typing import Sequence
 
 import numpy as np
 
-from meterlib.data import splits_file
+from meterlib.data import splits
 from meterlib.model import checkpoint
 from meterlib.serve.predictor import Predictor
 
@@ -38,7 +38,7 @@ def split_photos(splits_csv: Path, content: dict, *, split: str) -> SplitPhotos:
     if expected and checkpoint.file_sha256(splits_csv) != expected:
         raise checkpoint.CheckpointError(f"{splits_csv}: not the manifest the model was trained on (its SHA-256 "
                                          "differs from the checkpoint's splits_sha256); give the model's dataset")
-    manifest = splits_file.read_manifest(splits_csv)
+    manifest = splits.read_manifest(splits_csv)
     names = list(content["class_names"])
     rows = manifest[(manifest["split"] == split) & manifest["class"].isin(names)]
     if rows.empty:

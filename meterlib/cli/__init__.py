@@ -1,0 +1,1 @@
+"""The command line: ``python -m meterlib predict`` and ``python -m meterlib export``."""

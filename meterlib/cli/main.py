@@ -1,0 +1,139 @@
+"""The command line's commands and options: ``python -m meterlib run --profile demo -p epochs_head=3``, ``python -m meterlib predict photos/``,
+``python -m meterlib export --int8``."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+from meterlib.data.listing import shown_name
+from meterlib.errors import MeterlibError
+from meterlib.run import output_path, paths, runner
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="meterlib", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    run = sub.add_parser("run", help="execute the numbered notebooks headlessly with papermill")
+    run.add_argument("--profile", choices=runner.available_profiles(),
+                     help="bundled parameter set (default: none, the notebooks' own defaults)")
+    run.add_argument("-p", "--param", action="append", default=[], metavar="NAME=VALUE",
+                     help="set a notebook parameter (repeatable); the value is read as YAML")
+    run.add_argument("-f", "--params-file", metavar="YAML", help="YAML mapping of parameters")
+    run.add_argument("--only", nargs="+", default=[], metavar="PREFIX",
+                     help="run only notebooks whose name starts with these prefixes (e.g. 01 02)")
+    run.add_argument("--data-dir", default="", help="folder holding the datasets (default: data/)")
+    run.add_argument("--reports-dir", default="", help="where results go (default: reports/)")
+    run.add_argument("--progress", action="store_true", help="show papermill's per-cell progress bar")
+    snap = sub.add_parser("snapshot", help="store the smoke run's checked outputs in notebooks/ "
+                                            "(the reference that nbval compares against)")
+    snap.add_argument("--only", nargs="+", default=[], metavar="PREFIX")
+    _add_predict(sub)
+    _add_export(sub)
+    return parser
+
+
+def _add_predict(sub) -> None:
+    predict = sub.add_parser("predict", help="identify the meter type in photos with the trained checkpoint")
+    predict.add_argument("paths", nargs="+", metavar="PATH",
+                         help="photo files, or folders searched recursively for photos")
+    predict.add_argument("--model", "--checkpoint", dest="model", default="", metavar="FILE",
+                         help="a checkpoint, or its ONNX export (.onnx, run by ONNX Runtime) "
+                              "(default: reports/model/meterlib_checkpoint.pt)")
+    predict.add_argument("--csv", default="", metavar="OUT",
+                         help="write one CSV row per file here instead of printing a table ('-': to "
+                              "standard output)")
+    predict.add_argument(output_path.OVERWRITE_FLAG, action="store_true",
+                         help="replace an existing --csv file that meterlib did not write")
+    predict.add_argument("--top-k", type=_positive_int, default=3, metavar="K",
+                         help="classes listed per photo (default: 3)")
+    predict.add_argument("--batch-size", type=_positive_int, metavar="N",
+                         help="photos decoded and predicted at a time (default: 16)")
+
+
+def _add_export(sub) -> None:
+    export = sub.add_parser("export", help="write the trained model as an ONNX model with its calibration, "
+                                           "checked against the checkpoint on the test split")
+    export.add_argument("--checkpoint", default="", metavar="FILE",
+                        help="model to export (default: reports/model/meterlib_checkpoint.pt)")
+    export.add_argument("--out", default="", metavar="FILE",
+                        help="ONNX file to write (default: beside the checkpoint, .onnx or .int8.onnx)")
+    export.add_argument("--int8", action="store_true",
+                        help="quantise to INT8 (static, calibrated on training photos)")
+    export.add_argument("--force", action="store_true",
+                        help="write the INT8 model even when it loses more than 1 point of test accuracy")
+    export.add_argument(output_path.OVERWRITE_FLAG, action="store_true",
+                        help="replace an existing --out file that meterlib did not write")
+    export.add_argument("--dataset", default="",
+                        help="the dataset the model was trained on, for the check (default: the checkpoint's)")
+    export.add_argument("--data-dir", default="", help="folder holding the datasets (default: data/)")
+
+
+def _export(args: argparse.Namespace) -> str:
+    """The export command's report: the checks and the file written."""
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # as for predict
+    from meterlib.export import export
+    from meterlib.model import checkpoint
+
+    source = args.checkpoint or paths.resolve().checkpoint
+    dataset = args.dataset or checkpoint.load(source).get("training", {}).get("dataset") or "demo"
+    splits_csv = paths.resolve(dataset=dataset, data_dir=args.data_dir).splits_csv
+    return export.export_model(source, splits_csv=splits_csv, out=args.out or None, int8=args.int8,
+                               force=args.force, overwrite=args.overwrite)
+
+
+def _positive_int(text: str) -> int:
+    """argparse type: a positive integer, else a usage error."""
+    from meterlib.model import inference
+
+    try:
+        return inference.positive_int("value", int(text))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text!r}") from None
+
+
+def _predict(args: argparse.Namespace) -> str:
+    """The predict command's output: a table, or the summary of the CSV written."""
+    # Read once, when torch loads: idle OpenMP threads sleep instead of spinning, which on a busy
+    # machine (a notebook kernel beside us, say) made inference several times slower.
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    from meterlib.cli import predict  # loads the model stack, which `run` does not need
+
+    return predict.predict_files(args.paths, model=args.model or paths.resolve().checkpoint,
+                                 csv_path=args.csv or None, top_k=args.top_k,
+                                 batch_size=args.batch_size or predict.BATCH_SIZE, overwrite=args.overwrite)
+
+
+def _shown(message: str) -> str:
+    """A message for the terminal: its lines kept, escapes in the names it quotes made harmless."""
+    return "\n".join(map(shown_name, message.split("\n")))
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        if args.command in ("predict", "export"):
+            report = _predict(args) if args.command == "predict" else _export(args)
+            # With the CSV on standard output, the summary goes beside it, not into it.
+            print(report, file=sys.stderr if getattr(args, "csv", "") == "-" else sys.stdout)
+            return 0
+        # Progress bars inside executed notebooks only clutter the saved reports.
+        os.environ.setdefault("TQDM_DISABLE", "1")
+        if args.command == "snapshot":
+            runner.snapshot(only=args.only)
+            return 0
+        overrides = runner.load_parameter_file(args.params_file) if args.params_file else {}
+        overrides.update(runner.parse_assignment(item) for item in args.param)
+        runner.run(profile=args.profile, overrides=overrides, only=args.only,
+                   data_dir=args.data_dir, reports_dir=args.reports_dir,
+                   progress_bar=args.progress)
+    except MeterlibError as exc:
+        print(f"meterlib {args.command}: {_shown(str(exc))}", file=sys.stderr)
+        return 1
+    except OSError as exc:  # a full or read-only disk mid-run: one line, earlier results are intact
+        text = exc.strerror if exc.strerror and exc.filename is None else str(exc)
+        print(f"meterlib {args.command}: {_shown(text)}", file=sys.stderr)
+        return 1
+    return 0
+
