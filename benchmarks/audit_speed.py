@@ -10,6 +10,7 @@ import os
 import time
 
 from meterlib.data import audit, listing, measuring, photos
+from meterlib.errors import DataError
 from meterlib.run import paths
 
 
@@ -35,7 +36,7 @@ def main() -> None:
         for f in sample:
             try:
                 photos.read_photo(f, max_side=side)
-            except photos.ImageError:
+            except DataError:
                 pass
         timings[label] = _rate(label, len(sample), time.perf_counter() - start)
     full, reduced = timings.values()

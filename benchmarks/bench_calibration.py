@@ -38,7 +38,7 @@ from scipy import optimize
 from bench_training import dataset_table
 from meterlib import train
 from meterlib.confidence import calibration, conformal, selective
-from meterlib.model import backbones, inference
+from meterlib.model import backbones, inference, network
 from meterlib.run import seeding
 from meterlib.train import cache, phases
 
@@ -55,8 +55,7 @@ class TestCurve(phases.Tracker):
 
     def record(self, model, row: dict) -> None:
         tick = time.perf_counter()
-        tail = torch.nn.Sequential(model.last_block, model.pool, model.head)
-        logits = cache.batched(tail, self.test_acts, batch_size=128, device=self.device)
+        logits = network.batched(network.tail(model), self.test_acts, batch_size=128, device=self.device)
         row = {**row, "test_acc": float((logits.argmax(1) == self.test_labels).float().mean())}
         self.seconds += time.perf_counter() - tick
         super().record(model, row)
@@ -168,8 +167,7 @@ def final_model(table, args):
 def val_logits(run) -> tuple[np.ndarray, np.ndarray]:
     """The final model's logits and labels of the val photos."""
     fit = run.fit
-    tail = torch.nn.Sequential(fit.model.last_block, fit.model.pool, fit.model.head)
-    return cache.batched(tail, fit.val_acts, batch_size=128, device=fit.device).numpy(), fit.val_labels.numpy()
+    return network.batched(network.tail(fit.model), fit.val_acts, batch_size=128, device=fit.device).numpy(), fit.val_labels.numpy()
 
 
 def options(run, kept, args) -> dict:

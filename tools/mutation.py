@@ -42,22 +42,23 @@ class Target:
 
 
 TARGETS = {
-    "split": Target(("meterlib/data/splits.py", "meterlib/data/splits.py"),
-                    ("tests/test_audit_split.py", "tests/test_split_rule.py",
+    "split": Target(("meterlib/data/splits.py",),
+                    ("tests/data/test_audit.py", "tests/data/test_splits.py",
                      "tests/robustness/test_split_properties.py", "tests/robustness/test_data_cases.py")),
     # Of the phase loop only the loss: the loop itself is checked by training runs (seconds per mutant).
-    "recipe": Target(("meterlib/train/recipe.py", "meterlib/train/phases.py"), ("tests/test_training.py",),
+    "recipe": Target(("meterlib/train/recipe.py", "meterlib/train/phases.py"), ("tests/train/test_training.py",),
                      mutants=("meterlib.train.recipe.*", "meterlib.train.phases.x_loss_function__mutmut_*")),
     "calibration": Target(("meterlib/confidence/calibration.py", "meterlib/confidence/fitted.py"),
-                          ("tests/test_calibration.py", "tests/test_report.py")),
+                          ("tests/confidence/test_calibration.py", "tests/confidence/test_fitted.py",
+                           "tests/evaluate/test_report.py")),
     "conformal": Target(("meterlib/confidence/conformal.py", "meterlib/confidence/mondrian.py"),
-                        ("tests/test_conformal.py",)),
+                        ("tests/confidence/test_conformal.py",)),
     "selective": Target(("meterlib/confidence/selective.py",),
-                        ("tests/test_selective.py", "tests/test_predictor_rules.py")),
+                        ("tests/confidence/test_selective.py", "tests/serve/test_predictor_rules.py")),
     "checkpoint": Target(("meterlib/model/checkpoint.py", "meterlib/model/field_formats.py"),
-                         ("tests/test_checkpoint.py", "tests/test_field_formats.py")),
+                         ("tests/model/test_checkpoint.py", "tests/model/test_field_formats.py")),
     "predictor": Target(("meterlib/serve/predictor.py",),
-                        ("tests/test_predictor.py", "tests/test_predictor_rules.py")),
+                        ("tests/serve/test_predictor.py", "tests/serve/test_predictor_rules.py")),
 }
 # mutmut counts a mutant that makes the tests time out as killed.
 KILLED = ("killed", "timeout")

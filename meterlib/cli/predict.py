@@ -9,7 +9,7 @@ from pathlib import Path
 
 from meterlib.confidence import selective
 from meterlib.data.listing import shown_name
-from meterlib.model.checkpoint import CheckpointError
+from meterlib.errors import ModelFileError
 from meterlib.run import output_path
 from meterlib.serve import answers_csv, batch
 from meterlib.serve.predictor import Outcome, Predictor
@@ -51,9 +51,9 @@ def load_predictor(path: str | os.PathLike) -> Predictor:
     """The Predictor of a checkpoint (batch norms folded) or an ONNX export; a missing file says how to get one."""
     if not os.path.lexists(path):
         if Path(path).suffix.lower() == ".onnx":
-            raise CheckpointError(f"{path}: ONNX model not found; `python -m meterlib export` writes one")
-        raise CheckpointError(f"{path}: checkpoint not found; `bash run.sh demo` trains one on the demo data, "
-                              "or give another file with --model")
+            raise ModelFileError(f"{path}: ONNX model not found; `python -m meterlib export` writes one")
+        raise ModelFileError(f"{path}: checkpoint not found; `bash run.sh demo` trains one on the demo data, "
+                             "or give another file with --model")
     return Predictor.load(path).with_folded_batch_norms()
 
 

@@ -15,12 +15,13 @@ import numpy as np
 
 from meterlib.confidence import metrics
 from meterlib.confidence.calibration import as_probs_and_labels
+from meterlib.errors import SettingsError
 
 
 def bootstrap_weights(n: int, *, n_boot: int, seed: int) -> np.ndarray:
     """(n_boot, n) counts: how often each of ``n`` photos is drawn into each resample of ``n``."""
     if n_boot < 1:
-        raise ValueError(f"n_boot must be at least 1, got {n_boot}")
+        raise SettingsError(f"n_boot must be at least 1, got {n_boot}")
     draws = np.random.default_rng(seed).integers(0, n, size=(n_boot, n))
     flat = (np.arange(n_boot)[:, None] * n + draws).ravel()
     return np.bincount(flat, minlength=n_boot * n).reshape(n_boot, n).astype(np.float64)
@@ -35,9 +36,9 @@ def summary_with_intervals(probs, labels, *, n_bins: int = 15, n_boot: int = 100
     """
     probs, labels = as_probs_and_labels(probs, labels)
     if not 0 < level < 1:
-        raise ValueError(f"level must lie in (0, 1), got {level}")
+        raise SettingsError(f"level must lie in (0, 1), got {level}")
     if n_bins < 1:
-        raise ValueError(f"n_bins must be at least 1, got {n_bins}")
+        raise SettingsError(f"n_bins must be at least 1, got {n_bins}")
     if not labels.size:
         return {name: dict.fromkeys(("value", "low", "high"), float("nan")) for name in metrics.METRICS}
     value = metrics.weighted_metrics(probs, labels, np.ones((1, labels.size)), n_bins=n_bins)

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from meterlib.errors import DataError, SettingsError
 from meterlib.confidence import metrics
 
 # Temperatures outside this range mean the fit ran away (no errors to learn from, or garbage).
@@ -26,7 +27,7 @@ class CalibrationWarning(UserWarning):
 def _as_logits(logits) -> np.ndarray:
     arr = np.asarray(logits, dtype=np.float64)
     if arr.ndim != 2 or arr.shape[1] < 1:
-        raise ValueError(f"expected logits of shape (n, classes), got {arr.shape}")
+        raise DataError(f"expected logits of shape (n, classes), got {arr.shape}")
     return arr
 
 
@@ -35,18 +36,18 @@ def as_probs_and_labels(probs, labels) -> tuple[np.ndarray, np.ndarray]:
     probs = np.asarray(probs, dtype=np.float64)
     labels = np.asarray(labels)
     if probs.ndim != 2:
-        raise ValueError(f"expected probabilities of shape (n, classes), got {probs.shape}")
+        raise DataError(f"expected probabilities of shape (n, classes), got {probs.shape}")
     if labels.shape != (probs.shape[0],):
-        raise ValueError(f"{labels.shape[0] if labels.ndim else 0} labels for {probs.shape[0]} rows")
+        raise DataError(f"{labels.shape[0] if labels.ndim else 0} labels for {probs.shape[0]} rows")
     if labels.size and (labels.min() < 0 or labels.max() >= probs.shape[1]):
-        raise ValueError(f"labels must lie in 0..{probs.shape[1] - 1}")
+        raise DataError(f"labels must lie in 0..{probs.shape[1] - 1}")
     return probs, labels.astype(np.int64)
 
 
 def softmax(logits, *, temperature: float = 1.0) -> np.ndarray:
     """Row-wise softmax of ``logits / temperature`` (numerically stable, float64)."""
     if not temperature > 0:
-        raise ValueError(f"temperature must be positive, got {temperature}")
+        raise SettingsError(f"temperature must be positive, got {temperature}")
     z = _as_logits(logits) / temperature
     z = z - z.max(axis=1, keepdims=True)
     e = np.exp(z)
@@ -74,7 +75,7 @@ def reliability_bins(probs, labels, *, n_bins: int = 15) -> pd.DataFrame:
 
 def _check_bins(n_bins: int) -> None:
     if n_bins < 1:
-        raise ValueError(f"n_bins must be at least 1, got {n_bins}")
+        raise SettingsError(f"n_bins must be at least 1, got {n_bins}")
 
 
 def _metric(probs, labels, name: str, n_bins: int = 15) -> float:

@@ -23,6 +23,7 @@ import warnings
 import numpy as np
 
 from meterlib.confidence.calibration import CalibrationWarning, as_probs_and_labels
+from meterlib.errors import DataError, SettingsError
 
 INFORMATIVE_U = 0.5
 
@@ -30,7 +31,7 @@ INFORMATIVE_U = 0.5
 def _class_scores(probs: np.ndarray, u: float) -> np.ndarray:
     # Score of every class: mass strictly ranked above it + u * its own probability.
     if not 0 <= u <= 1:
-        raise ValueError(f"u must lie in [0, 1], got {u}")
+        raise SettingsError(f"u must lie in [0, 1], got {u}")
     order = np.argsort(-probs, axis=1, kind="stable")
     sorted_probs = np.take_along_axis(probs, order, axis=1)
     mass_above = np.cumsum(sorted_probs, axis=1) - sorted_probs
@@ -59,9 +60,9 @@ def conformal_quantile(scores, *, alpha: float, confidence: float | None = None,
     give inf. Both warn, naming the scores by ``what``.
     """
     if not 0 < alpha < 1:
-        raise ValueError(f"alpha must lie in (0, 1), got {alpha}")
+        raise SettingsError(f"alpha must lie in (0, 1), got {alpha}")
     if confidence is not None and not 0 < confidence < 1:
-        raise ValueError(f"confidence must lie in (0, 1) or be None, got {confidence}")
+        raise SettingsError(f"confidence must lie in (0, 1) or be None, got {confidence}")
     scores = np.sort(np.asarray(scores, dtype=np.float64))
     n = scores.size
     rank = math.ceil((n + 1) * (1 - alpha))
@@ -103,7 +104,7 @@ def aps_prediction_sets(probs, qhat, *, u: float = 0.0) -> np.ndarray:
     """
     probs = np.asarray(probs, dtype=np.float64)
     if probs.ndim != 2:
-        raise ValueError(f"expected probabilities of shape (n, classes), got {probs.shape}")
+        raise DataError(f"expected probabilities of shape (n, classes), got {probs.shape}")
     scores = _class_scores(probs, u)
     sets = scores <= np.asarray(qhat, dtype=np.float64)
     # For u in [0, 1] the top class has the lowest score of its row.

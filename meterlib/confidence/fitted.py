@@ -2,17 +2,19 @@
 
 A ``Calibration``'s fields are named as the model file's fields that store them (see
 ``model.field_formats``): ``from_fields`` and ``to_fields`` read and write them by those names.
-Notebook 03 fits one with ``fit_calibration``; the Predictor answers with the one in its model file.
+Notebook 03 chooses its photos with ``calibration_data``, fits one with ``fit_calibration`` and
+stores it with ``checkpoint_fields``; the Predictor answers with the one in its model file.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
+import pandas as pd
 
 from meterlib.confidence import calibration, conformal, mondrian, selective
 
@@ -72,10 +74,49 @@ class CalibrationFit:
     calibration: Calibration
     temperature_fit: calibration.TemperatureFit
     threshold: selective.ThresholdChoice
-    group_quantiles: dict[str, float]  # APS quantile per size group (the class thresholds come from these)
+    groups: tuple[str, ...]  # each class's set group
+    group_quantiles: dict[str, float]  # APS quantile per group (the class thresholds come from these)
     target_accuracy: float
     alpha: float
     confidence: float | None  # probability that the per-group sets cover 1 - alpha; None: on average
+
+
+@dataclass(frozen=True)
+class CalibrationData:
+    """The photos a calibration is fitted on (chosen by ``calibration_data``) and how many each source gave."""
+
+    logits: np.ndarray
+    labels: np.ndarray
+    sources: dict[str, int]  # photos per source, e.g. {"out_of_fold": 300, "val": 120}
+
+
+def calibration_data(val_logits, val_labels, *, out_of_fold: Mapping | None, min_val: int) -> CalibrationData:
+    """Out-of-fold logits and labels, then every val photo's: the out-of-fold ones of the classes val lacks,
+    or of every class while val has fewer than ``min_val`` photos.
+
+    ``out_of_fold`` is the model file's field of that name (None: 02 made none). Val photos are scored
+    by the served model itself; the out-of-fold ones by fold models that replay phase 1 only, which
+    are weaker, so a calibration fitted on them describes another model. They stand in where val has
+    no photo, and fill a val split too small to fit on alone.
+    """
+    val_labels = np.asarray(val_labels, dtype=np.int64)
+    parts = []
+    if out_of_fold is not None:
+        labels = np.asarray(out_of_fold["labels"])
+        kept = ~np.isin(labels, val_labels) if val_labels.size >= min_val else np.ones(labels.size, dtype=bool)
+        parts.append((np.asarray(out_of_fold["logits"], dtype=np.float64)[kept], labels[kept], "out_of_fold"))
+    parts.append((np.asarray(val_logits, dtype=np.float64), val_labels, "val"))
+    return CalibrationData(logits=np.concatenate([logits for logits, _, _ in parts]),
+                           labels=np.concatenate([labels for _, labels, _ in parts]),
+                           sources={name: len(labels) for _, labels, name in parts})
+
+
+def training_size_groups(manifest: pd.DataFrame, class_names: Sequence[str], *, small_below: int,
+                         large_from: int) -> np.ndarray:
+    """Each class's set group (``mondrian.size_groups``) from its count of training photos in the manifest."""
+    train = manifest.loc[manifest["split"] == "train", "class"].value_counts()
+    counts = train.reindex(list(class_names), fill_value=0).to_numpy()
+    return mondrian.size_groups(counts, small_below=small_below, large_from=large_from)
 
 
 def unknown_threshold_choice(confidence, correct, *, target_accuracy: float) -> selective.ThresholdChoice:
@@ -102,4 +143,24 @@ def fit_calibration(logits, labels, groups, *, min_samples: int, target_accuracy
     fitted = Calibration(temperature=fit.temperature, unknown_threshold=choice.threshold,
                          conformal_quantile=conformal.calibrate_aps(probs, labels, alpha=alpha),
                          conformal_class_thresholds=mondrian.class_thresholds(quantiles, groups), conformal_u=u)
-    return CalibrationFit(fitted, fit, choice, quantiles, target_accuracy, alpha, confidence)
+    return CalibrationFit(calibration=fitted, temperature_fit=fit, threshold=choice,
+                          groups=tuple(groups), group_quantiles=quantiles,
+                          target_accuracy=target_accuracy, alpha=alpha, confidence=confidence)
+
+
+def calibration_record(fit: calibration.TemperatureFit, *, table: pd.DataFrame, ece_bins: int,
+                       sources: Mapping[str, int]) -> dict:
+    """The model file's ``calibration`` field (also metrics.json's): the temperature fit and ``table``'s metrics.
+
+    ``table`` has one row per metric and one column per "<split> <before|after>" (as 03's
+    ``evaluate.tables.calibration_table``); each cell becomes ``<metric>_<split>_<when>``.
+    """
+    metrics = {f"{metric}_{column.replace(' ', '_')}": float(table.loc[metric, column])
+               for metric in table.index for column in table.columns}
+    return {"temperature": fit.temperature, "fitted": fit.fitted, "reason": fit.reason,
+            "val_images": fit.n_samples, "calibration_photos": dict(sources), "ece_bins": ece_bins, **metrics}
+
+
+def checkpoint_fields(calibrated: CalibrationFit, *, record: Mapping) -> dict:
+    """The model-file fields 03 sets when it releases a model: the calibration, its alpha and ``record``."""
+    return {**calibrated.calibration.to_fields(), "conformal_alpha": calibrated.alpha, "calibration": dict(record)}

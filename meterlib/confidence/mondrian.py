@@ -19,6 +19,7 @@ import pandas as pd
 
 from meterlib.confidence.calibration import as_probs_and_labels
 from meterlib.confidence.conformal import INFORMATIVE_U, aps_prediction_sets, aps_scores, conformal_quantile
+from meterlib.errors import DataError, SettingsError
 
 SIZE_GROUPS = ("small", "medium", "large")
 
@@ -33,9 +34,9 @@ def size_groups(photo_counts, *, small_below: int = 28, large_from: int = 50) ->
     """
     counts = np.asarray(photo_counts)
     if counts.ndim != 1 or (counts.size and counts.min() < 0):
-        raise ValueError("photo_counts must be one count >= 0 per class")
+        raise DataError("photo_counts must be one count >= 0 per class")
     if not 0 <= small_below <= large_from:
-        raise ValueError(f"need 0 <= small_below <= large_from, got {small_below} and {large_from}")
+        raise SettingsError(f"need 0 <= small_below <= large_from, got {small_below} and {large_from}")
     index = (counts >= small_below).astype(int) + (counts >= large_from)
     return np.array(SIZE_GROUPS, dtype=object)[index]
 
@@ -43,7 +44,7 @@ def size_groups(photo_counts, *, small_below: int = 28, large_from: int = 50) ->
 def _group_array(groups, n_classes: int) -> np.ndarray:
     groups = np.asarray(groups, dtype=object)
     if groups.shape != (n_classes,):
-        raise ValueError(f"expected one group per class ({n_classes}), got shape {groups.shape}")
+        raise DataError(f"expected one group per class ({n_classes}), got shape {groups.shape}")
     return groups
 
 
@@ -73,7 +74,7 @@ def class_thresholds(quantiles: dict[str, float], groups) -> np.ndarray:
     groups = np.asarray(groups, dtype=object)
     missing = set(groups) - set(quantiles)
     if missing:
-        raise ValueError(f"no quantile for group(s) {sorted(map(str, missing))}")
+        raise DataError(f"no quantile for group(s) {sorted(map(str, missing))}")
     return np.array([quantiles[group] for group in groups], dtype=np.float64)
 
 

@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 
 from meterlib.confidence.calibration import softmax
+from meterlib.errors import DataError, SettingsError
 
 # The seed flagged predictions below 50% confidence; kept wherever no threshold was chosen.
 DEFAULT_UNKNOWN_THRESHOLD = 0.5
@@ -29,8 +30,8 @@ def _as_confidence_and_correct(confidence, correct) -> tuple[np.ndarray, np.ndar
     confidence = np.asarray(confidence, dtype=np.float64)
     correct = np.asarray(correct, dtype=bool)
     if confidence.ndim != 1 or confidence.shape != correct.shape:
-        raise ValueError(f"confidence {confidence.shape} and correct {correct.shape} must be "
-                         "1-D and of equal length")
+        raise DataError(f"confidence {confidence.shape} and correct {correct.shape} must be "
+                        "1-D and of equal length")
     return confidence, correct
 
 
@@ -98,10 +99,10 @@ def choose_threshold(confidence, correct, *, target_accuracy: float) -> Threshol
     threshold with that accuracy (the highest coverage among equals) is returned.
     """
     if not 0 < target_accuracy <= 1:
-        raise ValueError(f"target_accuracy must lie in (0, 1], got {target_accuracy}")
+        raise SettingsError(f"target_accuracy must lie in (0, 1], got {target_accuracy}")
     curve = risk_coverage_curve(confidence, correct)
     if curve.empty:
-        raise ValueError("cannot choose a threshold without any images")
+        raise DataError("cannot choose a threshold without any images")
     meeting = curve[curve["accuracy"] >= target_accuracy]
     met = not meeting.empty
     if met:

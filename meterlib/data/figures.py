@@ -11,7 +11,8 @@ import numpy as np
 import pandas as pd
 
 from meterlib.data.flags import has_flag, is_unusable, parse_flags
-from meterlib.data.photos import ImageError, load_thumbnail
+from meterlib.data.photos import load_thumbnail
+from meterlib.errors import DataError
 
 SPLIT_COLOURS = {"train": "#4c72b0", "val": "#dd8452", "test": "#55a868", "excluded": "#c44e52"}
 # Informational flags describe a file's format; the gallery shows only the quality problems.
@@ -67,7 +68,7 @@ def _show_thumbnail(ax, path: Path, *, title: str, max_side: int, error: str = "
     if not error:
         try:
             ax.imshow(load_thumbnail(path, max_side=max_side))
-        except ImageError as exc:
+        except DataError as exc:
             error = exc.problem
     if error:
         ax.text(0.5, 0.5, error[:40], ha="center", va="center", fontsize=6, wrap=True,

@@ -8,6 +8,8 @@ from pathlib import Path
 
 import pandas as pd
 
+from meterlib.errors import DataError
+
 # Folders above the class folder: raw/<class>/, processed/<split>/<class>/.
 _CLASS_DEPTH = {"raw": 1, "processed": 2}
 
@@ -19,8 +21,8 @@ def detect_layout(dataset_dir: str | os.PathLike) -> str:
         return "raw"
     if (dataset_dir / "processed").is_dir():
         return "processed"
-    raise FileNotFoundError(f"{dataset_dir}: no raw/<class>/ or processed/<split>/<class>/ folder; "
-                            "put one folder of photos per class under raw/")
+    raise DataError(f"{dataset_dir}: no raw/<class>/ or processed/<split>/<class>/ folder; "
+                    "put one folder of photos per class under raw/")
 
 
 def list_files(dataset_dir: str | os.PathLike, *, layout: str) -> tuple[pd.DataFrame, list[str]]:

@@ -12,7 +12,8 @@ from pathlib import Path
 import imagehash
 import numpy as np
 
-from meterlib.data.photos import ImageError, read_file_bytes, read_photo
+from meterlib.data.photos import read_file_bytes, read_photo
+from meterlib.errors import DataError
 from meterlib.run import machine
 
 _SPECIAL_KINDS = {stat.S_IFIFO: "named pipe (FIFO)", stat.S_IFSOCK: "socket",
@@ -31,12 +32,12 @@ def inspect_file(path: str | os.PathLike) -> dict:
         return {"error": problem}
     try:
         data = read_file_bytes(path)  # bounded: a link to a file that blocks (procfs) does not hang the audit
-    except ImageError as exc:
+    except DataError as exc:
         return {"error": exc.problem}
     facts = {"size_bytes": len(data), "sha256": hashlib.sha256(data).hexdigest()}
     try:
         photo = read_photo(path, max_side=QUALITY_SIDE)
-    except ImageError as exc:
+    except DataError as exc:
         # The problem alone, without the absolute path: the manifest names files relatively.
         return {**facts, "error": exc.problem}
     except Exception as exc:  # a decoder bug on one odd file must not end the whole audit

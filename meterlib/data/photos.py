@@ -15,7 +15,7 @@ from typing import Union
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from meterlib.errors import MeterlibError
+from meterlib.errors import DataError
 from meterlib.run import bounded_read
 
 # .jpe and .jfif are JPEG files too (older cameras and some browsers save photos so).
@@ -45,18 +45,6 @@ PhotoSource = Union[str, os.PathLike, bytes, bytearray, memoryview, Image.Image,
 _quiet_lock = threading.Lock()
 _quiet_users = 0
 _quiet_filters: warnings.catch_warnings | None = None
-
-
-class ImageError(MeterlibError, ValueError):
-    """A photo that cannot be used: ``path`` names the file (or the photo in memory), ``problem`` says why.
-
-    The message is ``"<path>: <problem>"``, or the problem alone when ``path`` is None.
-    """
-
-    def __init__(self, problem: str, *, path: str | os.PathLike | None = None) -> None:
-        super().__init__(problem if path is None else f"{path}: {problem}")
-        self.path = None if path is None else str(path)
-        self.problem = problem
 
 
 @dataclass(frozen=True)
@@ -105,8 +93,8 @@ def _upright_rgb(source: PhotoSource) -> Image.Image:
         f"{type(source).__module__}.{type(source).__qualname__}"
     given = "None" if source is None else f"an object of type {kind}"
     hint = " (for an ipywidgets upload, pass its ['content'])" if isinstance(source, Mapping) else ""
-    raise ImageError(f"cannot read a photo from {given}{hint}: give a file path, the file's bytes, "
-                     "a PIL image or a numpy array")
+    raise DataError(f"cannot read a photo from {given}{hint}: give a file path, the file's bytes, "
+                    "a PIL image or a numpy array")
 
 
 def load_thumbnail(path: str | os.PathLike, *, max_side: int = 256) -> Image.Image:
@@ -121,12 +109,12 @@ def read_photo(source: str | os.PathLike | bytes | bytearray | memoryview, *,
         size = memoryview(source).nbytes
         name = f"image data ({size} bytes)"
         if size > MAX_PHOTO_BYTES:  # in the words a file of that size gets
-            raise ImageError(f"too large (over {MAX_PHOTO_BYTES / 2**20:g} MB)", path=name)
+            raise DataError(f"too large (over {MAX_PHOTO_BYTES / 2**20:g} MB)", path=name)
         data = bytes(source)
     else:
         name, data = str(source), read_file_bytes(source)
     if not data:
-        raise ImageError("empty (0 bytes)", path=name)
+        raise DataError("empty (0 bytes)", path=name)
     # A file is decoded from its bytes too, so both take the same path through Pillow: from a
     # file name it memory-maps raw TIFFs, and (Pillow 13) turns EXIF-oriented ones out of shape.
     with quiet_decoding():
@@ -134,11 +122,8 @@ def read_photo(source: str | os.PathLike | bytes | bytearray | memoryview, *,
 
 
 def read_file_bytes(path: str | os.PathLike) -> bytes:
-    """The bytes of a regular file, read within MAX_PHOTO_BYTES and READ_TIMEOUT_S; ImageError otherwise."""
-    try:
-        return bounded_read.read_file(path, limit=MAX_PHOTO_BYTES, timeout=READ_TIMEOUT_S)
-    except bounded_read.UnreadableFile as exc:
-        raise ImageError(exc.problem, path=path) from None
+    """The bytes of a regular file, read within MAX_PHOTO_BYTES and READ_TIMEOUT_S; UnreadableFile otherwise."""
+    return bounded_read.read_file(path, limit=MAX_PHOTO_BYTES, timeout=READ_TIMEOUT_S)
 
 
 @contextlib.contextmanager
@@ -183,15 +168,15 @@ def _decode(file: io.BytesIO, name: str, *, max_side: int | None) -> Photo:
             orientation = img.getexif().get(EXIF_ORIENTATION, 1)
             ImageOps.exif_transpose(img, in_place=True)  # a turned copy would double the memory
             upright = to_rgb(img)
-    except ImageError:
+    except DataError:
         raise
     except UnidentifiedImageError:
-        raise ImageError("not an image file (format not recognised)", path=name) from None
+        raise DataError("not an image file (format not recognised)", path=name) from None
     except Image.DecompressionBombError:  # Pillow's own limit, met in the header before meterlib's
         raise _too_many_pixels(f"over {2 * Image.MAX_IMAGE_PIXELS / 1e6:.3g}", name) from None
     except Exception as exc:  # damaged data makes Pillow raise many types (EOFError, struct.error, ...)
         problem = f"unreadable or truncated image ({exc or type(exc).__name__})"
-        raise ImageError(problem, path=name) from None
+        raise DataError(problem, path=name) from None
     if max_side and max(upright.size) > max_side:
         upright.thumbnail((max_side, max_side), Image.Resampling.BILINEAR)
     width, height = full_size[::-1] if orientation in _QUARTER_TURNS else full_size
@@ -199,38 +184,38 @@ def _decode(file: io.BytesIO, name: str, *, max_side: int | None) -> Photo:
 
 
 def _check_pixels(size: tuple[int, int], name: str) -> None:
-    """ImageError when a photo of ``size`` (width, height) has more than MAX_PHOTO_PIXELS pixels."""
+    """DataError when a photo of ``size`` (width, height) has more than MAX_PHOTO_PIXELS pixels."""
     if size[0] * size[1] > MAX_PHOTO_PIXELS:
         raise _too_many_pixels(f"{size[0] * size[1] / 1e6:.3g}", name)
 
 
-def _too_many_pixels(megapixels: str, name: str) -> ImageError:
-    """The ImageError for a photo of ``megapixels`` (a number as text) over the cap."""
-    return ImageError(f"too many pixels ({megapixels} MP; photos of up to {MAX_PHOTO_PIXELS / 1e6:.3g} MP "
-                      "are read)", path=name)
+def _too_many_pixels(megapixels: str, name: str) -> DataError:
+    """The DataError for a photo of ``megapixels`` (a number as text) over the cap."""
+    return DataError(f"too many pixels ({megapixels} MP; photos of up to {MAX_PHOTO_PIXELS / 1e6:.3g} MP "
+                     "are read)", path=name)
 
 
 def _from_pil(img: Image.Image) -> Image.Image:
     """A PIL image converted as a file of its mode would be, EXIF orientation applied."""
     name = getattr(img, "filename", "") or f"PIL image (mode {img.mode}, {img.width}x{img.height})"
     if img.width == 0 or img.height == 0:
-        raise ImageError("empty image (no pixels)", path=name)
+        raise DataError("empty image (no pixels)", path=name)
     _check_pixels(img.size, name)  # the same cap as its file, before a lazily opened one decodes
     try:
         return to_rgb(ImageOps.exif_transpose(img))
     except Exception as exc:  # a lazily opened file decodes here, with the same failures as _decode
-        raise ImageError(f"cannot be converted to RGB ({exc or type(exc).__name__})", path=name) from None
+        raise DataError(f"cannot be converted to RGB ({exc or type(exc).__name__})", path=name) from None
 
 
 def _from_array(arr: np.ndarray) -> Image.Image:
     """An H x W (x 1, 3 or 4) array as RGB, converted as the file saved from it would be."""
     name = f"array of shape {arr.shape} and dtype {arr.dtype}"
     if arr.size == 0:
-        raise ImageError("empty array (no pixels)", path=name)
+        raise DataError("empty array (no pixels)", path=name)
     if arr.ndim == 3 and arr.shape[2] == 1:
         arr = arr[:, :, 0]
     if arr.ndim != 2 and not (arr.ndim == 3 and arr.shape[2] in (3, 4)):
-        raise ImageError("expected H x W, H x W x 1, H x W x 3 (RGB) or H x W x 4 (RGBA) pixels", path=name)
+        raise DataError("expected H x W, H x W x 1, H x W x 3 (RGB) or H x W x 4 (RGBA) pixels", path=name)
     _check_pixels(arr.shape[1::-1], name)  # the same cap as the file saved from it
     return to_rgb(Image.fromarray(np.ascontiguousarray(_array_pixels(arr, name))))
 
@@ -246,13 +231,13 @@ def _array_pixels(arr: np.ndarray, name: str) -> np.ndarray:
         # A 16-bit RGB(A) file decodes to its high bytes; PIL has no 16-bit colour mode.
         return arr if arr.ndim == 2 else (arr >> 8).astype(np.uint8)
     if kind != "f":
-        raise ImageError("unsupported dtype (give uint8, uint16, bool or float in [0, 1])", path=name)
+        raise DataError("unsupported dtype (give uint8, uint16, bool or float in [0, 1])", path=name)
     values = arr.astype(np.float64)
     if not np.isfinite(values).all():
-        raise ImageError("contains NaN or infinite values", path=name)
+        raise DataError("contains NaN or infinite values", path=name)
     if values.min() < 0 or values.max() > 1:
-        raise ImageError(f"float pixels must lie in [0, 1], found {values.min():g} to {values.max():g}",
-                         path=name)
+        raise DataError(f"float pixels must lie in [0, 1], found {values.min():g} to {values.max():g}",
+                        path=name)
     return np.round(values * 255).astype(np.uint8)
 
 

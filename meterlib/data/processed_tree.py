@@ -16,7 +16,8 @@ from pathlib import Path
 import pandas as pd
 
 from meterlib.data.listing import printable_name
-from meterlib.data.splits import SPLITS, SplitError, counted, manifest_csv
+from meterlib.data.splits import SPLITS, counted, manifest_csv
+from meterlib.errors import OutputError
 from meterlib.run import atomic
 
 TREE_MARKER = ".meterlib-split.json"
@@ -85,8 +86,8 @@ def _made_entries(root: Path, dataset_dir: Path) -> set[str]:
     marker = root / TREE_MARKER
     if not marker.is_file():
         if os.path.lexists(root) and (not root.is_dir() or any(root.iterdir())):
-            raise SplitError(f"{root} exists and was not made by meterlib; it is left alone "
-                             "(move it away, or use it as the input by removing raw/)")
+            raise OutputError(f"{root} exists and was not made by meterlib; it is left alone "
+                              "(move it away, or use it as the input by removing raw/)")
         return set()
     try:
         record = json.loads(marker.read_text(encoding="utf-8"))

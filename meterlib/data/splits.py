@@ -21,7 +21,7 @@ import numpy as np
 import pandas as pd
 
 from meterlib.data.flags import UNUSABLE_FLAGS, has_flag, is_unusable
-from meterlib.errors import MeterlibError
+from meterlib.errors import DataError, SettingsError
 from meterlib.run import atomic
 
 if TYPE_CHECKING:  # only a type here: importing the audit would pull in its image hashing
@@ -41,10 +41,6 @@ MANIFEST_COLUMNS = ["path", "class", "split", "sha256", "phash", "width", "heigh
                     "size_bytes", "error"]
 # How to repair a manifest that cannot be read.
 _REWRITE = "re-run notebook 01 to write it afresh"
-
-
-class SplitError(MeterlibError, RuntimeError):
-    """A split that cannot be made or written safely; the message says why."""
 
 
 def class_tier(n_images: int, *, min_images_test: int, min_images_val: int) -> str:
@@ -86,20 +82,20 @@ def assign_splits(files: pd.DataFrame, *, seed: int = 0, min_images_test: int = 
 
 def check_rule(*, seed: int, min_images_test: int, min_images_val: int, test_fraction: float,
                val_fraction: float) -> None:
-    """Raise SplitError naming the first split-rule parameter that cannot work."""
+    """Raise SettingsError naming the first split-rule parameter that cannot work."""
     for name, value in (("seed", seed), ("min_images_test", min_images_test),
                         ("min_images_val", min_images_val)):
         if not isinstance(value, numbers.Integral) or isinstance(value, bool) or value < 0:
-            raise SplitError(f"{name} must be a whole number >= 0, got {value!r}")
+            raise SettingsError(f"{name} must be a whole number >= 0, got {value!r}")
     for name, value in (("test_fraction", test_fraction), ("val_fraction", val_fraction)):
         if not isinstance(value, numbers.Real) or isinstance(value, bool) or not math.isfinite(value):
-            raise SplitError(f"{name} must be a number between 0 and 1, got {value!r}")
+            raise SettingsError(f"{name} must be a number between 0 and 1, got {value!r}")
     if not 0 < min_images_test <= min_images_val:
-        raise SplitError(f"need 0 < min_images_test ({min_images_test}) <= min_images_val "
-                         f"({min_images_val})")
+        raise SettingsError(f"need 0 < min_images_test ({min_images_test}) <= min_images_val "
+                            f"({min_images_val})")
     if not (0 < test_fraction < 1 and 0 <= val_fraction < 1 and test_fraction + val_fraction < 1):
-        raise SplitError(f"test_fraction ({test_fraction}) and val_fraction ({val_fraction}) must "
-                         "lie in [0, 1) and leave a share for training")
+        raise SettingsError(f"test_fraction ({test_fraction}) and val_fraction ({val_fraction}) must "
+                            "lie in [0, 1) and leave a share for training")
 
 
 def _choose_groups(order: list[str], sizes: dict[str, int], targets: dict[str, int]) -> dict[str, str]:
@@ -142,7 +138,7 @@ def build_manifest(audit: Audit, *, resplit: bool = False, holdout_classes: Sequ
     files = audit.files
     unknown = sorted(set(holdout_classes) - set(files["class"]))
     if unknown:
-        raise SplitError(f"holdout class(es) not in the dataset: {', '.join(unknown)}")
+        raise SettingsError(f"holdout class(es) not in the dataset: {', '.join(unknown)}")
     if audit.layout == "processed" and not resplit:
         split = files["found_split"].where(~is_unusable(files), EXCLUDED)
     else:
@@ -156,15 +152,15 @@ def build_manifest(audit: Audit, *, resplit: bool = False, holdout_classes: Sequ
 
 
 def require_trainable_classes(manifest: pd.DataFrame) -> None:
-    """Raise SplitError unless at least 2 classes have photos in the train split."""
+    """Raise DataError unless at least 2 classes have photos in the train split."""
     trained = sorted(manifest.loc[manifest["split"] == "train", "class"].unique())
     if len(trained) >= 2:
         return
     found = (f"only 1 class has training photos ({trained[0]})" if trained
              else "no class has training photos")
-    raise SplitError(f"{found}: a classifier needs at least 2 classes to tell apart. Put the "
-                     "photos of each meter type in its own folder raw/<class>/ (splits.csv names "
-                     "every excluded file and why), or hold out fewer classes.")
+    raise DataError(f"{found}: a classifier needs at least 2 classes to tell apart. Put the "
+                    "photos of each meter type in its own folder raw/<class>/ (splits.csv names "
+                    "every excluded file and why), or hold out fewer classes.")
 
 
 def leakage_warnings(manifest: pd.DataFrame) -> list[str]:
@@ -258,21 +254,21 @@ def write_manifest(manifest: pd.DataFrame, path: str | os.PathLike) -> bool:
 def read_manifest(path: str | os.PathLike) -> pd.DataFrame:
     """Load splits.csv: text stays text (a class named 'NaN' or 'None' survives), numbers are numbers.
 
-    A missing, unreadable or foreign file raises an error that names it (FileNotFoundError, SplitError).
+    A missing, unreadable or foreign file raises a DataError that names it.
     """
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"{path}: no manifest here; run notebook 01 to write it")
+        raise DataError(f"{path}: no manifest here; run notebook 01 to write it")
     try:
         # utf-8-sig: a spreadsheet program may have added a byte-order mark.
         frame = pd.read_csv(path, dtype=str, keep_default_na=False, encoding="utf-8-sig")
     except (UnicodeDecodeError, pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
         reason = str(exc).strip().splitlines()[0]
-        raise SplitError(f"{path}: not a readable CSV manifest ({reason}); {_REWRITE}") from None
+        raise DataError(f"{path}: not a readable CSV manifest ({reason}); {_REWRITE}") from None
     missing = [column for column in MANIFEST_COLUMNS if column not in frame.columns]
     if missing:
-        raise SplitError(f"{path}: not a meterlib manifest, missing columns: {', '.join(missing)}; "
-                         + _REWRITE)
+        raise DataError(f"{path}: not a meterlib manifest, missing columns: {', '.join(missing)}; "
+                        + _REWRITE)
     for column, dtype in (("width", "Int64"), ("height", "Int64"), ("size_bytes", "Int64"),
                           ("brightness", float), ("contrast", float), ("sharpness", float)):
         frame[column] = _numbers(frame[column], path, dtype)
@@ -288,6 +284,6 @@ def _numbers(column: pd.Series, path: Path, dtype) -> pd.Series:
     if bad.any():
         line = int(np.flatnonzero(bad.to_numpy())[0]) + 2  # the header is line 1
         kind = "a whole number" if dtype == "Int64" else "a number"
-        raise SplitError(f"{path}: line {line}, column '{column.name}': "
-                         f"{column[bad].iat[0]!r} is not {kind}; {_REWRITE}")
+        raise DataError(f"{path}: line {line}, column '{column.name}': "
+                        f"{column[bad].iat[0]!r} is not {kind}; {_REWRITE}")
     return values.astype(dtype)

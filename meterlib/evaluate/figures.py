@@ -13,7 +13,8 @@ import pandas as pd
 import seaborn as sns
 from sklearn.metrics import confusion_matrix
 
-from meterlib.data.photos import ImageError, load_thumbnail
+from meterlib.data.photos import load_thumbnail
+from meterlib.errors import DataError
 
 RIGHT, WRONG = "#55a868", "#c44e52"
 
@@ -143,7 +144,7 @@ def plot_image_gallery(rows: pd.DataFrame, dataset_dir: str | os.PathLike, *, ma
     for ax, row in zip(axes.flat, rows.to_dict("records")):
         try:
             ax.imshow(load_thumbnail(Path(dataset_dir) / row["image"], max_side=max_side))
-        except ImageError as exc:
+        except DataError as exc:
             ax.text(0.5, 0.5, exc.problem[:40], ha="center", va="center",
                     fontsize=6, transform=ax.transAxes)
         ax.set_title(f"{words[0]} {row['true_class']}\n{words[1]} {row['predicted_class']} "

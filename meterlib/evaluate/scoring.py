@@ -9,6 +9,7 @@ import pandas as pd
 from sklearn.metrics import confusion_matrix, f1_score, precision_recall_fscore_support, recall_score
 
 from meterlib.confidence.calibration import as_probs_and_labels
+from meterlib.errors import DataError
 from meterlib.serve.predictor import Prediction
 
 # The seed's audit CSV starts with these columns; keep them first and in this order.
@@ -95,9 +96,9 @@ def results_table(predictions: Sequence[Prediction], *, images: Sequence[str], t
     probs = np.asarray(probs, dtype=np.float64)
     n = len(predictions)
     if probs.shape != (n, len(class_names)):
-        raise ValueError(f"probs {probs.shape} do not fit {n} predictions over {len(class_names)} classes")
+        raise DataError(f"probs {probs.shape} do not fit {n} predictions over {len(class_names)} classes")
     if len(images) != n or len(true_classes) != n:
-        raise ValueError(f"{len(images)} images and {len(true_classes)} true classes for {n} rows")
+        raise DataError(f"{len(images)} images and {len(true_classes)} true classes for {n} rows")
     column = {name: j for j, name in enumerate(class_names)}
 
     def ranked(rank: int) -> tuple[list, list]:
@@ -126,7 +127,7 @@ def answer_summary(predictions: Sequence[Prediction], true_classes: Sequence[str
     """What the Predictor's answers achieve: accuracy, share answered (not UNKNOWN), set coverage and size."""
     true_classes = list(true_classes)
     if len(true_classes) != len(predictions):
-        raise ValueError(f"{len(true_classes)} true classes for {len(predictions)} predictions")
+        raise DataError(f"{len(true_classes)} true classes for {len(predictions)} predictions")
     if not predictions:
         return dict.fromkeys(["accuracy", "coverage", "accuracy_answered", "set_coverage", "mean_set_size",
                               "single_class_sets"], float("nan"))

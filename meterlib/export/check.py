@@ -13,6 +13,7 @@ from typing import Sequence
 import numpy as np
 
 from meterlib.data import splits
+from meterlib.errors import DataError, ExportError
 from meterlib.model import checkpoint
 from meterlib.serve.predictor import Predictor
 
@@ -33,16 +34,16 @@ def split_photos(splits_csv: Path, content: dict, *, split: str) -> SplitPhotos:
     """The ``split`` photos listed in ``splits_csv``, which must be the manifest the model was trained on."""
     expected = content.get("splits_sha256")
     if not splits_csv.is_file():
-        raise checkpoint.CheckpointError(f"{splits_csv}: not found; the check needs the model's data "
-                                         "(give it with --dataset / --data-dir)")
+        raise DataError(f"{splits_csv}: not found; the check needs the model's data "
+                        "(give it with --dataset / --data-dir)")
     if expected and checkpoint.file_sha256(splits_csv) != expected:
-        raise checkpoint.CheckpointError(f"{splits_csv}: not the manifest the model was trained on (its SHA-256 "
-                                         "differs from the checkpoint's splits_sha256); give the model's dataset")
+        raise DataError(f"{splits_csv}: not the manifest the model was trained on (its SHA-256 "
+                        "differs from the checkpoint's splits_sha256); give the model's dataset")
     manifest = splits.read_manifest(splits_csv)
     names = list(content["class_names"])
     rows = manifest[(manifest["split"] == split) & manifest["class"].isin(names)]
     if rows.empty:
-        raise checkpoint.CheckpointError(f"{splits_csv}: no {split} photos of the model's classes")
+        raise DataError(f"{splits_csv}: no {split} photos of the model's classes")
     return SplitPhotos(split, [splits_csv.parent / path for path in rows["path"]],
                        np.array([names.index(name) for name in rows["class"]]))
 
@@ -76,20 +77,20 @@ def compare(reference: Predictor, candidate: Predictor, pictures: Sequence, labe
 
 
 def refuse_float32_difference(comparison: Comparison, *, source: str) -> None:
-    """CheckpointError unless the float32 export answers every test photo as PyTorch does."""
+    """ExportError unless the float32 export answers every test photo as PyTorch does."""
     if comparison.agreement < 1 or comparison.max_probability_difference > FLOAT32_TOLERANCE:
         differ = round((1 - comparison.agreement) * comparison.photos)
-        raise checkpoint.CheckpointError(
+        raise ExportError(
             f"{source}: the ONNX export does not answer as the checkpoint does on the {comparison.photos} test "
             f"photos ({differ} with another top-1 class, calibrated probabilities up to "
             f"{comparison.max_probability_difference:.2g} apart, allowed {FLOAT32_TOLERANCE:g}); nothing written")
 
 
 def refuse_int8_loss(comparison: Comparison, *, source: str, force: bool) -> None:
-    """CheckpointError when INT8 loses more than INT8_MAX_LOSS of test accuracy, unless ``force``."""
+    """ExportError when INT8 loses more than INT8_MAX_LOSS of test accuracy, unless ``force``."""
     if force or comparison.accuracy_change >= -INT8_MAX_LOSS:
         return
-    raise checkpoint.CheckpointError(
+    raise ExportError(
         f"{source}: INT8 loses {-100 * comparison.accuracy_change:.1f} points of test accuracy "
         f"({comparison.reference_accuracy:.1%} -> {comparison.accuracy:.1%} on {comparison.photos} photos; at most "
         f"{100 * INT8_MAX_LOSS:g} allowed); nothing written (--force writes it anyway)")

@@ -16,17 +16,13 @@ from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
 
-from meterlib.errors import MeterlibError
+from meterlib.errors import SettingsError, UnavailableError
 from meterlib.run import offline
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 RESNET18_URL = "https://download.pytorch.org/models/resnet18-f37072fd.pth"
 RESNET18_ENV = "METERLIB_RESNET18_WEIGHTS"  # optional path to a local copy of the weights file
-
-
-class WeightsUnavailableError(MeterlibError, RuntimeError):
-    """The pretrained weights asked for cannot be found locally nor downloaded."""
 
 
 @dataclass(frozen=True)
@@ -50,14 +46,10 @@ DEFAULT = "efficientnet_lite0"  # its weights install with meterlib: no download
 CHOICES = (*SPECS, "random")  # 'random': ResNet-18 with random weights, for tests
 
 
-class UnknownBackboneError(MeterlibError, ValueError):
-    """A backbone name that meterlib does not know."""
-
-
 def spec(name: str) -> BackboneSpec:
     """The spec of a concrete backbone name; a clear error for unknown names."""
     if name not in SPECS:
-        raise UnknownBackboneError(f"unknown backbone {name!r}; choose one of {', '.join(CHOICES)}")
+        raise SettingsError(f"unknown backbone {name!r}; choose one of {', '.join(CHOICES)}")
     return SPECS[name]
 
 
@@ -71,7 +63,7 @@ def resnet18_local_file(weights_path: str | os.PathLike | None = None) -> Path |
         if candidate and Path(candidate).is_file():
             return Path(candidate)
     if weights_path:
-        raise WeightsUnavailableError(f"{weights_path}: ResNet-18 weights file not found")
+        raise UnavailableError(f"{weights_path}: ResNet-18 weights file not found")
     return None
 
 
@@ -97,15 +89,15 @@ def resnet18_state_dict(weights_path: str | os.PathLike | None = None) -> dict:
         return torch.load(local, map_location="cpu", weights_only=True)
     try:
         offline.require_network("downloading the ResNet-18 ImageNet weights")
-    except offline.OfflineError as exc:
-        raise WeightsUnavailableError(
+    except UnavailableError as exc:
+        raise UnavailableError(
             f"{exc}; put resnet18-f37072fd.pth in {Path(torch.hub.get_dir()) / 'checkpoints'} "
             f"or point ${RESNET18_ENV} at it, or use backbone='efficientnet_lite0'") from None
     try:
         return torch.hub.load_state_dict_from_url(RESNET18_URL, map_location="cpu", progress=False)
     except OSError as exc:  # URLError and friends: no route to the download server
-        raise WeightsUnavailableError(f"could not download the ResNet-18 weights ({exc}); "
-                                      "use backbone='efficientnet_lite0' or a local weights file") from None
+        raise UnavailableError(f"could not download the ResNet-18 weights ({exc}); "
+                               "use backbone='efficientnet_lite0' or a local weights file") from None
 
 
 def efficientnet_lite0_state_dict() -> dict:
@@ -118,14 +110,14 @@ def efficientnet_lite0_state_dict() -> dict:
                         weights_only=True)
     target = timm.create_model("tf_efficientnet_lite0", pretrained=False).state_dict()
     if len(source) != len(target):
-        raise WeightsUnavailableError(f"bundled EfficientNet-Lite0 weights have {len(source)} tensors, "
-                                      f"timm's model expects {len(target)}")
+        raise UnavailableError(f"bundled EfficientNet-Lite0 weights have {len(source)} tensors, "
+                               f"timm's model expects {len(target)}")
     mapped = OrderedDict()
     # Both follow the network's definition order, so the i-th tensors are the same parameter.
     for (name, expected), (source_name, tensor) in zip(target.items(), source.items()):
         if tuple(expected.shape) != tuple(tensor.shape):
-            raise WeightsUnavailableError(f"weight mapping broke at {source_name} -> {name}: "
-                                          f"{tuple(tensor.shape)} vs {tuple(expected.shape)}")
+            raise UnavailableError(f"weight mapping broke at {source_name} -> {name}: "
+                                   f"{tuple(tensor.shape)} vs {tuple(expected.shape)}")
         mapped[name] = tensor
     return mapped
 

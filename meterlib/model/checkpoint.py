@@ -37,7 +37,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from meterlib.confidence.fitted import Calibration
-from meterlib.errors import MeterlibError
+from meterlib.errors import ModelFileError, UnreadableFile
 from meterlib.model import backbones, field_formats
 from meterlib.run import atomic, bounded_read
 
@@ -50,10 +50,6 @@ MODEL_READ_SECONDS = 60.0
 _LEGACY_TORCH_START = b"\x80\x02\x8a\nl\xfc\x9cF\xf9 j\xa8"  # pickle protocol 2, torch's magic number
 # torch's refusal of a global in torch 2.6 ("Unsupported global: GLOBAL x") and 2.14 ("unsupported GLOBAL x")
 _REFUSED_GLOBAL = re.compile(r"unsupported (?:global: )?GLOBAL ([\w.]+)", re.IGNORECASE)
-
-
-class CheckpointError(MeterlibError, ValueError):
-    """A checkpoint file that is missing, unreadable, malformed or does not fit the data."""
 
 
 def file_sha256(path: str | os.PathLike) -> str:
@@ -97,8 +93,8 @@ def plain(value: Any, *, where: str = "checkpoint") -> Any:
         return {str(key): plain(item, where=f"{where}[{key!r}]") for key, item in value.items()}
     if isinstance(value, (list, tuple)):
         return [plain(item, where=f"{where}[{i}]") for i, item in enumerate(value)]
-    raise CheckpointError(f"{where}: cannot store a {type(value).__name__} in a checkpoint "
-                          "(only tensors, numbers, strings, lists and dicts)")
+    raise ModelFileError(f"{where}: cannot store a {type(value).__name__} in a checkpoint "
+                         "(only tensors, numbers, strings, lists and dicts)")
 
 
 def write(path: str | os.PathLike, content: dict) -> Path:
@@ -147,10 +143,10 @@ def load(path: str | os.PathLike) -> dict:
     path = Path(path)
     content = _read(path)
     if not isinstance(content, dict):
-        raise CheckpointError(f"{path}: not a meterlib checkpoint (it holds a {type(content).__name__}, "
-                              "not a dict of fields)")
+        raise ModelFileError(f"{path}: not a meterlib checkpoint (it holds a {type(content).__name__}, "
+                             "not a dict of fields)")
     if content.get("format") != FORMAT:
-        raise CheckpointError(f"{path}: not a meterlib checkpoint (no format={FORMAT!r} field)")
+        raise ModelFileError(f"{path}: not a meterlib checkpoint (no format={FORMAT!r} field)")
     check_fields(content, source=path)
     return content
 
@@ -159,13 +155,13 @@ def read_model_file(path: str | os.PathLike, *, missing: str) -> bytes:
     """The bytes of a model file (checkpoint or ONNX), read within fixed limits; ``missing``: what to say if absent."""
     path = Path(path)
     if not path.exists():
-        raise CheckpointError(f"{path}: {missing}")
+        raise ModelFileError(f"{path}: {missing}")
     try:
         data = bounded_read.read_file(path, limit=MAX_MODEL_BYTES, timeout=MODEL_READ_SECONDS)
-    except bounded_read.UnreadableFile as exc:
-        raise CheckpointError(f"{path}: {exc.problem}") from None
+    except UnreadableFile as exc:
+        raise ModelFileError(f"{path}: {exc.problem}") from None
     if not data:
-        raise CheckpointError(f"{path}: empty file (0 bytes)")
+        raise ModelFileError(f"{path}: empty file (0 bytes)")
     return data
 
 
@@ -186,7 +182,7 @@ def _read(path: Path) -> Any:
             warnings.simplefilter("ignore", UserWarning)  # torch's hints about foreign pickles
             return torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises several types for truncated or foreign files
-        raise CheckpointError(f"{path}: not a meterlib checkpoint ({_unreadable_reason(data, exc)})") from None
+        raise ModelFileError(f"{path}: not a meterlib checkpoint ({_unreadable_reason(data, exc)})") from None
 
 
 def _unreadable_reason(data: bytes, exc: Exception) -> str:
@@ -225,20 +221,20 @@ def _is_onnx(data: bytes) -> bool:
 def check_fields(content: dict, *, source: str | os.PathLike = "checkpoint",
                  required: Sequence[str] = field_formats.REQUIRED,
                  kind: str = "checkpoint") -> None:
-    """Raise CheckpointError naming ``source`` and the field when a field has the wrong type or range."""
+    """Raise ModelFileError naming ``source`` and the field when a field has the wrong type or range."""
     version = content.get("format_version")
     if type(version) is int and version > FORMAT_VERSION:  # a bool is no version
-        raise CheckpointError(f"{source}: {kind} format {version} is newer than this meterlib "
-                              f"understands ({FORMAT_VERSION}); upgrade meterlib")
+        raise ModelFileError(f"{source}: {kind} format {version} is newer than this meterlib "
+                             f"understands ({FORMAT_VERSION}); upgrade meterlib")
     if missing := [key for key in required if key not in content]:
-        raise CheckpointError(f"{source}: {kind} field{'s' * (len(missing) > 1)} "
-                              f"{', '.join(map(repr, missing))} missing")
+        raise ModelFileError(f"{source}: {kind} field{'s' * (len(missing) > 1)} "
+                             f"{', '.join(map(repr, missing))} missing")
     for field in field_formats.RULES.values():
         if field.name in content and not field.valid(content[field.name]):
             shown = textwrap.shorten(reprlib.repr(content[field.name]), 80, placeholder=" ...")
-            raise CheckpointError(f"{source}: {kind} field {field.name!r} must be {field.requirement}, got {shown}")
+            raise ModelFileError(f"{source}: {kind} field {field.name!r} must be {field.requirement}, got {shown}")
     for field, problem in field_formats.problems(content):
-        raise CheckpointError(f"{source}: {kind} field {field!r} {problem}")
+        raise ModelFileError(f"{source}: {kind} field {field!r} {problem}")
 
 
 def release(source: str | os.PathLike, target: str | os.PathLike, **fields) -> dict:
@@ -248,7 +244,7 @@ def release(source: str | os.PathLike, target: str | os.PathLike, **fields) -> d
     """
     protected = sorted(set(fields) & {"format", "format_version", "state_dict"})
     if protected:
-        raise CheckpointError(f"{source}: the fields {', '.join(protected)} cannot be changed")
+        raise ModelFileError(f"{source}: the fields {', '.join(protected)} cannot be changed")
     content = load(source)
     content.update(fields)
     write(target, content)
@@ -259,10 +255,10 @@ def release(source: str | os.PathLike, target: str | os.PathLike, **fields) -> d
 
 def check_matches(content: dict, *, class_names: Sequence[str] | None = None,
                   backbone: str | None = None, source: str = "checkpoint") -> None:
-    """Raise CheckpointError when the checkpoint's classes or backbone differ from what the data needs."""
+    """Raise ModelFileError when the checkpoint's classes or backbone differ from what the data needs."""
     if backbone is not None and content["backbone"] != backbone:
-        raise CheckpointError(f"{source}: trained with backbone {content['backbone']!r}, "
-                              f"but {backbone!r} was asked for")
+        raise ModelFileError(f"{source}: trained with backbone {content['backbone']!r}, "
+                             f"but {backbone!r} was asked for")
     if class_names is not None and list(class_names) != list(content["class_names"]):
         theirs, ours = set(content["class_names"]), set(class_names)
         detail = []
@@ -272,8 +268,8 @@ def check_matches(content: dict, *, class_names: Sequence[str] | None = None,
             detail.append(f"missing from the data: {', '.join(sorted(theirs - ours)[:5])}")
         if not detail:
             detail.append("same names in a different order")
-        raise CheckpointError(f"{source}: its {len(theirs)} classes do not match the data's "
-                              f"{len(ours)} classes ({'; '.join(detail)}); retrain with notebook 02")
+        raise ModelFileError(f"{source}: its {len(theirs)} classes do not match the data's "
+                             f"{len(ours)} classes ({'; '.join(detail)}); retrain with notebook 02")
 
 
 def build_model(content: dict, *, device=None, source: str | os.PathLike = "checkpoint"):
@@ -284,6 +280,6 @@ def build_model(content: dict, *, device=None, source: str | os.PathLike = "chec
     except RuntimeError as exc:
         # torch lists every key over several lines; one line keeps the message readable.
         detail = textwrap.shorten(str(exc), 300, placeholder=" ...")
-        raise CheckpointError(f"{source}: weights do not fit backbone {content['backbone']!r} with "
-                              f"{len(content['class_names'])} classes ({detail})") from None
+        raise ModelFileError(f"{source}: weights do not fit backbone {content['backbone']!r} with "
+                             f"{len(content['class_names'])} classes ({detail})") from None
     return model.to(device or "cpu").eval()

@@ -1,6 +1,6 @@
 """The model file's fields: what each must be, and where it is stored (``FIELDS``, the one table of them).
 
-``checkpoint.check_fields`` applies each field's own rule, then raises a CheckpointError for the
+``checkpoint.check_fields`` applies each field's own rule, then raises a ModelFileError for the
 first entry of ``problems``; ``checkpoint`` requires the ``required`` fields, the ONNX metadata
 (``model.onnx_metadata``) carries the ``onnx`` ones, and ``confidence.fitted.Calibration`` holds the
 calibration fields under the same names (its defaults are theirs). In ``problems`` the weights come

@@ -14,18 +14,14 @@ from __future__ import annotations
 import copy
 import warnings
 
-from meterlib.errors import MeterlibError
-
-
-class BrokenWeightsError(MeterlibError, ValueError):
-    """A network whose outputs are NaN or inf: folding could not be checked, and its answers mean nothing."""
+from meterlib.errors import ModelFileError
 
 
 def fold_batch_norms(frozen_part, *, probe_size: int = 64):
     """An eval-mode copy of ``frozen_part`` with every conv -> batch norm pair folded into the conv.
 
     The copy is checked against the original on a random batch; should the outputs differ, an
-    unfolded copy is returned with a warning; should the original give NaN or inf, BrokenWeightsError.
+    unfolded copy is returned with a warning; should the original give NaN or inf, ModelFileError.
     ``frozen_part`` itself is never changed; the copy lives on the same device.
     """
     import torch
@@ -47,8 +43,8 @@ def fold_batch_norms(frozen_part, *, probe_size: int = 64):
             setattr(parent, name, _what_follows_the_norm(norm))
         expected, got = original(probe), folded(probe)
     if not bool(expected.isfinite().all()):
-        raise BrokenWeightsError(f"the {type(frozen_part).__name__} to fold gives NaN or inf outputs on a random "
-                                 "batch: its weights are broken")
+        raise ModelFileError(f"the {type(frozen_part).__name__} to fold gives NaN or inf outputs on a random "
+                             "batch: its weights are broken")
     if not torch.allclose(got, expected, rtol=1e-3, atol=1e-3 * float(expected.abs().max())):
         warnings.warn("folding batch norms changed the frozen part's outputs; using it unfolded")
         folded = original

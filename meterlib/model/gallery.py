@@ -18,15 +18,11 @@ import numpy as np
 from PIL import Image
 
 from meterlib.data import photos
-from meterlib.errors import MeterlibError
+from meterlib.errors import DataError, ModelFileError, SettingsError
 from meterlib.model import checkpoint, inference
 
 MAX_PHOTOS = 2000  # per_class shrinks for datasets with many classes, so the checkpoint stays small
 JPEG_QUALITY = 85
-
-
-class GalleryError(MeterlibError, LookupError):
-    """The checkpoint has no usable gallery of training photos."""
 
 
 @dataclass(frozen=True)
@@ -51,11 +47,11 @@ def build(model, files: Sequence[str | os.PathLike], labels: Sequence[int], *, s
 
     labels = np.asarray(labels, dtype=np.int64).reshape(-1)
     if len(files) != len(labels) or not len(labels):
-        raise ValueError(f"need one label per photo and at least one photo, got {len(files)} photos "
-                         f"and {len(labels)} labels")
+        raise DataError(f"need one label per photo and at least one photo, got {len(files)} photos "
+                        f"and {len(labels)} labels")
     n_classes = len(spec.class_names)
     if labels.min() < 0 or labels.max() >= n_classes:
-        raise ValueError(f"labels must be class indices from 0 to {n_classes - 1}")
+        raise DataError(f"labels must be class indices from 0 to {n_classes - 1}")
     per_class = min(inference.positive_int("per_class", per_class), max(1, MAX_PHOTOS // n_classes))
     thumb_side = inference.positive_int("thumb_side", thumb_side)
     chosen = _draw(labels, per_class=per_class, seed=seed)
@@ -79,17 +75,18 @@ def nearest(predictor, image: photos.PhotoSource, classes: Sequence[str], *,
     """For each class named, its ``k`` stored training photos most like ``image`` (cosine similarity), best first."""
     gallery = predictor.gallery
     if gallery is None:
-        raise GalleryError("this checkpoint has no gallery of training photos; retrain with notebook 02 "
-                           "to store one")
+        raise ModelFileError("this checkpoint has no gallery of training photos; retrain with notebook 02 "
+                             "to store one")
     k = inference.positive_int("k", k)
     classes = [classes] if isinstance(classes, str) else list(classes)
     unknown = [name for name in classes if name not in predictor.class_names]
     if unknown:
-        raise ValueError(f"unknown class {unknown[0]!r}: not one of the model's {len(predictor.class_names)} classes")
+        raise SettingsError(f"unknown class {unknown[0]!r}: not one of the model's "
+                            f"{len(predictor.class_names)} classes")
     stored = gallery["features"].float().numpy()
     query = features(predictor, [image])[0]
     if stored.shape[1] != len(query):
-        raise GalleryError(f"the gallery's features have {stored.shape[1]} values, the model's {len(query)}")
+        raise ModelFileError(f"the gallery's features have {stored.shape[1]} values, the model's {len(query)}")
     similarity = stored @ query
     labels = gallery["labels"].numpy()
     found = {}

@@ -8,7 +8,8 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Sequence
 
 from meterlib.data import photos
-from meterlib.model import transforms
+from meterlib.errors import DataError, SettingsError
+from meterlib.model import network, transforms
 from meterlib.run import machine
 
 
@@ -37,9 +38,9 @@ def _available_memory() -> int:
 
 
 def positive_int(name: str, value) -> int:
-    """``value`` as an int of at least 1, else a ValueError naming the parameter (bools are refused)."""
+    """``value`` as an int of at least 1, else a SettingsError naming the parameter (bools are refused)."""
     if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
-        raise ValueError(f"{name} must be a positive integer, got {value!r}")
+        raise SettingsError(f"{name} must be a positive integer, got {value!r}")
     return int(value)
 
 
@@ -47,16 +48,16 @@ def load_resized(images: Sequence[photos.PhotoSource], *, image_size: int, progr
     """Decode photos once (files, bytes, PIL images or arrays; EXIF-upright RGB), squashed to squares."""
     pictures = load_resized_each(images, image_size=image_size, progress=progress)
     for index, picture in enumerate(pictures):
-        if isinstance(picture, photos.ImageError):
+        if isinstance(picture, DataError):
             if len(pictures) == 1:
                 raise picture
             # Among many uploads, "image data (812 bytes)" alone would not say which one failed.
-            raise photos.ImageError(f"image {index + 1} of {len(pictures)}: {picture}") from None
+            raise DataError(f"image {index + 1} of {len(pictures)}: {picture}") from None
     return pictures
 
 
 def load_resized_each(images: Sequence[photos.PhotoSource], *, image_size: int, progress: bool = False) -> list:
-    """Like ``load_resized``, but a photo that cannot be used gives its ImageError in its place."""
+    """Like ``load_resized``, but a photo that cannot be used gives its DataError in its place."""
     from tqdm.auto import tqdm
 
     squash = transforms.resize(image_size)
@@ -64,7 +65,7 @@ def load_resized_each(images: Sequence[photos.PhotoSource], *, image_size: int, 
     def decode(source):
         try:
             return squash(photos.load_rgb(source, min_side=image_size))
-        except photos.ImageError as exc:
+        except DataError as exc:
             return exc.with_traceback(None)  # the traceback would keep the decoder's frames alive
 
     if len(images) == 1:  # one photo (the latency case): starting threads would cost more than they give
@@ -111,7 +112,7 @@ def logits_for_images(model, images: Sequence, *, image_size: int, mean: Sequenc
 
 
 def features_for_images(model, images: Sequence, **preprocessing):
-    """Pooled features (N x feature size, CPU float tensor): the classifier without its head, ``model[:3]``.
+    """Pooled features (N x feature size, CPU float tensor): the classifier without its head (``network.features``).
 
     ``preprocessing``: the keyword options of ``logits_for_images``.
     """
@@ -119,4 +120,4 @@ def features_for_images(model, images: Sequence, **preprocessing):
 
     if not images:  # logits_for_images sizes an empty answer by the head it is given
         return torch.empty(0, model.head.in_features)
-    return logits_for_images(model[:3], images, **preprocessing)
+    return logits_for_images(network.features(model), images, **preprocessing)

@@ -21,7 +21,7 @@ import json
 import math
 import os
 
-from meterlib.errors import MeterlibError
+from meterlib.errors import ModelFileError, UnavailableError
 from meterlib.model import checkpoint, field_formats
 from meterlib.run import atomic
 
@@ -33,17 +33,13 @@ PRECISIONS = ("float32", "int8")
 REQUIRED = (*field_formats.REQUIRED_IN_ONNX, "precision")
 
 
-class OnnxUnavailableError(MeterlibError, ImportError):
-    """An ONNX package (onnx, onnxruntime, onnxscript) that exporting or loading needs is not installed."""
-
-
 def require(module: str):
     """Import one of the optional ONNX packages, or say how to install them."""
     try:
         return importlib.import_module(module)
     except ImportError:
-        raise OnnxUnavailableError(f"{module} is not installed; exported models need the onnx extra: "
-                                   f"{INSTALL_HINT}") from None
+        raise UnavailableError(f"{module} is not installed; exported models need the onnx extra: "
+                               f"{INSTALL_HINT}") from None
 
 
 def fields_from_checkpoint(content: dict, *, precision: str, checks: dict | None = None) -> dict:
@@ -61,26 +57,26 @@ def encode(fields: dict) -> str:
 
 
 def decode(text: str | None, *, source: str | os.PathLike) -> dict:
-    """The checked fields of a model's metadata text; CheckpointError naming ``source`` when unusable."""
+    """The checked fields of a model's metadata text; ModelFileError naming ``source`` when unusable."""
     if text is None:
-        raise checkpoint.CheckpointError(f"{source}: an ONNX model without meterlib's metadata; export "
-                                         "models with `python -m meterlib export`")
+        raise ModelFileError(f"{source}: an ONNX model without meterlib's metadata; export "
+                             "models with `python -m meterlib export`")
     try:
         fields = json.loads(text)
     except ValueError as exc:
-        raise checkpoint.CheckpointError(f"{source}: meterlib metadata is not valid JSON ({exc})") from None
+        raise ModelFileError(f"{source}: meterlib metadata is not valid JSON ({exc})") from None
     if not isinstance(fields, dict) or fields.get("format") != FORMAT:
-        raise checkpoint.CheckpointError(f"{source}: meterlib metadata without format={FORMAT!r}")
+        raise ModelFileError(f"{source}: meterlib metadata without format={FORMAT!r}")
     version = fields.get("format_version")
     if not isinstance(version, int) or not 1 <= version <= FORMAT_VERSION:
-        raise checkpoint.CheckpointError(f"{source}: meterlib metadata format {version!r} is not one this "
-                                         f"meterlib reads (1 to {FORMAT_VERSION}); upgrade meterlib")
+        raise ModelFileError(f"{source}: meterlib metadata format {version!r} is not one this "
+                             f"meterlib reads (1 to {FORMAT_VERSION}); upgrade meterlib")
     thresholds = fields.get("conformal_class_thresholds")
     if isinstance(thresholds, list):
         fields["conformal_class_thresholds"] = [math.inf if value is None else value for value in thresholds]
     checkpoint.check_fields({key: value for key, value in fields.items() if key != "format_version"},
                             source=source, required=REQUIRED, kind="metadata")
     if fields["precision"] not in PRECISIONS:
-        raise checkpoint.CheckpointError(f"{source}: metadata field 'precision' must be one of "
-                                         f"{', '.join(PRECISIONS)}, got {fields['precision']!r}")
+        raise ModelFileError(f"{source}: metadata field 'precision' must be one of "
+                             f"{', '.join(PRECISIONS)}, got {fields['precision']!r}")
     return fields

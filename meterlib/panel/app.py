@@ -9,14 +9,10 @@ from typing import Any, Callable
 import ipywidgets as widgets
 
 from meterlib.data.listing import shown_name
-from meterlib.errors import MeterlibError
+from meterlib.errors import ModelFileError
 from meterlib.panel import view
 from meterlib.panel.answers import answer_uploads
 from meterlib.serve import Predictor
-
-
-class MissingModelError(MeterlibError, FileNotFoundError):
-    """The parameter ``checkpoint`` names a model file that does not exist."""
 
 
 def served_model(checkpoint: str | os.PathLike, *, default: Path) -> tuple[Path, Predictor | None]:
@@ -29,8 +25,8 @@ def served_model(checkpoint: str | os.PathLike, *, default: Path) -> tuple[Path,
         return default, Predictor.from_checkpoint(default) if default.is_file() else None
     path = Path(checkpoint).expanduser()
     if not path.is_file():
-        raise MissingModelError(f"parameter checkpoint: no model file at {shown_name(path)} "
-                                "(leave it empty to serve this run's reports/model/meterlib_checkpoint.pt)")
+        raise ModelFileError(f"parameter checkpoint: no model file at {shown_name(path)} "
+                             "(leave it empty to serve this run's reports/model/meterlib_checkpoint.pt)")
     return path, Predictor.from_checkpoint(path)
 
 

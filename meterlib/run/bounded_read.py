@@ -12,17 +12,9 @@ import os
 import stat
 import threading
 
-from meterlib.errors import MeterlibError
+from meterlib.errors import UnreadableFile
 
 _CHUNK = 1 << 20
-
-
-class UnreadableFile(MeterlibError, OSError):
-    """A file that cannot be read within the limits; ``problem`` says why (without the name)."""
-
-    def __init__(self, path: str | os.PathLike, problem: str) -> None:
-        super().__init__(f"{path}: {problem}")
-        self.path, self.problem = os.fspath(path), problem
 
 
 def read_file(path: str | os.PathLike, *, limit: int, timeout: float) -> bytes:
@@ -30,30 +22,31 @@ def read_file(path: str | os.PathLike, *, limit: int, timeout: float) -> bytes:
     try:
         fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC)
     except FileNotFoundError:
-        raise UnreadableFile(path, "file not found") from None
+        raise UnreadableFile("file not found", path=path) from None
     except (OSError, ValueError) as exc:  # ValueError: a NUL in the name
-        raise UnreadableFile(path, f"cannot open the file ({getattr(exc, 'strerror', None) or exc})") from None
+        reason = getattr(exc, "strerror", None) or exc
+        raise UnreadableFile(f"cannot open the file ({reason})", path=path) from None
     info = os.fstat(fd)
     mode = info.st_mode
     if not stat.S_ISREG(mode):
         os.close(fd)
         kind = "a directory" if stat.S_ISDIR(mode) else "a FIFO, socket or device"
-        raise UnreadableFile(path, f"not a regular file ({kind})")
+        raise UnreadableFile(f"not a regular file ({kind})", path=path)
     result: dict = {}
     reader = threading.Thread(target=_read_all, args=(fd, limit, result),
                               kwargs={"expected": info.st_size}, daemon=True)
     reader.start()
     reader.join(timeout)
     if reader.is_alive():  # the thread closes the file whenever its read returns
-        raise UnreadableFile(path, f"reading did not finish within {timeout:g} s (a file that blocks)")
+        raise UnreadableFile(f"reading did not finish within {timeout:g} s (a file that blocks)", path=path)
     if "error" in result:
         error = result["error"]
         if isinstance(error, BlockingIOError):
-            raise UnreadableFile(path, "reading would block (not an ordinary file)")
-        raise UnreadableFile(path, f"cannot read the file ({error.strerror or type(error).__name__})")
+            raise UnreadableFile("reading would block (not an ordinary file)", path=path)
+        raise UnreadableFile(f"cannot read the file ({error.strerror or type(error).__name__})", path=path)
     if result["size"] > limit:
         shown = f"{limit / 2**20:g} MB" if limit >= 2**20 else f"{limit} bytes"
-        raise UnreadableFile(path, f"too large (over {shown})")
+        raise UnreadableFile(f"too large (over {shown})", path=path)
     return result["data"]
 
 

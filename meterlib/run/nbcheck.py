@@ -6,6 +6,8 @@ from pathlib import Path
 
 import nbformat
 
+from meterlib.errors import RunError
+
 CHECK_MARKER = "# NBVAL_CHECK_OUTPUT"
 
 
@@ -25,7 +27,7 @@ def refresh_checked_outputs(source: Path, executed: Path) -> Path:
         cell.outputs = []
         if is_checked(cell):
             if cell.get("id") not in ran:
-                raise ValueError(f"{source.name}: checked cell {cell.get('id')} missing from {executed}")
+                raise RunError(f"{source.name}: checked cell {cell.get('id')} missing from {executed}")
             # nbval refuses reference outputs of a cell without an execution count
             cell.execution_count = ran[cell["id"]].execution_count
             cell.outputs = ran[cell["id"]].outputs

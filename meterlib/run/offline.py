@@ -4,13 +4,9 @@ from __future__ import annotations
 
 import os
 
-from meterlib.errors import MeterlibError
+from meterlib.errors import UnavailableError
 
 _TRUE = {"1", "true", "yes", "on"}
-
-
-class OfflineError(MeterlibError, RuntimeError):
-    """Raised when something would need the network while METERLIB_OFFLINE is set."""
 
 
 def is_offline() -> bool:
@@ -19,7 +15,7 @@ def is_offline() -> bool:
 
 
 def require_network(what: str) -> None:
-    """Raise OfflineError naming ``what`` if the offline switch is on."""
+    """Raise UnavailableError naming ``what`` if the offline switch is on."""
     if is_offline():
-        raise OfflineError(f"{what} needs the network, but METERLIB_OFFLINE is set; "
+        raise UnavailableError(f"{what} needs the network, but METERLIB_OFFLINE is set; "
                            "use a local file or the bundled weights instead")

@@ -13,13 +13,9 @@ import stat
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
-from meterlib.errors import MeterlibError
+from meterlib.errors import OutputError
 
 OVERWRITE_FLAG = "--overwrite"
-
-
-class OutputError(MeterlibError, ValueError):
-    """An output path that meterlib refuses to write."""
 
 
 def check(path: str | os.PathLike, *, inputs: Iterable[str | os.PathLike] = (),

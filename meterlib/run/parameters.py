@@ -13,13 +13,9 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-from meterlib.errors import MeterlibError
+from meterlib.errors import SettingsError
 
 INF = math.inf
-
-
-class ParameterError(MeterlibError, ValueError):
-    """A parameter value of the wrong type or outside its range; the message names it."""
 
 
 @dataclass(frozen=True)
@@ -80,11 +76,11 @@ def rules(kind) -> dict[str, Rule]:
 
 
 def enforce(name: str, value: Any, rule: Rule) -> None:
-    """Raise ParameterError when ``value`` is outside ``rule``'s range or choices."""
+    """Raise SettingsError when ``value`` is outside ``rule``'s range or choices."""
     if rule.range is not None and not rule.range.holds(value):
-        raise ParameterError(f"parameter {name}: {value!r} is out of range; it must be {rule.range.describe()}")
+        raise SettingsError(f"parameter {name}: {value!r} is out of range; it must be {rule.range.describe()}")
     if rule.choices is not None and value not in rule.choices:
-        raise ParameterError(f"parameter {name}: {value!r} is not one of {', '.join(rule.choices)}")
+        raise SettingsError(f"parameter {name}: {value!r} is not one of {', '.join(rule.choices)}")
 
 # The range of every numeric notebook parameter that is not a training setting (a test checks it).
 RANGES: dict[str, Range] = {
@@ -144,14 +140,14 @@ def check(name: str, value: Any, hint: str, *, door: dict[str, Rule]) -> Any:
     if value is None:
         if optional:
             return None
-        raise ParameterError(f"parameter {name}: a value is required ({kind}), got nothing")
+        raise SettingsError(f"parameter {name}: a value is required ({kind}), got nothing")
     value = _typed(name, value, kind)
     enforce(name, value, door.get(name, Rule()))
     return value
 
 
 def _typed(name: str, value: Any, kind: str) -> Any:
-    wrong = ParameterError(f"parameter {name}: expected {_article(kind)} {kind}, got {value!r}")
+    wrong = SettingsError(f"parameter {name}: expected {_article(kind)} {kind}, got {value!r}")
     if kind == "bool":
         if not isinstance(value, bool):
             raise wrong
@@ -172,7 +168,7 @@ def _typed(name: str, value: Any, kind: str) -> Any:
     return value  # a hint this table does not know: papermill passes it as given
 
 
-def _number(value: Any, kind: str, wrong: ParameterError) -> int | float:
+def _number(value: Any, kind: str, wrong: SettingsError) -> int | float:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise wrong
     if not math.isfinite(value):

@@ -6,6 +6,8 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from meterlib.errors import DataError
+
 PACKAGE_DIR = Path(__file__).resolve().parents[1]
 # Dataset names that stand for the embedded synthetic data: only these are generated unasked.
 EMBEDDED_DATASETS = ("demo", "smoke")
@@ -96,6 +98,6 @@ def needs_generation(dataset: str, dataset_dir: str | os.PathLike, *, generate: 
         return (target / SYNTH_MARKER).is_file()
     if generate or dataset in EMBEDDED_DATASETS:
         return True
-    raise FileNotFoundError(f"dataset not found: {target} (a dataset is a folder holding raw/ or "
-                            f"processed/; a bare name means a folder under the data folder; "
-                            f"only {' and '.join(EMBEDDED_DATASETS)} are generated when missing)")
+    raise DataError(f"dataset not found: {target} (a dataset is a folder holding raw/ or processed/; "
+                    f"a bare name means a folder under the data folder; "
+                    f"only {' and '.join(EMBEDDED_DATASETS)} are generated when missing)")

@@ -15,7 +15,7 @@ from typing import Any, Callable, Iterable, Iterator
 
 import yaml
 
-from meterlib.errors import MeterlibError
+from meterlib.errors import DataError, RunError, SettingsError
 from meterlib.run import atomic, paths
 from meterlib.model.transforms import Augment
 from meterlib.run import parameters as parameters_module
@@ -26,10 +26,6 @@ PROFILES_DIR = Path(__file__).resolve().parent / "profiles"
 # Parameters that name a file or folder, or a list of them (``dataset`` too, when it is written as a path).
 PATH_PARAMETERS = ("data_dir", "reports_dir", "weights_path", "checkpoint", "photos")
 LOCK_NAME = ".meterlib-run.lock"
-
-
-class RunError(MeterlibError, RuntimeError):
-    """A run that cannot start or that stopped on a failing notebook."""
 
 
 @dataclass(frozen=True)
@@ -57,7 +53,7 @@ def discover_notebooks(folder: Path | None = None, *, only: Iterable[str] = ()) 
     if prefixes:
         found = [nb for nb in found if nb.name.startswith(prefixes)]
         if not found:
-            raise RunError(f"no notebook matches {', '.join(prefixes)}")
+            raise SettingsError(f"no notebook matches {', '.join(prefixes)}")
     return found
 
 
@@ -77,7 +73,7 @@ def load_profile(name: str) -> dict[str, Any]:
     """Parameters of a bundled profile (demo, smoke, ...)."""
     path = PROFILES_DIR / f"{name}.yaml"
     if not path.is_file():
-        raise RunError(f"unknown profile {name!r}; choose one of {', '.join(available_profiles())}")
+        raise SettingsError(f"unknown profile {name!r}; choose one of {', '.join(available_profiles())}")
     return load_parameter_file(path)
 
 
@@ -88,9 +84,9 @@ def load_parameter_file(path: str | os.PathLike) -> dict[str, Any]:
         data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
     except (OSError, yaml.YAMLError) as exc:
         # YAML's messages span several lines with a caret drawing; the CLI prints one line.
-        raise RunError(f"cannot read parameter file {path}: {' '.join(str(exc).split())}") from None
+        raise SettingsError(f"cannot read parameter file {path}: {' '.join(str(exc).split())}") from None
     if not isinstance(data, dict):
-        raise RunError(f"parameter file {path} must hold a mapping of name: value")
+        raise SettingsError(f"parameter file {path} must hold a mapping of name: value")
     return data
 
 
@@ -98,7 +94,7 @@ def parse_assignment(text: str) -> tuple[str, Any]:
     """Parse ``name=value``; the value is read as a Python literal, else as YAML (true, 1e-3)."""
     name, sep, raw = text.partition("=")
     if not sep or not name.strip():
-        raise RunError(f"parameter {text!r} is not of the form name=value")
+        raise SettingsError(f"parameter {text!r} is not of the form name=value")
     try:
         return name.strip(), ast.literal_eval(raw.strip())
     except (ValueError, SyntaxError):
@@ -121,14 +117,10 @@ def plan(notebooks: list[Path], parameters: dict[str, Any]) -> list[PlannedNoteb
     hints = {name: info["inferred_type_name"] for params in declared.values() for name, info in params.items()}
     unknown = sorted(set(parameters) - set(hints))
     if unknown:
-        raise RunError(f"unknown parameter(s) {', '.join(unknown)}: no notebook declares them; "
-                       f"known parameters: {', '.join(sorted(hints))}")
-    try:
-        checked = {name: parameters_module.check(name, value, hints[name], door=door())
-                   for name, value in parameters.items()}
-    except parameters_module.ParameterError as exc:
-        raise RunError(str(exc)) from None
-    checked = absolute_paths(checked)
+        raise SettingsError(f"unknown parameter(s) {', '.join(unknown)}: no notebook declares them; "
+                            f"known parameters: {', '.join(sorted(hints))}")
+    checked = absolute_paths({name: parameters_module.check(name, value, hints[name], door=door())
+                              for name, value in parameters.items()})
     return [PlannedNotebook(nb, {k: v for k, v in checked.items() if k in params},
                             {k: _literal(info["default"]) for k, info in params.items()})
             for nb, params in declared.items()]
@@ -263,14 +255,10 @@ def data_warnings(metrics_json: Path, *, since: float) -> list[str]:
 def check_dataset(planned: list[PlannedNotebook], dataset_dir: Path) -> None:
     """Refuse a dataset that does not exist, unless the run generates it (embedded or asked for)."""
     creator = next((item for item in planned if "generate" in item.settings), None)
-    try:
-        if creator is not None:
-            paths.needs_generation(creator.settings["dataset"], dataset_dir,
-                                   generate=creator.settings["generate"])
-        elif not dataset_dir.is_dir():
-            raise FileNotFoundError(f"dataset not found: {dataset_dir}")
-    except FileNotFoundError as exc:
-        raise RunError(str(exc)) from None
+    if creator is not None:
+        paths.needs_generation(creator.settings["dataset"], dataset_dir, generate=creator.settings["generate"])
+    elif not dataset_dir.is_dir():
+        raise DataError(f"dataset not found: {dataset_dir}")
 
 
 @contextlib.contextmanager

@@ -1,6 +1,6 @@
 """Many photos at once, tolerantly: which files to read, what to call each photo, and decoding that never stops.
 
-A photo that cannot be used becomes an ImageError in its place, so one broken upload or file
+A photo that cannot be used becomes a DataError in its place, so one broken upload or file
 costs only its own answer.
 """
 
@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from meterlib.data import photos
-from meterlib.errors import MeterlibError
+from meterlib.errors import DataError, SettingsError
 from meterlib.model import inference
 
 NO_SUFFIX = "no suffix"  # Inputs.skipped's reasons besides a suffix such as '.heic'
@@ -48,7 +48,7 @@ def expand_inputs(arguments: Sequence[str | os.PathLike]) -> Inputs:
     hidden files and folders (not looked into), are counted in ``Inputs.skipped``. A file named
     explicitly is kept whatever its suffix, and so is a path that does not exist, so that each
     gets its own error. Nothing at all to predict, or only paths that do not exist (a typo), is a
-    MeterlibError.
+    DataError.
     """
     found: set[Path] = set()
     skipped: Counter[str] = Counter()
@@ -60,7 +60,7 @@ def expand_inputs(arguments: Sequence[str | os.PathLike]) -> Inputs:
             found.add(path)
     if not any(path.exists() for path in found):
         where = ", ".join(map(str, arguments)) or "(no paths given)"
-        raise MeterlibError(f"no photos found in {where}" + (" (no such file or folder)" if found else ""))
+        raise DataError(f"no photos found in {where}" + (" (no such file or folder)" if found else ""))
     return Inputs(sorted(found, key=str), dict(skipped))
 
 
@@ -85,14 +85,14 @@ def display_names(items: Sequence, names: Sequence[str] | None = None) -> list[s
     if names is not None:
         names = [str(name) for name in names]
         if len(names) != len(items):
-            raise ValueError(f"names: got {len(names)} names for {len(items)} photos")
+            raise SettingsError(f"names: got {len(names)} names for {len(items)} photos")
         return names
     return [str(item) if isinstance(item, (str, os.PathLike)) else f"photo {index + 1} ({type(item).__name__})"
             for index, item in enumerate(items)]
 
 
 def decode_each(items: Sequence, names: Sequence[str], *, image_size: int) -> list:
-    """Each photo decoded and squashed to ``image_size``, or the ImageError (naming it by ``names``) saying why not."""
+    """Each photo decoded and squashed to ``image_size``, or the DataError (naming it by ``names``) saying why not."""
     decoded = inference.load_resized_each(items, image_size=image_size)
-    return [photos.ImageError(picture.problem, path=name) if isinstance(picture, photos.ImageError) else picture
+    return [DataError(picture.problem, path=name) if isinstance(picture, DataError) else picture
             for picture, name in zip(decoded, names)]

@@ -15,14 +15,10 @@ import numpy as np
 from PIL import Image
 
 from meterlib.data import photos
-from meterlib.errors import MeterlibError
-from meterlib.model import inference, transforms
+from meterlib.errors import DataError, SettingsError, UnavailableError
+from meterlib.model import inference, network, transforms
 
 COLORMAP = "jet"  # matplotlib colour map of the overlay: blue (cold) to red (hot)
-
-
-class MissingExtraError(MeterlibError, ImportError):
-    """A library of an optional extra is not installed."""
 
 
 def heatmap(predictor, image: photos.PhotoSource, class_index: int | None = None) -> np.ndarray:
@@ -34,7 +30,7 @@ def heatmap(predictor, image: photos.PhotoSource, class_index: int | None = None
     model, size = predictor.model, predictor.image_size
     picture = inference.load_resized([image], image_size=size)[0]
     prepare = transforms.eval_transform(image_size=size, mean=predictor.mean, std=predictor.std)
-    after_frozen_part = model[1:]  # last block, pool, head: all Grad-CAM's gradients pass through
+    after_frozen_part = network.tail(model)  # all Grad-CAM's gradients pass through it
     modes = [(module, module.training) for module in model.modules()]  # may be mixed, as in fine-tuning
     model.eval()  # batch norms use their running statistics and leave them alone
     try:
@@ -59,10 +55,10 @@ def heatmap(predictor, image: photos.PhotoSource, class_index: int | None = None
 def overlay(image: photos.PhotoSource, heat: np.ndarray, *, alpha: float = 0.45) -> Image.Image:
     """The heat-map stretched over the upright RGB photo (the model squashed the whole photo) and blended."""
     if not 0 <= alpha <= 1:
-        raise ValueError(f"alpha must lie in [0, 1], got {alpha!r}")
+        raise SettingsError(f"alpha must lie in [0, 1], got {alpha!r}")
     heat = np.asarray(heat, dtype=np.float32)
     if heat.ndim != 2 or heat.size == 0:
-        raise ValueError(f"heat must be a non-empty 2-D map, got shape {heat.shape}")
+        raise DataError(f"heat must be a non-empty 2-D map, got shape {heat.shape}")
     photo = photos.load_rgb(image)
     stretched = np.asarray(Image.fromarray(heat).resize(photo.size, Image.Resampling.BILINEAR))
     colours = _optional("matplotlib").colormaps[COLORMAP](np.clip(stretched, 0, 1))[..., :3]
@@ -74,7 +70,7 @@ def _check_class_index(value, n_classes: int) -> None:
     """Refuse a ``class_index`` that is neither None nor one of the model's classes."""
     if value is not None and (isinstance(value, bool) or not isinstance(value, numbers.Integral)
                               or not 0 <= value < n_classes):
-        raise ValueError(f"class_index must be None or an int from 0 to {n_classes - 1}, got {value!r}")
+        raise SettingsError(f"class_index must be None or an int from 0 to {n_classes - 1}, got {value!r}")
 
 
 def _unit_range(heat: np.ndarray) -> np.ndarray:
@@ -89,5 +85,5 @@ def _optional(module: str):
     try:
         return importlib.import_module(module)
     except ImportError:
-        raise MissingExtraError(f"{module.split('.')[0]} is not installed; the heat-map needs the analysis "
+        raise UnavailableError(f"{module.split('.')[0]} is not installed; the heat-map needs the analysis "
                                 "extra: pip install -e .[analysis]") from None

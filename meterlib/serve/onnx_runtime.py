@@ -9,6 +9,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from meterlib.errors import ModelFileError
 from meterlib.model import checkpoint, inference, onnx_metadata
 from meterlib.run import machine
 
@@ -54,12 +55,12 @@ def load(path: str | os.PathLike, *, threads: int | None = None) -> tuple[dict, 
                                        providers=["CPUExecutionProvider"])
     except Exception as exc:  # onnxruntime raises its own types for every kind of broken file
         if checkpoint.is_torch_file(data):
-            raise checkpoint.CheckpointError(f"{path}: this is a PyTorch checkpoint: give it a .pt name") from None
+            raise ModelFileError(f"{path}: this is a PyTorch checkpoint: give it a .pt name") from None
         reason = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
-        raise checkpoint.CheckpointError(f"{path}: not a usable ONNX model ({reason})") from None
+        raise ModelFileError(f"{path}: not a usable ONNX model ({reason})") from None
     if bad := _first_non_finite_initializer(data):
-        raise checkpoint.CheckpointError(f"{path}: the weights hold NaN or inf values in {bad!r}; "
-                                         "the model is broken (export it again from a good checkpoint)")
+        raise ModelFileError(f"{path}: the weights hold NaN or inf values in {bad!r}; "
+                             "the model is broken (export it again from a good checkpoint)")
     fields = onnx_metadata.decode(session.get_modelmeta().custom_metadata_map.get(onnx_metadata.METADATA_KEY),
                                   source=path)
     _check_signature(session, fields, source=path)
@@ -79,14 +80,14 @@ def _first_non_finite_initializer(data: bytes) -> str:
 
 
 def _check_signature(session, fields: dict, *, source: Path) -> None:
-    """CheckpointError unless the network takes the metadata's input size and gives one logit per class."""
+    """ModelFileError unless the network takes the metadata's input size and gives one logit per class."""
     inputs, outputs = session.get_inputs(), session.get_outputs()
     size, classes = fields["image_size"], len(fields["class_names"])
     if [item.name for item in inputs] != [onnx_metadata.INPUT_NAME] or list(inputs[0].shape[1:]) != [3, size, size]:
         shown = [(item.name, item.shape) for item in inputs]
-        raise checkpoint.CheckpointError(f"{source}: the network's input {shown} is not "
-                                         f"{onnx_metadata.INPUT_NAME!r} of shape (batch, 3, {size}, {size})")
+        raise ModelFileError(f"{source}: the network's input {shown} is not "
+                             f"{onnx_metadata.INPUT_NAME!r} of shape (batch, 3, {size}, {size})")
     if len(outputs) != 1 or outputs[0].shape[1:] != [classes]:
         shown = [(item.name, item.shape) for item in outputs]
-        raise checkpoint.CheckpointError(f"{source}: the network's output {shown} is not one logit for "
-                                         f"each of the {classes} classes")
+        raise ModelFileError(f"{source}: the network's output {shown} is not one logit for "
+                             f"each of the {classes} classes")

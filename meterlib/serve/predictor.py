@@ -20,7 +20,7 @@ import numpy as np
 
 from meterlib.confidence.fitted import Calibration
 from meterlib.data import photos
-from meterlib.errors import MeterlibError
+from meterlib.errors import DataError, ModelFileError
 from meterlib.model import checkpoint, folding, inference
 from meterlib.serve import batch, onnx_runtime
 
@@ -28,10 +28,6 @@ UNKNOWN = "UNKNOWN"
 # One photo source (see photos.load_rgb) or an iterable of them.
 Photos = Union[photos.PhotoSource, Iterable[photos.PhotoSource]]
 NON_FINITE = "the model gave non-finite outputs (NaN or inf), so it has no answer for this photo"
-
-
-class NonFiniteOutputError(MeterlibError, ValueError):
-    """The model's logits for a photo hold NaN or inf: a confidence computed from them would mean nothing."""
 
 
 @dataclass(frozen=True)
@@ -176,13 +172,13 @@ class Predictor:
     def _outcomes(self, items: list, labels: list[str], *, top_k: int) -> list[Outcome]:
         """Outcomes of one batch of photos."""
         decoded = batch.decode_each(items, labels, image_size=self.image_size)
-        pictures = [picture for picture in decoded if not isinstance(picture, photos.ImageError)]
+        pictures = [picture for picture in decoded if not isinstance(picture, DataError)]
         logits = self._logits_of(pictures, batch_size=len(items))
         finite = _finite_rows(logits)
         answers = iter(self.predictions_from_logits(logits[finite], top_k=top_k))
         rows, outcomes = iter(finite), []
         for label, picture in zip(labels, decoded):
-            if isinstance(picture, photos.ImageError):
+            if isinstance(picture, DataError):
                 outcomes.append(Outcome(label, None, picture.problem))
             elif next(rows):
                 outcomes.append(Outcome(label, next(answers), None))
@@ -195,7 +191,7 @@ class Predictor:
         top_k = inference.positive_int("top_k", top_k)
         logits = np.asarray(logits, dtype=np.float64)
         if logits.ndim != 2 or logits.shape[1] != len(self.class_names):
-            raise ValueError(f"expected logits of shape (n, {len(self.class_names)}), got {logits.shape}")
+            raise DataError(f"expected logits of shape (n, {len(self.class_names)}), got {logits.shape}")
         _refuse_non_finite(logits)
         probs = self.calibration.probabilities(logits)
         sets = self.calibration.prediction_sets(probs)
@@ -219,11 +215,11 @@ def _finite_rows(logits: np.ndarray) -> np.ndarray:
 
 
 def _refuse_non_finite(logits: np.ndarray, *, names: Sequence[str] | None = None) -> None:
-    """NonFiniteOutputError naming the first photo (``names``, else its logits row) whose logits are not finite."""
+    """ModelFileError naming the first photo (``names``, else its logits row) whose logits are not finite."""
     bad = np.flatnonzero(~_finite_rows(logits))
     if bad.size:
         row = int(bad[0])
-        raise NonFiniteOutputError(f"{names[row] if names is not None else f'logits row {row}'}: {NON_FINITE}")
+        raise ModelFileError(f"{names[row] if names is not None else f'logits row {row}'}: {NON_FINITE}")
 
 
 def _as_list(images: Photos) -> list:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from meterlib.errors import SettingsError
+
 # Backlight colours of the LCD (digits are dark segments on the lit glass).
 LCD_GREEN = (150, 238, 110)
 LCD_LIME = (212, 236, 70)
@@ -190,7 +192,7 @@ def _family_index(family: str) -> int:
 def class_names(n_classes: int = len(CATALOG)) -> list[str]:
     """Names of the first ``n_classes`` types in selection order (distinct brands come first)."""
     if not 1 <= n_classes <= len(CATALOG):
-        raise ValueError(f"n_classes must be between 1 and {len(CATALOG)} (the catalog size), got {n_classes}")
+        raise SettingsError(f"n_classes must be between 1 and {len(CATALOG)} (the catalog size), got {n_classes}")
     return [t.class_name for t in selection_order()[:n_classes]]
 
 

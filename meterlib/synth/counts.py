@@ -6,6 +6,7 @@ import math
 from collections.abc import Mapping, Sequence
 from statistics import NormalDist
 
+from meterlib.errors import SettingsError
 from meterlib.synth.catalog import BY_NAME, class_names
 
 # The field data (1,975 photos, 38 types) has a heavy lower tail (a few types with <= 5 photos)
@@ -39,29 +40,31 @@ def resolve_class_counts(*, n_images: int, n_classes: int,
     if isinstance(class_counts, Mapping):
         unknown = sorted(set(class_counts) - set(BY_NAME))
         if unknown:
-            raise ValueError(f"class_counts names unknown classes {unknown}; valid names come from "
-                             f"meterlib.synth.class_names()")
+            raise SettingsError(f"class_counts names unknown classes {unknown}; valid names come from "
+                                f"meterlib.synth.class_names()")
         names = [name for name in class_names() if name in class_counts]
         counts = [class_counts[name] for name in names]
     else:
         counts = list(class_counts)
         if len(counts) > len(BY_NAME):
-            raise ValueError(f"class_counts has {len(counts)} entries but the catalog has {len(BY_NAME)} classes")
+            raise SettingsError(f"class_counts has {len(counts)} entries but the catalog has {len(BY_NAME)} classes")
         names = class_names(len(counts)) if counts else []
     bad = [c for c in counts if isinstance(c, bool) or not isinstance(c, int) or c < 1]
     if bad:
-        raise ValueError(f"class_counts must be positive integers, got {bad}")
+        raise SettingsError(f"class_counts must be positive integers, got {bad}")
     if len(counts) != n_classes:
-        raise ValueError(f"class_counts has {len(counts)} classes but n_classes={n_classes}; pass n_classes={len(counts)}")
+        raise SettingsError(f"class_counts has {len(counts)} classes but n_classes={n_classes}; "
+                            f"pass n_classes={len(counts)}")
     if sum(counts) != n_images:
-        raise ValueError(f"class_counts sums to {sum(counts)} but n_images={n_images}; pass n_images={sum(counts)}")
+        raise SettingsError(f"class_counts sums to {sum(counts)} but n_images={n_images}; pass n_images={sum(counts)}")
     return dict(zip(names, counts))
 
 
 def _check_totals(n_images: int, n_classes: int) -> None:
     for name, value in (("n_images", n_images), ("n_classes", n_classes)):
         if isinstance(value, bool) or not isinstance(value, int):
-            raise ValueError(f"{name} must be an integer, got {value!r}")
+            raise SettingsError(f"{name} must be an integer, got {value!r}")
     class_names(n_classes)  # validates the range against the catalog size
     if n_images < n_classes:
-        raise ValueError(f"n_images ({n_images}) must be at least n_classes ({n_classes}): every class needs an image")
+        raise SettingsError(f"n_images ({n_images}) must be at least n_classes ({n_classes}): "
+                            "every class needs an image")

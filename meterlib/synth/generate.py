@@ -20,6 +20,7 @@ from pathlib import Path
 import pandas as pd
 from tqdm.auto import tqdm
 
+from meterlib.errors import DataError, OutputError, SettingsError
 from meterlib.run import atomic, machine
 from meterlib.run.paths import SYNTH_MARKER
 from meterlib.synth.catalog import BY_NAME, CATALOG
@@ -51,9 +52,9 @@ class DatasetSpec:
                                        ("height", self.height, MIN_SIZE, MAX_SIZE),
                                        ("seed", self.seed, 0, 2**63 - 1)):
             if isinstance(value, bool) or not isinstance(value, int):
-                raise ValueError(f"{name} must be an integer, got {value!r}")
+                raise SettingsError(f"{name} must be an integer, got {value!r}")
             if not low <= value <= high:
-                raise ValueError(f"{name} must be between {low} and {high}, got {value}")
+                raise SettingsError(f"{name} must be between {low} and {high}, got {value}")
         counts = resolve_class_counts(n_images=self.n_images, n_classes=self.n_classes,
                                       class_counts=self.class_counts)
         return {"generator": "meterlib.synth", "generator_version": GENERATOR_VERSION,
@@ -68,8 +69,8 @@ def generate_dataset(dataset_dir: str | os.PathLike, spec: DatasetSpec = Dataset
     workers = _check_workers(workers)
     target = Path(dataset_dir)
     if target.exists() or target.is_symlink():
-        raise FileExistsError(f"{target}: already exists; the generator only creates new folders "
-                              f"(use ensure_dataset to reuse a generated one, or choose another folder)")
+        raise OutputError(f"{target}: already exists; the generator only creates new folders "
+                          f"(use ensure_dataset to reuse a generated one, or choose another folder)")
     target.parent.mkdir(parents=True, exist_ok=True)
     partial = target.parent / f".{target.name}.partial-{secrets.token_hex(4)}"
     partial.mkdir()  # unlike mkdtemp, keeps the user's umask for the final folder
@@ -82,7 +83,7 @@ def generate_dataset(dataset_dir: str | os.PathLike, spec: DatasetSpec = Dataset
         atomic.write_csv(partial / MANIFEST_NAME, pd.DataFrame(rows))
         atomic.write_json(partial / SYNTH_MARKER, record)  # written last: its presence means complete
         if target.exists():  # someone created it meanwhile; never replace their folder
-            raise FileExistsError(f"{target}: appeared while generating; left untouched")
+            raise OutputError(f"{target}: appeared while generating; left untouched")
         os.rename(partial, target)
     except BaseException:
         shutil.rmtree(partial, ignore_errors=True)
@@ -99,17 +100,17 @@ def ensure_dataset(dataset_dir: str | os.PathLike, spec: DatasetSpec = DatasetSp
         return generate_dataset(target, spec, workers=workers, progress=progress)
     marker = target / SYNTH_MARKER
     if not marker.is_file():
-        raise FileExistsError(f"{target}: exists but is not a generated synthetic dataset (no {SYNTH_MARKER}); "
-                              f"choose another dataset name, or move the folder away to generate one here")
+        raise OutputError(f"{target}: exists but is not a generated synthetic dataset (no {SYNTH_MARKER}); "
+                          f"choose another dataset name, or move the folder away to generate one here")
     try:
         stored = json.loads(marker.read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:
-        raise ValueError(f"{marker}: unreadable marker ({exc}); delete {target} to regenerate it") from None
+        raise DataError(f"{marker}: unreadable marker ({exc}); delete {target} to regenerate it") from None
     differences = [f"{key}: folder has {stored.get(key)!r}, requested {value!r}"
                    for key, value in wanted.items() if stored.get(key) != value]
     if differences:
-        raise ValueError(f"{target}: generated with other parameters ({'; '.join(differences)}); "
-                         f"pass the folder's parameters, choose another dataset name, or delete it to regenerate")
+        raise DataError(f"{target}: generated with other parameters ({'; '.join(differences)}); "
+                        f"pass the folder's parameters, choose another dataset name, or delete it to regenerate")
     return target
 
 
@@ -119,7 +120,7 @@ def read_manifest(dataset_dir: str | os.PathLike) -> pd.DataFrame:
     """The manifest of a generated dataset (one row per image; ``path`` relative to the folder)."""
     path = Path(dataset_dir) / MANIFEST_NAME
     if not path.is_file():
-        raise FileNotFoundError(f"{path}: no synthetic-data manifest here (was the folder made by generate_dataset?)")
+        raise DataError(f"{path}: no synthetic-data manifest here (was the folder made by generate_dataset?)")
     return pd.read_csv(path, dtype={"lcd_reading": str, "serial": str})
 
 
@@ -127,7 +128,7 @@ def _check_workers(workers: int | None) -> int:
     if workers is None:
         return machine.usable_cpus()
     if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
-        raise ValueError(f"workers must be a positive integer or None (all cores), got {workers!r}")
+        raise SettingsError(f"workers must be a positive integer or None (all cores), got {workers!r}")
     return workers
 
 

@@ -7,7 +7,7 @@ the head (phase 1, on pooled features) on those cached activations. ``views`` se
 different augmented versions of each photo are cached; epoch ``e`` uses view ``e % views``.
 
 The activations are kept in the precision the frozen part ran in (bfloat16 halves the cache) and
-widened to float32 one batch at a time where they are used (``to_device``): widening is exact, so
+widened to float32 one batch at a time where they are used (``network.to_device``): widening is exact, so
 the layers after the frozen part compute in float32 on the same numbers either way.
 """
 
@@ -16,31 +16,13 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Sequence
 
-from meterlib.model import folding, transforms
+from meterlib.model import folding, network, transforms
 from meterlib.train.recipe import TrainConfig
 
 BATCH_SIZE = 64  # photos per pass through the frozen part
 CPUINFO = Path("/proc/cpuinfo")  # Linux's list of CPU flags; other systems have none and keep float32
 # AVX512-BF16 and AMX-BF16 compute in bfloat16; AVX-512 alone only emulates it, slower than float32.
 NATIVE_BFLOAT16_FLAGS = {"avx512_bf16", "amx_bf16"}
-
-
-def to_device(x, device):
-    """Move a batch to ``device`` as float32; image-like (4-D) batches go channels-last, which conv kernels prefer."""
-    import torch
-
-    x = x.to(device, dtype=torch.float32, non_blocking=True)  # bfloat16 activations: widened exactly
-    return x.contiguous(memory_format=torch.channels_last) if x.dim() == 4 else x
-
-
-def batched(model_part, tensors, *, batch_size: int, device):
-    """``model_part`` applied to ``tensors`` in batches on ``device``, without gradients; a CPU tensor."""
-    import torch
-
-    # no_grad rather than inference_mode: cached outputs later feed layers that autograd tracks.
-    with torch.no_grad():
-        return torch.cat([model_part(to_device(tensors[start:start + batch_size], device)).cpu()
-                          for start in range(0, len(tensors), batch_size)])
 
 
 def native_bfloat16() -> bool:
@@ -86,7 +68,7 @@ def frozen_activations(frozen_part, images: Sequence, transform, *, batch_size: 
     dtype = torch.bfloat16 if low else torch.float32
     with torch.no_grad(), torch.autocast(device.type, dtype=torch.bfloat16, enabled=low):
         for batch in tqdm(loader, desc=progress, disable=progress is None, leave=False):
-            chunks.append(folded(to_device(batch, device)).to(dtype).cpu())
+            chunks.append(folded(network.to_device(batch, device)).to(dtype).cpu())
     return torch.cat(chunks)
 
 

@@ -12,7 +12,7 @@ model and replays the epochs it is given of the final run's kept path (same lear
 without looking at val or at its held-out photos. ``train(folds=K)`` replays phase 1 only: a head
 on the pretrained last block, a few seconds in all. Replaying phase 2 too (``cross_fit`` with
 the kept epochs of both phases) is the recipe itself, but costs about K - 1 times phase 2.
-Phase-1 folds are a weaker model (about 65 % against 85 % OOF accuracy on the demo data); their
+Phase-1 folds are a weaker model than the final one (benchmarks/bench_calibration.py measures it); their
 temperature matched the final model's on test only because label smoothing sets the scale of
 both models' logits: without label smoothing it did not (benchmarks/bench_calibration.py).
 
@@ -32,6 +32,8 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from meterlib.errors import SettingsError
+from meterlib.model import network
 from meterlib.train import cache, phases
 from meterlib.train.prepare import Prepared
 
@@ -67,7 +69,7 @@ def assign_folds(labels, folds: int, *, seed: int) -> np.ndarray:
     """Stratified fold of each photo: every class spread evenly, shuffled by ``seed``, folds of equal size."""
     labels = np.asarray(labels)
     if folds < 2 or folds > len(labels):
-        raise ValueError(f"folds must lie in 2..{len(labels)} (the training photos), got {folds}")
+        raise SettingsError(f"folds must lie in 2..{len(labels)} (the training photos), got {folds}")
     rng = np.random.default_rng(seed)
     fold = np.empty(len(labels), dtype=np.int64)
     start = 0  # each class continues where the last one stopped, so the folds fill evenly
@@ -114,8 +116,8 @@ def out_of_fold(fit: phases.Fit, *, start_state: dict, clean_acts, epochs: tuple
         fold_fit = _fold_fit(fit, model, rest=rest, held_acts=Rows(clean_acts, held))
         _, ran = phases.run_recipe(fold_fit, stop_after=epochs)
         model.eval()  # its last epoch is the state to keep
-        tail = torch.nn.Sequential(model.last_block, model.pool, model.head)
-        logits[held.numpy()] = cache.batched(tail, fold_fit.val_acts, batch_size=128, device=fit.device).numpy()
+        logits[held.numpy()] = network.batched(network.tail(model), fold_fit.val_acts, batch_size=128,
+                                               device=fit.device).numpy()
         histories.append(pd.DataFrame(fold_fit.tracker.rows).assign(fold=k))
     return OutOfFold(logits=logits, labels=labels, index=np.asarray(index), fold=fold,
                      class_names=list(class_names), epochs=ran,
@@ -161,18 +163,15 @@ def cross_fit(run: Prepared, *, epochs: tuple[int | None, int | None], folds: in
     more pass of the training photos through the frozen part. ``feature_probs`` (for the suspect
     labels) comes from the final model's features of the same photos, in the same folds.
     """
-    import torch
-
     fit = run.fit
     clean = fit.train_views[0] if fit.cfg.clean_view else cache.clean_activations(
         fit.model.frozen_part, run.images["train"], cfg=fit.cfg, mean=run.mean, std=run.std, device=fit.device,
         workers=workers)
     oof = out_of_fold(fit, start_state=run.start_state, clean_acts=clean, epochs=epochs, index=run.index,
-                               class_names=run.class_names, folds=folds, progress=progress)
+                      class_names=run.class_names, folds=folds, progress=progress)
     tick = time.perf_counter()
-    features = cache.batched(torch.nn.Sequential(fit.model.last_block, fit.model.pool), clean, batch_size=128,
-                             device=fit.device).numpy()
+    features = network.batched(network.pooled(fit.model), clean, batch_size=128, device=fit.device).numpy()
     oof.feature_probs = feature_out_of_fold(features, oof.labels, oof.fold, classes=len(run.class_names),
-                                                     seed=fit.seed)
+                                            seed=fit.seed)
     oof.seconds += time.perf_counter() - tick
     return oof

@@ -13,7 +13,8 @@ import time
 from dataclasses import dataclass
 from typing import Callable
 
-from meterlib.train import cache, recipe
+from meterlib.model import network
+from meterlib.train import recipe
 from meterlib.train.recipe import TrainConfig
 
 
@@ -90,16 +91,14 @@ class Phase:
 
 def head_phase(fit: Fit) -> Phase:
     """Phase 1: only the head trains, on pooled features (everything in eval mode)."""
-    import torch
-
     model, device = fit.model, fit.device
     model.eval()
-    features_of = torch.nn.Sequential(model.last_block, model.pool)
+    features_of = network.pooled(model)
     if fit.pooled is None:
-        fit.pooled = [cache.batched(features_of, acts, batch_size=128, device=device)
+        fit.pooled = [network.batched(features_of, acts, batch_size=128, device=device)
                       for acts in fit.train_views]
     val_features = (None if fit.val_acts is None
-                    else cache.batched(features_of, fit.val_acts, batch_size=128, device=device))
+                    else network.batched(features_of, fit.val_acts, batch_size=128, device=device))
     return Phase(number=1, title="phase 1 (head)", epochs=fit.cfg.epochs_head, lr=fit.cfg.lr_head,
                  forward=model.head, inputs=fit.pooled, val_inputs=val_features, eval_batch_size=256,
                  train_mode=model.eval)
@@ -107,12 +106,9 @@ def head_phase(fit: Fit) -> Phase:
 
 def finetune_phase(fit: Fit) -> Phase:
     """Phase 2: the last block and head train on the cached frozen-part activations."""
-    import torch
-
     model = fit.model
-    tail = torch.nn.Sequential(model.last_block, model.pool, model.head)
     return Phase(number=2, title="phase 2 (fine-tune)", epochs=fit.cfg.epochs_finetune,
-                 lr=fit.cfg.lr_finetune, forward=tail, inputs=fit.train_views, val_inputs=fit.val_acts,
+                 lr=fit.cfg.lr_finetune, forward=network.tail(model), inputs=fit.train_views, val_inputs=fit.val_acts,
                  eval_batch_size=128,
                  train_mode=functools.partial(set_finetune_mode, model, bn=fit.cfg.finetune_bn))
 
@@ -184,7 +180,7 @@ def _evaluate(forward, acts, labels, *, batch_size: int, device) -> tuple[float,
 
     if acts is None or len(acts) == 0:
         return float("nan"), float("nan")
-    logits = cache.batched(forward, acts, batch_size=batch_size, device=device)
+    logits = network.batched(forward, acts, batch_size=batch_size, device=device)
     # Unweighted, unsmoothed loss: comparable across presets.
     loss = torch.nn.functional.cross_entropy(logits, labels).item()
     return float((logits.argmax(1) == labels).float().mean()), loss
@@ -197,7 +193,7 @@ def _epoch(forward, optimizer, inputs, labels, loss_fn, *, batch_size: int, gene
     total_loss, correct = 0.0, 0
     for start in range(0, len(order), batch_size):
         idx = order[start:start + batch_size]
-        x = cache.to_device(inputs[idx], device)
+        x = network.to_device(inputs[idx], device)
         y = labels[idx].to(device)
         logits = forward(x)
         loss = loss_fn(logits, y)

@@ -11,7 +11,7 @@ from typing import Sequence
 
 import numpy as np
 
-from meterlib.model import backbones, inference, transforms
+from meterlib.model import backbones, inference, network, transforms
 from meterlib.train import cache
 
 PRECISION = "float32"  # of the frozen part's pass; bfloat16 would make the baseline differ by CPU
@@ -44,10 +44,7 @@ def frozen_features(model, images: Sequence, *, image_size: int, mean, std, devi
         activations = cache.frozen_activations(model.frozen_part, images, transforms.eval_transform(
             image_size=image_size, mean=mean, std=std), batch_size=batch_size, device=device,
             precision=PRECISION)
-    tail = torch.nn.Sequential(model.last_block, model.pool)
-    with torch.inference_mode():
-        return torch.cat([tail(activations[i:i + batch_size].to(device)).cpu()
-                          for i in range(0, len(activations), batch_size)]).numpy()
+    return network.batched(network.pooled(model), activations, batch_size=batch_size, device=device).numpy()
 
 
 def fit(train_x: np.ndarray, train_y: Sequence[str], *, val_x: np.ndarray | None = None,

@@ -12,6 +12,7 @@ from typing import Mapping
 
 import numpy as np
 
+from meterlib.errors import SettingsError
 from meterlib.model.transforms import Augment
 from meterlib.run.parameters import COUNT, NON_NEGATIVE, POSITIVE, Range, enforce, rules, setting, share
 
@@ -70,7 +71,7 @@ def config(preset: str = "default", *, augment: Mapping[str, float | None] | Non
            **overrides) -> TrainConfig:
     """A preset with the parameters given replaced; ``None`` keeps the preset's, unknown names are an error."""
     if preset not in PRESETS:
-        raise ValueError(f"unknown preset {preset!r}; choose one of {', '.join(PRESETS)}")
+        raise SettingsError(f"unknown preset {preset!r}; choose one of {', '.join(PRESETS)}")
     base = PRESETS[preset]
     chosen = dataclasses.replace(base, **_given(overrides, TrainConfig),
                                  augment=dataclasses.replace(base.augment, **_given(augment or {}, Augment)))
@@ -83,7 +84,7 @@ def _given(values: Mapping, kind) -> dict:
     unknown = sorted(set(values) - {f.name for f in dataclasses.fields(kind)})
     if unknown:
         what = "augmentation" if kind is Augment else "training"
-        raise ValueError(f"unknown {what} parameter(s): {', '.join(unknown)}")
+        raise SettingsError(f"unknown {what} parameter(s): {', '.join(unknown)}")
     return {name: value for name, value in values.items() if value is not None}
 
 
@@ -93,8 +94,8 @@ def _check(chosen: TrainConfig) -> None:
         for name, rule in rules(type(values)).items():
             enforce(name, getattr(values, name), rule)
     if chosen.epochs_head + chosen.epochs_finetune < 1:
-        raise ValueError(f"epochs_head ({chosen.epochs_head}) and epochs_finetune ({chosen.epochs_finetune}) "
-                         "must train at least one epoch together")
+        raise SettingsError(f"epochs_head ({chosen.epochs_head}) and epochs_finetune ({chosen.epochs_finetune}) "
+                            "must train at least one epoch together")
 
 
 def class_weights(labels: np.ndarray, n_classes: int, *, power: float):

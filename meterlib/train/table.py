@@ -7,6 +7,7 @@ from pathlib import Path
 import pandas as pd
 
 from meterlib.data import splits
+from meterlib.errors import DataError
 from meterlib.model import inference
 
 
@@ -14,13 +15,13 @@ def training_table(manifest: pd.DataFrame, dataset_dir) -> pd.DataFrame:
     """Rows of splits.csv that take part (train/val/test) with an absolute ``file`` column."""
     missing = {"path", "class", "split"} - set(manifest.columns)
     if missing:
-        raise ValueError(f"splits manifest lacks column(s) {', '.join(sorted(missing))}")
+        raise DataError(f"splits manifest lacks column(s) {', '.join(sorted(missing))}")
     used = manifest[manifest["split"].isin(splits.SPLITS)].copy()
     used["file"] = [str(Path(dataset_dir) / rel) for rel in used["path"]]
     splits.require_trainable_classes(used)
     strays = sorted(set(used["class"]) - set(used.loc[used["split"] == "train", "class"]))
     if strays:
-        raise ValueError(f"classes without training photos: {', '.join(strays[:5])}")
+        raise DataError(f"classes without training photos: {', '.join(strays[:5])}")
     return used.reset_index(drop=True)
 
 

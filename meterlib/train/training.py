@@ -22,11 +22,13 @@ class TrainResult:
 
     model: object
     backbone: str
+    backbone_choice: str  # the backbone asked for (``backbone`` is the one used)
     backbone_reason: str
     class_names: list[str]
     mean: tuple
     std: tuple
     config: TrainConfig
+    options: RunOptions
     history: pd.DataFrame
     best_epoch: int
     selection: str  # how the kept epoch was chosen
@@ -59,13 +61,14 @@ def train(table: pd.DataFrame, *, cfg: TrainConfig, backbone: str = backbones.DE
         model.eval()
         oof = None
         if folds:
-            # The folds replay phase 1 only: on the demo data that cost 1/15 of phase 2's time, replaying
-            # phase 2 too 2.5 to 4.5 times phase 2's, and the temperature, UNKNOWN threshold and APS
-            # quantile fitted on either did as well on test (benchmarks/bench_calibration.py; see crossfit).
+            # The folds replay phase 1 only: a small part of phase 2's time, where replaying phase 2 too
+            # costs several times phase 2's, and the temperature, UNKNOWN threshold and APS quantile
+            # fitted on either did as well on test (benchmarks/bench_calibration.py; see crossfit).
             oof = crossfit.cross_fit(run, epochs=(kept[0], 0), folds=folds, progress=progress, workers=options.workers)
             run.timings["crossfit"] = oof.seconds
-    return TrainResult(model=model, backbone=run.backbone, backbone_reason=run.backbone_reason,
-                       class_names=run.class_names, mean=run.mean, std=run.std, config=cfg,
+    return TrainResult(model=model, backbone=run.backbone, backbone_choice=backbone,
+                       backbone_reason=run.backbone_reason, class_names=run.class_names, mean=run.mean,
+                       std=run.std, config=cfg, options=options,
                        history=pd.DataFrame(run.fit.tracker.rows), best_epoch=run.fit.tracker.best_epoch,
                        selection=run.selection, seconds=time.perf_counter() - started, timings=run.timings,
                        out_of_fold=oof, clean_activations=_clean_activations(run.fit))

@@ -18,6 +18,7 @@ import pytest
 from PIL import Image
 
 from meterlib.cli import main as cli
+from meterlib.errors import OutputError
 from meterlib.export import export, onnx_files
 from meterlib.run import atomic, output_path
 from meterlib.serve.predictor import Predictor
@@ -193,7 +194,7 @@ def test_a_folder_without_write_permission_is_refused_first(tmp_path, monkeypatc
     real_access = os.access
     # Root may write anywhere; fake the refusal the kernel gives every other user.
     monkeypatch.setattr(os, "access", lambda path, mode: Path(path).name != "locked" and real_access(path, mode))
-    with pytest.raises(output_path.OutputError) as raised:
+    with pytest.raises(OutputError) as raised:
         output_path.check(tmp_path / "locked" / "new" / "a.csv", ours=lambda _: True)
     robust.error(str(raised.value), names=tmp_path / "locked", problem="no permission to write in")
 

@@ -32,7 +32,7 @@ import pytest  # noqa: E402
 from PIL import Image  # noqa: E402
 
 from meterlib.data import audit, figures, measuring, photos, processed_tree, splits  # noqa: E402
-from meterlib.data.splits import SplitError  # noqa: E402
+from meterlib.errors import DataError, MeterlibError, OutputError, SettingsError  # noqa: E402
 
 RULE = dict(min_images_test=4, min_images_val=10, test_fraction=0.25, val_fraction=0.2)
 # A regression that blocks on a FIFO fails here instead of hanging the suite.
@@ -155,7 +155,7 @@ def refuse_listing(folder: str):
 
 
 def decoder_crash(patch: pytest.MonkeyPatch) -> None:
-    """A fault for the audit: the decoder hits a bug (not an ImageError) on a file called odd.png."""
+    """A fault for the audit: the decoder hits a bug (not a DataError) on a file called odd.png."""
     real = measuring.read_photo
 
     def read_photo(path, **options):
@@ -307,7 +307,7 @@ def test_split_case(case, tmp_path, robust):
         try:
             manifest = splits.build_manifest(result, **RULE, **case.options)
             splits.require_trainable_classes(manifest)
-        except SplitError as exc:
+        except MeterlibError as exc:
             assert case.problem, f"unexpected: {exc}"
             robust.error(exc, names=case.names, problem=case.problem)
             return
@@ -341,7 +341,7 @@ def test_split_rule_case(changes, names, problem, tmp_path, robust):
     robust.entry = "01 split rule"
     ds = dataset(tmp_path / "ds", {"a": 2, "b": 2})
     result = audit.audit_dataset(ds, workers=1, progress=False)
-    with robust.untouched(ds), pytest.raises(SplitError) as caught:
+    with robust.untouched(ds), pytest.raises(SettingsError) as caught:
         splits.build_manifest(result, **{**RULE, "seed": 0, **changes})
     robust.error(caught.value, names=names, problem=problem)
 
@@ -456,7 +456,7 @@ def test_tree_case(case, tmp_path, robust):
     with robust.untouched(*([ds / folder for folder in case.unchanged] or [ds])):
         try:
             update = processed_tree.materialise(manifest, ds)
-        except SplitError as exc:
+        except OutputError as exc:
             robust.error(exc, names=ds / "processed", problem=case.problem)
             return
     assert not case.problem, "no error raised"
@@ -519,7 +519,7 @@ def test_manifest_case(make, problem, good_csv, tmp_path, robust):
     with robust.untouched(tmp_path / "ds"):
         try:
             frame = splits.read_manifest(path)
-        except (SplitError, FileNotFoundError) as exc:
+        except DataError as exc:
             assert problem, f"unexpected: {exc}"
             robust.error(exc, names=path, problem=problem)
             return

@@ -21,7 +21,7 @@ import pytest
 from PIL import Image, ImageDraw, ImageFile, ImageOps
 
 from meterlib.data import photos
-from meterlib.errors import MeterlibError
+from meterlib.errors import DataError, MeterlibError
 from meterlib.model import inference
 from meterlib.run import bounded_read
 from meterlib.serve import batch
@@ -105,7 +105,7 @@ def test_a_file_that_blocks_is_an_error_row_and_the_other_photos_are_answered(pr
 def test_one_photo_that_blocks_is_an_image_error_naming_it(predictor, folder, robust, blocking_reads):
     robust.entry = "Predictor.predict"
     path = jpeg(folder, "blocks.jpg")
-    with robust.untouched(folder), pytest.raises(photos.ImageError) as raised:
+    with robust.untouched(folder), pytest.raises(DataError) as raised:
         predictor.predict(path)
     robust.error(raised.value, names=path, problem=r"reading did not finish within 0\.3 s \(a file that blocks\)$")
 
@@ -118,7 +118,7 @@ def test_every_reader_of_a_file_has_the_size_cap(entry, predictor, folder, robus
     monkeypatch.setattr(photos, "MAX_PHOTO_BYTES", 2**20)
     call = {"Predictor.predict": predictor.predict, "photos.read_photo": photos.read_photo,
             "photos.load_thumbnail": photos.load_thumbnail}[entry]
-    with robust.untouched(folder), pytest.raises(photos.ImageError) as raised:
+    with robust.untouched(folder), pytest.raises(DataError) as raised:
         call(path)
     robust.error(raised.value, names=path, problem=r"too large \(over 1 MB\)$")
 
@@ -204,7 +204,7 @@ def test_the_cap_applies_to_every_form_and_a_thumbnail_is_decoded_small(folder, 
     monkeypatch.setattr(photos, "MAX_PHOTO_PIXELS", 1_000_000)
     forms = forms_of(jpeg(folder, "meter.jpg", (1600, 1200)))
     with robust.untouched(folder):
-        problems = {name: pytest.raises(photos.ImageError, photos.load_rgb, source, min_side=32).value.problem
+        problems = {name: pytest.raises(DataError, photos.load_rgb, source, min_side=32).value.problem
                     for name, source in forms.items()}
         thumbnail = photos.load_thumbnail(forms["path"], max_side=256)
     assert problems == dict.fromkeys(forms, "too many pixels (1.92 MP; photos of up to 1 MP are read)")

@@ -1,4 +1,4 @@
-"""Properties of the photo reader: any bytes decode or raise ImageError; saved images round-trip upright."""
+"""Properties of the photo reader: any bytes decode or raise DataError; saved images round-trip upright."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from hypothesis.extra import numpy as hnp
 from PIL import Image
 
 from meterlib.data import photos
-from meterlib.data.photos import ImageError
+from meterlib.errors import DataError
 
 # Modes each format writes and reads back (see Pillow's format notes).
 MODES = {
@@ -66,7 +66,7 @@ def outcome(source) -> tuple[str, bytes]:
     """('ok', pixels) or ('error', the message without the name of the source)."""
     try:
         image = photos.load_rgb(source, min_side=4)
-    except ImageError as exc:
+    except DataError as exc:
         return "error", exc.problem.encode()
     assert image.mode == "RGB" and min(image.size) >= 1
     return "ok", image.tobytes()
@@ -111,7 +111,7 @@ ARRAY_DTYPES = st.sampled_from([np.uint8, np.uint16, np.bool_, np.float32, np.fl
 def test_arrays_become_rgb_of_their_size_or_raise_image_error(array):
     try:
         image = photos.load_rgb(array)
-    except ImageError as exc:
+    except DataError as exc:
         assert str(array.shape) in str(exc) and str(array.dtype) in str(exc)
         return
     height, width = array.shape[:2]

@@ -16,7 +16,7 @@ from PIL import Image
 
 from meterlib import train
 from meterlib.cli import main as cli
-from meterlib.data import splits
+from meterlib.errors import DataError, RunError, SettingsError
 from meterlib.run import paths, runner
 
 
@@ -141,15 +141,15 @@ def test_dataset_path_runs_from_any_directory(workspace, monkeypatch, robust):
 
 @pytest.mark.parametrize("name, generate, exists, expected", [
     ("demo", False, False, True), ("smoke", False, False, True), ("typo", True, False, True),
-    ("typo", False, False, FileNotFoundError), ("mine", False, True, False),
+    ("typo", False, False, DataError), ("mine", False, True, False),
 ], ids=["demo-generated", "smoke-generated", "asked-explicitly", "typo-refused", "existing-used-as-is"])
 def test_only_embedded_datasets_are_generated_unasked(tmp_path, robust, name, generate, exists, expected):
     robust.entry = "01 generation"
     folder = tmp_path / name
     if exists:
         (folder / "raw").mkdir(parents=True)
-    if expected is FileNotFoundError:
-        with pytest.raises(FileNotFoundError) as err:
+    if expected is DataError:
+        with pytest.raises(DataError) as err:
             paths.needs_generation(name, folder, generate=generate)
         robust.error(str(err.value), names=folder, problem="dataset not found")
     else:
@@ -219,7 +219,7 @@ def test_epochs_head_zero_skips_phase_one(tmp_path, robust):
 
 def test_no_epoch_at_all_is_refused(robust):
     robust.entry = "02 recipe"
-    with pytest.raises(ValueError) as err:
+    with pytest.raises(SettingsError) as err:
         train.config("default", epochs_head=0, epochs_finetune=0)
     robust.error(str(err.value), names="epochs_finetune", problem="at least one epoch")
 
@@ -236,7 +236,7 @@ def _lock_is_free(folder: Path) -> bool:
 def test_failed_run_releases_the_lock(workspace, capsys, monkeypatch, robust):
     robust.entry = "runner (concurrent runs)"
     (workspace / "data" / "mine" / "raw").mkdir(parents=True)
-    monkeypatch.setattr(runner, "execute", lambda *_, **__: (_ for _ in ()).throw(runner.RunError("cell 3 failed")))
+    monkeypatch.setattr(runner, "execute", lambda *_, **__: (_ for _ in ()).throw(RunError("cell 3 failed")))
     code, err = _cli(capsys, "-p", "dataset=mine", "--only", "01")
     assert code == 1 and _lock_is_free(workspace / "reports")
     robust.error(err, names=None, problem="cell 3 failed")
@@ -269,7 +269,7 @@ def test_old_metrics_do_not_repeat_their_warnings(tmp_path):
 
 def test_one_class_is_refused_before_training(tmp_path, robust):
     robust.entry = "02 training table"
-    with pytest.raises(splits.SplitError) as err:
+    with pytest.raises(DataError) as err:
         _tiny_table(tmp_path, n_classes=1)
     robust.error(str(err.value), names="c0", problem="only 1 class has training photos.*at least 2")
 

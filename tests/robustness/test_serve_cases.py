@@ -25,9 +25,8 @@ import torch
 from PIL import Image
 
 from meterlib.data import photos
-from meterlib.data.photos import ImageError
+from meterlib.errors import DataError, ModelFileError, SettingsError
 from meterlib.model import checkpoint
-from meterlib.model.checkpoint import CheckpointError
 from meterlib.serve.predictor import Prediction, Predictor
 
 CLASSES = ["zeta", "alpha", "mu"]
@@ -114,7 +113,7 @@ class Case:
     kwargs: dict = field(default_factory=dict)
     outcome: str = "top 3"  # for a success: see describe()
     like: Callable[[Path], Any] | None = None  # a source that must give the same probabilities
-    error: type[Exception] = ImageError
+    error: type[Exception] = DataError
 
 
 def pil_case(mode: str, suffix: str) -> Case:
@@ -199,9 +198,9 @@ PREDICTOR_CASES = [
     Case("one bad photo among many", lambda folder: [JPEG, b"junk", RGB], "not an image file",
          names="image 2 of 3", call="predict_many"),
     *(Case(f"top_k {value!r}", written("meter.jpg", JPEG), "must be a positive integer", names="top_k",
-           kwargs={"top_k": value}, error=ValueError) for value in (0, -1, True, 2.5, "3")),
+           kwargs={"top_k": value}, error=SettingsError) for value in (0, -1, True, 2.5, "3")),
     *(Case(f"batch_size {value!r}", lambda folder: [JPEG], "must be a positive integer", names="batch_size",
-           call=call, kwargs={"batch_size": value}, error=ValueError)
+           call=call, kwargs={"batch_size": value}, error=SettingsError)
       for value, call in ((0, "predict_many"), (-4, "probabilities"), (False, "logits"), (1.5, "predict_many"))),
 ]
 
@@ -488,7 +487,7 @@ def test_checkpoint_file(case, random_checkpoint, folder, robust):
             assert checkpoint.load(path)["class_names"] == CLASSES
             robust.ok(f"loads: {describe(Predictor.from_checkpoint(path, device='cpu').predict(JPEG))}")
             return
-        with pytest.raises(CheckpointError) as raised:
+        with pytest.raises(ModelFileError) as raised:
             load(path)
     message = str(raised.value)
     assert "\n" not in message and "weights_only" not in message, message

@@ -6,7 +6,7 @@ import pytest
 import torch
 from PIL import Image
 
-from meterlib.errors import MeterlibError
+from meterlib.errors import MeterlibError, SettingsError, UnavailableError
 from meterlib.model import backbones, inference
 
 
@@ -86,7 +86,7 @@ def test_the_default_is_the_bundled_backbone_online_or_not(monkeypatch, resnet18
 
 def test_auto_is_no_longer_a_backbone_choice():
     assert "auto" not in backbones.CHOICES
-    with pytest.raises(backbones.UnknownBackboneError) as caught:
+    with pytest.raises(SettingsError) as caught:
         backbones.create("auto", 3)
     assert isinstance(caught.value, MeterlibError)
     assert str(caught.value) == "unknown backbone 'auto'; choose one of resnet18, efficientnet_lite0, random"
@@ -105,7 +105,7 @@ def test_resnet18_downloads_only_when_asked_for_and_online(monkeypatch, tmp_path
     monkeypatch.setenv("TORCH_HOME", str(tmp_path))
     monkeypatch.delenv(backbones.RESNET18_ENV, raising=False)
     assert backbones.choose("resnet18") == ("resnet18", "torchvision's ImageNet weights, downloaded")
-    with pytest.raises(backbones.WeightsUnavailableError, match="could not download the ResNet-18 weights"):
+    with pytest.raises(UnavailableError, match="could not download the ResNet-18 weights"):
         backbones.create("resnet18", 3)
     assert no_downloads == [backbones.RESNET18_URL]
 
@@ -114,7 +114,7 @@ def test_explicit_resnet_offline_without_weights_is_a_clear_error(monkeypatch, t
     monkeypatch.setenv("METERLIB_OFFLINE", "1")
     monkeypatch.setenv("TORCH_HOME", str(tmp_path))
     monkeypatch.delenv(backbones.RESNET18_ENV, raising=False)
-    with pytest.raises(backbones.WeightsUnavailableError, match="METERLIB_OFFLINE"):
+    with pytest.raises(UnavailableError, match="METERLIB_OFFLINE"):
         backbones.create("resnet18", 3)
     assert no_downloads == []
 

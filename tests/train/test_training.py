@@ -9,7 +9,8 @@ import torch
 from PIL import Image
 
 from meterlib import train
-from meterlib.model import backbones, checkpoint, folding, transforms
+from meterlib.errors import SettingsError
+from meterlib.model import backbones, checkpoint, folding, network, transforms
 from meterlib.run import parameters, runner
 from meterlib.train import cache, phases, probe
 
@@ -38,8 +39,8 @@ def test_cached_phase1_matches_full_forward_and_gradients(model):
     full_grad = torch.autograd.grad(full_loss, model.head.weight)[0]
 
     acts = train.frozen_activations(model.frozen_part, images, eval_tf, batch_size=4, device="cpu")
-    features = cache.batched(torch.nn.Sequential(model.last_block, model.pool), acts,
-                                 batch_size=4, device="cpu")
+    features = network.batched(torch.nn.Sequential(model.last_block, model.pool), acts,
+                               batch_size=4, device="cpu")
     cached = model.head(features)
     cached_grad = torch.autograd.grad(torch.nn.functional.cross_entropy(cached, labels),
                                       model.head.weight)[0]
@@ -454,9 +455,9 @@ def test_the_recipe_and_the_door_refuse_by_the_same_rule():
         for outside in (value for value in (below, above) if math.isfinite(value)):
             hint = "int" if isinstance(outside, int) else "float"
             given = {"augment": {name: outside}} if name in parameters.rules(train.Augment) else {name: outside}
-            with pytest.raises(parameters.ParameterError) as by_recipe:
+            with pytest.raises(SettingsError) as by_recipe:
                 train.config("original", **given)
-            with pytest.raises(parameters.ParameterError) as at_door:
+            with pytest.raises(SettingsError) as at_door:
                 parameters.check(name, outside, hint, door=runner.door())
             assert str(by_recipe.value) == str(at_door.value)
             checked += 1

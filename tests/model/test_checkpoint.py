@@ -12,6 +12,7 @@ import pytest
 import torch
 
 from meterlib.confidence import selective
+from meterlib.errors import ModelFileError
 from meterlib.model import backbones, checkpoint
 from meterlib.run import bounded_read
 
@@ -59,7 +60,7 @@ def test_release_in_place_adds_calibration_and_keeps_the_rest(saved):
     content = checkpoint.load(saved)
     assert content["temperature"] == 1.7 and content["conformal_quantile"] == 0.9
     assert content["class_names"] == CLASSES
-    with pytest.raises(checkpoint.CheckpointError, match="state_dict"):
+    with pytest.raises(ModelFileError, match="state_dict"):
         checkpoint.release(saved, saved, state_dict={})
 
 
@@ -79,39 +80,39 @@ def test_interrupted_write_leaves_the_old_file(saved, monkeypatch):
 
 
 def test_unstorable_values_are_rejected_with_their_location(tmp_path, model):
-    with pytest.raises(checkpoint.CheckpointError, match=r"\['training'\]\['when'\]: cannot store"):
+    with pytest.raises(ModelFileError, match=r"\['training'\]\['when'\]: cannot store"):
         checkpoint.save(tmp_path / "x.pt", model=model, spec=SPEC, training={"when": object()})
 
 
 def test_mismatching_classes_or_backbone_give_clear_errors(saved):
     content = checkpoint.load(saved)
     checkpoint.check_matches(content, class_names=CLASSES, backbone="random")
-    with pytest.raises(checkpoint.CheckpointError, match="unknown to the model: brand_z"):
+    with pytest.raises(ModelFileError, match="unknown to the model: brand_z"):
         checkpoint.check_matches(content, class_names=[*CLASSES, "brand_z"])
-    with pytest.raises(checkpoint.CheckpointError, match="different order"):
+    with pytest.raises(ModelFileError, match="different order"):
         checkpoint.check_matches(content, class_names=CLASSES[::-1])
-    with pytest.raises(checkpoint.CheckpointError,
+    with pytest.raises(ModelFileError,
                        match=r"its 3 classes do not match the data's 2 classes \(missing from the data: brand_c\)"):
         checkpoint.check_matches(content, class_names=CLASSES[:2])
-    with pytest.raises(checkpoint.CheckpointError, match="backbone 'random'"):
+    with pytest.raises(ModelFileError, match="backbone 'random'"):
         checkpoint.check_matches(content, backbone="efficientnet_lite0")
 
 
 def test_missing_or_foreign_files_are_named(tmp_path):
-    with pytest.raises(checkpoint.CheckpointError, match="not found"):
+    with pytest.raises(ModelFileError, match="not found"):
         checkpoint.load(tmp_path / "absent.pt")
     foreign = tmp_path / "foreign.pt"
     torch.save({"weights": torch.zeros(1)}, foreign)
-    with pytest.raises(checkpoint.CheckpointError, match="not a meterlib checkpoint"):
+    with pytest.raises(ModelFileError, match="not a meterlib checkpoint"):
         checkpoint.load(foreign)
 
 
 def test_a_field_that_load_would_refuse_is_never_written(saved, tmp_path, model):
     before = saved.read_bytes()
-    with pytest.raises(checkpoint.CheckpointError, match=r"field 'temperature' must be a finite number > 0"):
+    with pytest.raises(ModelFileError, match=r"field 'temperature' must be a finite number > 0"):
         checkpoint.release(saved, saved, temperature=-1.0)
     assert saved.read_bytes() == before
-    with pytest.raises(checkpoint.CheckpointError, match=r"x\.pt: checkpoint field 'image_size' must be an int"):
+    with pytest.raises(ModelFileError, match=r"x\.pt: checkpoint field 'image_size' must be an int"):
         checkpoint.save(tmp_path / "x.pt", model=model, spec=dataclasses.replace(SPEC, image_size=8))
     assert not (tmp_path / "x.pt").exists()
 
@@ -120,7 +121,7 @@ def test_a_checkpoint_of_a_newer_format_is_refused_and_the_current_one_loads(sav
     content = torch.load(saved, weights_only=True)
     assert content["format_version"] == checkpoint.FORMAT_VERSION
     torch.save({**content, "format_version": checkpoint.FORMAT_VERSION + 1}, saved)
-    with pytest.raises(checkpoint.CheckpointError,
+    with pytest.raises(ModelFileError,
                        match=rf"checkpoint format {checkpoint.FORMAT_VERSION + 1} is newer than this meterlib"):
         checkpoint.load(saved)
     torch.save(content, saved)
@@ -176,22 +177,22 @@ def test_values_at_the_edge_of_each_range_are_accepted(changes):
     (dict(conformal_class_thresholds=[0.5, True]), r"field 'conformal_class_thresholds' must hold numbers >= 0 \(inf allowed\)"),
 ])
 def test_a_value_out_of_range_names_the_field_and_the_rule(changes, message):
-    with pytest.raises(checkpoint.CheckpointError, match=rf"^model\.pt: checkpoint {message}"):
+    with pytest.raises(ModelFileError, match=rf"^model\.pt: checkpoint {message}"):
         checkpoint.check_fields(_fields(**changes), source="model.pt")
 
 
 def test_missing_fields_are_listed_in_order():
     content = _fields()
     del content["mean"]
-    with pytest.raises(checkpoint.CheckpointError, match=r"^x: checkpoint field 'mean' missing$"):
+    with pytest.raises(ModelFileError, match=r"^x: checkpoint field 'mean' missing$"):
         checkpoint.check_fields(content, source="x")
     del content["image_size"], content["std"]
-    with pytest.raises(checkpoint.CheckpointError, match=r"^x: checkpoint fields 'image_size', 'mean', 'std' missing$"):
+    with pytest.raises(ModelFileError, match=r"^x: checkpoint fields 'image_size', 'mean', 'std' missing$"):
         checkpoint.check_fields(content, source="x")
 
 
 def test_a_long_bad_value_is_shortened_in_the_message():
-    with pytest.raises(checkpoint.CheckpointError) as caught:
+    with pytest.raises(ModelFileError) as caught:
         checkpoint.check_fields(_fields(class_names=["a b c d e f g h i j k l m n o p"] * 6), source="m.pt")
     shown = str(caught.value).partition(", got ")[2]
     assert shown.endswith(" ...") and len(shown) <= 80
@@ -232,11 +233,11 @@ def test_check_matches_names_what_differs(saved):
     content = checkpoint.load(saved)
     checkpoint.check_matches(content)  # nothing asked: nothing to differ
     checkpoint.check_matches(content, backbone="random")
-    with pytest.raises(checkpoint.CheckpointError,
+    with pytest.raises(ModelFileError,
                        match=r"^m\.pt: trained with backbone 'random', but 'resnet18' was asked for$"):
         checkpoint.check_matches(content, backbone="resnet18", source="m.pt")
     many = [*CLASSES[:2], *(f"new_{i}" for i in range(7))]
-    with pytest.raises(checkpoint.CheckpointError) as caught:
+    with pytest.raises(ModelFileError) as caught:
         checkpoint.check_matches(content, class_names=many, source="m.pt")
     assert str(caught.value) == (
         "m.pt: its 3 classes do not match the data's 9 classes (unknown to the model: new_0, new_1, new_2, "
@@ -246,10 +247,10 @@ def test_check_matches_names_what_differs(saved):
 def test_release_moves_the_calibrated_model_into_place_and_refuses_protected_fields(saved, tmp_path):
     target = tmp_path / "released.pt"
     for protected in ("format", "format_version", "state_dict"):
-        with pytest.raises(checkpoint.CheckpointError,
+        with pytest.raises(ModelFileError,
                            match=rf"^{re.escape(str(saved))}: the fields {protected} cannot be changed$"):
             checkpoint.release(saved, target, **{protected: 1})
-    with pytest.raises(checkpoint.CheckpointError, match="the fields format, state_dict cannot be changed"):
+    with pytest.raises(ModelFileError, match="the fields format, state_dict cannot be changed"):
         checkpoint.release(saved, target, state_dict={}, format="x")
     assert saved.exists() and not target.exists()
     content = checkpoint.release(saved, target, temperature=1.25)
@@ -264,7 +265,7 @@ def test_release_moves_the_calibrated_model_into_place_and_refuses_protected_fie
 def test_a_file_torch_cannot_read_gets_a_one_line_reason(tmp_path, data, reason):
     path = tmp_path / "ckpt.pt"
     path.write_bytes(data)
-    with pytest.raises(checkpoint.CheckpointError, match=rf"^{re.escape(str(path))}: not a meterlib checkpoint \({reason}\)$"):
+    with pytest.raises(ModelFileError, match=rf"^{re.escape(str(path))}: not a meterlib checkpoint \({reason}\)$"):
         checkpoint.load(path)
 
 
@@ -275,10 +276,10 @@ def test_a_zip_archive_or_a_pickled_object_is_named(tmp_path):
     path = tmp_path / "ckpt.pt"
     with zipfile.ZipFile(path, "w") as archive:
         archive.writestr("notes.txt", "not a model")
-    with pytest.raises(checkpoint.CheckpointError, match=r"\(a zip archive, but not a PyTorch file\)$"):
+    with pytest.raises(ModelFileError, match=r"\(a zip archive, but not a PyTorch file\)$"):
         checkpoint.load(path)
     torch.save({"format": checkpoint.FORMAT, "share": fractions.Fraction(1, 3)}, path)
-    with pytest.raises(checkpoint.CheckpointError, match=r"\(it holds pickled code or objects \(fractions.Fraction\); "
+    with pytest.raises(ModelFileError, match=r"\(it holds pickled code or objects \(fractions.Fraction\); "
                                                          r"meterlib refuses those, because unpickling can run code\)$"):
         checkpoint.load(path)
 
@@ -299,7 +300,7 @@ def test_a_pickle_that_would_run_a_shell_command_is_refused_without_running_it(t
     path = tmp_path / "ckpt.pt"
     torch.save({"format": checkpoint.FORMAT, "hook": _System(f"touch {marker}")}, path,
                _use_new_zipfile_serialization=zipped)
-    with pytest.raises(checkpoint.CheckpointError) as caught:
+    with pytest.raises(ModelFileError) as caught:
         checkpoint.load(path)
     assert not marker.exists()
     assert str(caught.value) == (f"{path}: not a meterlib checkpoint (it holds pickled code or objects "
@@ -321,7 +322,7 @@ def test_the_refused_global_is_named_in_any_torch_wording(tmp_path, monkeypatch,
         raise pickle.UnpicklingError(wording.format(name=name))
 
     monkeypatch.setattr(torch, "load", refuse)
-    with pytest.raises(checkpoint.CheckpointError) as caught:
+    with pytest.raises(ModelFileError) as caught:
         checkpoint.load(path)
     if zipped or "{name}" in wording:  # the zip's pickle is read without torch's words; the legacy file needs them
         assert f"(it holds pickled code or objects ({name}); meterlib refuses those" in str(caught.value)
@@ -332,11 +333,11 @@ def test_the_refused_global_is_named_in_any_torch_wording(tmp_path, monkeypatch,
 def test_a_torch_file_that_is_no_checkpoint_says_what_it_holds(tmp_path):
     path = tmp_path / "ckpt.pt"
     torch.save([1, 2], path)
-    with pytest.raises(checkpoint.CheckpointError, match=rf"^{re.escape(str(path))}: not a meterlib checkpoint "
+    with pytest.raises(ModelFileError, match=rf"^{re.escape(str(path))}: not a meterlib checkpoint "
                                                          r"\(it holds a list, not a dict of fields\)$"):
         checkpoint.load(path)
     torch.save({"format": "other"}, path)
-    with pytest.raises(checkpoint.CheckpointError, match=r": not a meterlib checkpoint \(no format='meterlib-checkpoint' "
+    with pytest.raises(ModelFileError, match=r": not a meterlib checkpoint \(no format='meterlib-checkpoint' "
                                                          r"field\)$"):
         checkpoint.load(path)
 
@@ -347,7 +348,7 @@ def test_build_model_gives_the_eval_mode_network_or_names_the_misfit(saved):
     assert not model.training and next(model.parameters()).device.type == "cpu"
     assert model.head.out_features == 3
     content["class_names"] = ["a", "b"]  # the head's weights are for 3 classes
-    with pytest.raises(checkpoint.CheckpointError) as caught:
+    with pytest.raises(ModelFileError) as caught:
         checkpoint.build_model(content, source="m.pt")
     message = str(caught.value)
     assert message.startswith("m.pt: weights do not fit backbone 'random' with 2 classes (Error(s) in loading")
@@ -363,7 +364,7 @@ def test_a_path_that_holds_no_file_to_read_is_named(tmp_path):
             # procfs calls its files regular and 0 bytes long, yet they hold text
             ("status.pt", lambda p: p.symlink_to("/proc/self/status"), "not a meterlib checkpoint (not a PyTorch file)")):
         make(tmp_path / name)
-        with pytest.raises(checkpoint.CheckpointError) as caught:
+        with pytest.raises(ModelFileError) as caught:
             checkpoint.load(tmp_path / name)
         assert str(caught.value) == f"{tmp_path / name}: {problem}"
 
@@ -381,42 +382,42 @@ def test_save_stores_the_split_hash_metrics_and_a_utc_creation_time(saved, tmp_p
 
 def test_load_names_the_file_whose_field_is_malformed(saved):
     torch.save({**torch.load(saved, weights_only=True), "temperature": -1.0}, saved)
-    with pytest.raises(checkpoint.CheckpointError) as caught:
+    with pytest.raises(ModelFileError) as caught:
         checkpoint.load(saved)
     assert str(caught.value) == f"{saved}: checkpoint field 'temperature' must be a finite number > 0, got -1.0"
 
 
 def test_an_unstorable_value_inside_a_list_is_named_by_its_index():
-    with pytest.raises(checkpoint.CheckpointError) as caught:
+    with pytest.raises(ModelFileError) as caught:
         checkpoint.plain({"t": [1, object()]}, where="x")
     assert str(caught.value) == ("x['t'][1]: cannot store a object in a checkpoint "
                                  "(only tensors, numbers, strings, lists and dicts)")
-    with pytest.raises(checkpoint.CheckpointError, match=r"^checkpoint: cannot store a set"):
+    with pytest.raises(ModelFileError, match=r"^checkpoint: cannot store a set"):
         checkpoint.plain({1, 2})
 
 
 def test_two_missing_fields_are_plural_and_the_default_source_is_the_checkpoint():
     content = _fields()
     del content["mean"], content["std"]
-    with pytest.raises(checkpoint.CheckpointError) as caught:
+    with pytest.raises(ModelFileError) as caught:
         checkpoint.check_fields(content)
     assert str(caught.value) == "checkpoint: checkpoint fields 'mean', 'std' missing"
 
 
 def test_a_class_mismatch_lists_five_names_at_most_and_defaults_to_the_checkpoint(saved):
     content = {**checkpoint.load(saved), "class_names": [f"c{i}" for i in range(8)]}
-    with pytest.raises(checkpoint.CheckpointError) as caught:
+    with pytest.raises(ModelFileError) as caught:
         checkpoint.check_matches(content, class_names=["c0"])
     assert str(caught.value) == ("checkpoint: its 8 classes do not match the data's 1 classes "
                                  "(missing from the data: c1, c2, c3, c4, c5); retrain with notebook 02")
-    with pytest.raises(checkpoint.CheckpointError) as caught:
+    with pytest.raises(ModelFileError) as caught:
         checkpoint.check_matches(content, class_names=content["class_names"][::-1])
     assert "(same names in a different order);" in str(caught.value)
 
 
 def test_a_model_file_is_read_within_a_size_limit(saved, monkeypatch):
     monkeypatch.setattr(checkpoint, "MAX_MODEL_BYTES", saved.stat().st_size - 1)
-    with pytest.raises(checkpoint.CheckpointError, match=rf"^{re.escape(str(saved))}: too large \(over [\d.]+ MB\)$"):
+    with pytest.raises(ModelFileError, match=rf"^{re.escape(str(saved))}: too large \(over [\d.]+ MB\)$"):
         checkpoint.load(saved)
     monkeypatch.setattr(checkpoint, "MAX_MODEL_BYTES", saved.stat().st_size)
     assert checkpoint.load(saved)["class_names"] == CLASSES
@@ -432,7 +433,7 @@ def test_a_model_file_whose_read_blocks_is_given_up_after_the_time_limit(saved, 
     monkeypatch.setattr(checkpoint, "MODEL_READ_SECONDS", 0.2)
     monkeypatch.setattr(bounded_read.os, "read", blocking_read)
     try:
-        with pytest.raises(checkpoint.CheckpointError) as caught:
+        with pytest.raises(ModelFileError) as caught:
             checkpoint.load(saved)
     finally:
         released.set()  # lets the abandoned reader finish and close the file
@@ -446,7 +447,7 @@ def test_weights_with_nan_or_inf_are_refused_naming_the_first_bad_tensor(saved, 
     state["state_dict"][name].view(-1)[3] = value
     state["state_dict"]["head.bias"][0] = float("nan")  # the last tensor: never the first bad one
     torch.save(state, saved)
-    with pytest.raises(checkpoint.CheckpointError) as caught:
+    with pytest.raises(ModelFileError) as caught:
         checkpoint.load(saved)
     assert str(caught.value) == (f"{saved}: checkpoint field 'state_dict' holds NaN or inf values in {name!r}; "
                                  "the weights are broken (retrain with notebook 02)")
@@ -455,7 +456,7 @@ def test_weights_with_nan_or_inf_are_refused_naming_the_first_bad_tensor(saved, 
 def test_a_model_with_nan_weights_is_never_written(tmp_path, model):
     with torch.no_grad():
         model.head.weight[0, 0] = float("nan")
-    with pytest.raises(checkpoint.CheckpointError, match=r"x\.pt: checkpoint field 'state_dict' holds NaN .* 'head.weight'"):
+    with pytest.raises(ModelFileError, match=r"x\.pt: checkpoint field 'state_dict' holds NaN .* 'head.weight'"):
         checkpoint.save(tmp_path / "x.pt", model=model, spec=SPEC)
     assert not (tmp_path / "x.pt").exists()
 
@@ -467,7 +468,7 @@ def test_class_names_that_do_not_fit_the_head_are_named_before_the_fields_that_f
         "logits": torch.zeros(rows, 3), "labels": torch.zeros(rows, dtype=torch.int64),
         "photos": [f"p{i}.jpg" for i in range(rows)], "fold": torch.zeros(rows, dtype=torch.int64), "method": "m"})
     torch.save(content, saved)
-    with pytest.raises(checkpoint.CheckpointError) as caught:
+    with pytest.raises(ModelFileError) as caught:
         checkpoint.load(saved)
     assert str(caught.value) == f"{saved}: checkpoint field 'class_names' lists 2 names but the weights give 3 outputs"
 
@@ -476,11 +477,11 @@ def test_an_onnx_model_named_like_a_checkpoint_gets_the_hint_to_rename_it(tmp_pa
     # The first bytes of every ONNX file: ir_version 10, then the producer's name.
     path = tmp_path / "model.pt"
     path.write_bytes(b"\x08\x0a\x12\x08meterlib\x1a\x050.1.0" + bytes(64))
-    with pytest.raises(checkpoint.CheckpointError) as caught:
+    with pytest.raises(ModelFileError) as caught:
         checkpoint.load(path)
     assert str(caught.value) == f"{path}: not a meterlib checkpoint (this is an ONNX model: give it a .onnx name)"
     path.write_bytes(b"\x08\x0a and then some text")
-    with pytest.raises(checkpoint.CheckpointError, match=r"\(not a PyTorch file\)$"):
+    with pytest.raises(ModelFileError, match=r"\(not a PyTorch file\)$"):
         checkpoint.load(path)
 
 

@@ -8,6 +8,7 @@ import nbformat
 import pytest
 from nbformat.v4 import new_code_cell, new_notebook
 
+from meterlib.errors import RunError, SettingsError
 from meterlib.run import runner
 
 
@@ -26,7 +27,7 @@ def test_parse_assignment_reads_yaml_scalars():
     assert runner.parse_assignment("lr=1e-3") == ("lr", 1e-3)
     assert runner.parse_assignment("flag=true") == ("flag", True)
     assert runner.parse_assignment("dataset=my photos") == ("dataset", "my photos")
-    with pytest.raises(runner.RunError, match="name=value"):
+    with pytest.raises(SettingsError, match="name=value"):
         runner.parse_assignment("novalue")
 
 
@@ -39,7 +40,7 @@ def test_plan_gives_each_notebook_only_its_parameters(tmp_path):
 
 def test_plan_rejects_unknown_parameter(tmp_path):
     nb = _notebook(tmp_path, "01_a.ipynb", "pass")
-    with pytest.raises(runner.RunError, match="not_a_param"):
+    with pytest.raises(SettingsError, match="not_a_param"):
         runner.plan([nb], {"not_a_param": 1})
 
 
@@ -48,7 +49,7 @@ def test_plan_rejects_notebook_without_parameters_cell(tmp_path):
     nb_node = nbformat.read(nb, as_version=4)
     nb_node.cells[0].metadata = {}
     nbformat.write(nb_node, nb)
-    with pytest.raises(runner.RunError, match="no cell tagged 'parameters'"):
+    with pytest.raises(RunError, match="no cell tagged 'parameters'"):
         runner.plan([nb], {})
 
 
@@ -57,12 +58,12 @@ def test_discover_keeps_numbered_notebooks_in_order(tmp_path):
         _notebook(tmp_path, name, "pass")
     assert [p.name for p in runner.discover_notebooks(tmp_path)] == ["01_a.ipynb", "02_b.ipynb"]
     assert [p.name for p in runner.discover_notebooks(tmp_path, only=["02"])] == ["02_b.ipynb"]
-    with pytest.raises(runner.RunError, match="no notebook matches"):
+    with pytest.raises(SettingsError, match="no notebook matches"):
         runner.discover_notebooks(tmp_path, only=["09"])
 
 
 def test_unknown_profile_is_named():
-    with pytest.raises(runner.RunError, match="unknown profile 'huge'"):
+    with pytest.raises(SettingsError, match="unknown profile 'huge'"):
         runner.load_profile("huge")
 
 
@@ -75,7 +76,7 @@ def test_bundled_profiles_only_set_declared_parameters():
 def test_parameter_file_must_be_a_mapping(tmp_path):
     bad = tmp_path / "p.yaml"
     bad.write_text("- 1\n- 2\n")
-    with pytest.raises(runner.RunError, match="p.yaml must hold a mapping"):
+    with pytest.raises(SettingsError, match="p.yaml must hold a mapping"):
         runner.load_parameter_file(bad)
 
 
@@ -92,7 +93,7 @@ def test_failure_names_notebook_and_cell_and_keeps_last_good_result(tmp_path):
     out_dir = tmp_path / "out"
     good = runner.execute(runner.plan([nb], {"x": 1})[0], out_dir)
     before = good.read_bytes()
-    with pytest.raises(runner.RunError) as err:
+    with pytest.raises(RunError) as err:
         runner.execute(runner.plan([nb], {"x": 2})[0], out_dir)
     message = str(err.value)
     assert "01_flaky.ipynb" in message and "cell" in message and "x must be 1" in message

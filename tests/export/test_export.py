@@ -11,6 +11,7 @@ import pytest
 from PIL import Image
 
 from meterlib.cli.main import main
+from meterlib.errors import ExportError, ModelFileError, UnavailableError
 from meterlib.export import check, export, onnx_files
 from meterlib.model import checkpoint, onnx_metadata
 from meterlib.serve import Predictor
@@ -125,16 +126,16 @@ def _rewritten(exported, tmp_path, change) -> str:
 ])
 def test_bad_metadata_is_refused_naming_the_file(exported, tmp_path, change, message):
     path = _rewritten(exported, tmp_path, change)
-    with pytest.raises(checkpoint.CheckpointError) as caught:
+    with pytest.raises(ModelFileError) as caught:
         Predictor.load(path)
     assert str(caught.value).startswith(f"{path}: ") and message in str(caught.value)
 
 
 def test_files_that_are_no_onnx_model_are_refused(tmp_path, photos, capsys):
     (tmp_path / "letter.onnx").write_text("Dear customer")
-    with pytest.raises(checkpoint.CheckpointError, match=r"letter\.onnx: not a usable ONNX model"):
+    with pytest.raises(ModelFileError, match=r"letter\.onnx: not a usable ONNX model"):
         Predictor.load(tmp_path / "letter.onnx")
-    with pytest.raises(checkpoint.CheckpointError, match=r"gone\.onnx: ONNX model not found"):
+    with pytest.raises(ModelFileError, match=r"gone\.onnx: ONNX model not found"):
         Predictor.load(tmp_path / "gone.onnx")
     assert main(["predict", str(photos[0]), "--model", str(tmp_path / "gone.onnx")]) == 1
     assert "gone.onnx: ONNX model not found; `python -m meterlib export` writes one" in capsys.readouterr().err
@@ -152,7 +153,7 @@ def test_an_onnx_model_with_nan_or_inf_weights_is_refused_naming_the_initializer
     tensor.CopyFrom(numpy_helper.from_array(values, initializer))
     path = tmp_path / "broken.onnx"
     onnx.save_model(proto, path)
-    with pytest.raises(checkpoint.CheckpointError) as caught:
+    with pytest.raises(ModelFileError) as caught:
         Predictor.load(path)
     assert str(caught.value) == (f"{path}: the weights hold NaN or inf values in {initializer!r}; "
                                  "the model is broken (export it again from a good checkpoint)")
@@ -162,20 +163,20 @@ def test_a_model_named_for_the_other_runtime_gets_the_hint_to_rename_it(calibrat
     onnx_as_pt, pt_as_onnx = tmp_path / "model.pt", tmp_path / "model.onnx"
     shutil.copy(exported, onnx_as_pt)
     shutil.copy(calibrated, pt_as_onnx)
-    with pytest.raises(checkpoint.CheckpointError) as caught:
+    with pytest.raises(ModelFileError) as caught:
         Predictor.load(onnx_as_pt)
     assert str(caught.value) == f"{onnx_as_pt}: not a meterlib checkpoint (this is an ONNX model: give it a .onnx name)"
-    with pytest.raises(checkpoint.CheckpointError) as caught:
+    with pytest.raises(ModelFileError) as caught:
         Predictor.load(pt_as_onnx)
     assert str(caught.value) == f"{pt_as_onnx}: this is a PyTorch checkpoint: give it a .pt name"
 
 
 def test_an_onnx_path_that_is_no_regular_file_is_named_without_hanging(tmp_path):
     (tmp_path / "status.onnx").symlink_to("/proc/self/status")  # procfs: "regular", 0 bytes, holds text
-    with pytest.raises(checkpoint.CheckpointError, match=r"status\.onnx: not a usable ONNX model \("):
+    with pytest.raises(ModelFileError, match=r"status\.onnx: not a usable ONNX model \("):
         Predictor.load(tmp_path / "status.onnx")
     (tmp_path / "folder.onnx").mkdir()
-    with pytest.raises(checkpoint.CheckpointError) as caught:
+    with pytest.raises(ModelFileError) as caught:
         Predictor.load(tmp_path / "folder.onnx")
     assert str(caught.value) == f"{tmp_path / 'folder.onnx'}: not a regular file (a directory)"
 
@@ -185,11 +186,11 @@ def test_a_missing_onnx_package_says_how_to_install_it(package, calibrated, expo
     monkeypatch.setitem(sys.modules, package, None)  # makes `import package` fail, as when not installed
     hint = 'pip install "meterlib[onnx]"'
     if package == "onnxruntime":
-        with pytest.raises(onnx_metadata.OnnxUnavailableError, match=r"onnxruntime is not installed.*meterlib\[onnx\]"):
+        with pytest.raises(UnavailableError, match=r"onnxruntime is not installed.*meterlib\[onnx\]"):
             Predictor.load(exported)
         assert main(["predict", str(photos[0]), "--model", str(exported)]) == 1
         assert capsys.readouterr().err.strip().endswith(hint)
-    with pytest.raises(onnx_metadata.OnnxUnavailableError) as caught:
+    with pytest.raises(UnavailableError) as caught:
         export.export_model(calibrated, splits_csv=calibrated.parent / "splits.csv")
     assert str(caught.value).startswith(f"{package} is not installed") and hint in str(caught.value)
 
@@ -197,7 +198,7 @@ def test_a_missing_onnx_package_says_how_to_install_it(package, calibrated, expo
 def test_int8_that_loses_more_than_a_point_is_refused_unless_forced():
     comparison = check.Comparison(photos=200, reference_accuracy=0.9, accuracy=0.885, agreement=0.95,
                                   max_probability_difference=0.3)
-    with pytest.raises(checkpoint.CheckpointError, match=r"m\.onnx: INT8 loses 1\.5 points .*--force"):
+    with pytest.raises(ExportError, match=r"m\.onnx: INT8 loses 1\.5 points .*--force"):
         check.refuse_int8_loss(comparison, source="m.onnx", force=False)
     check.refuse_int8_loss(comparison, source="m.onnx", force=True)
     check.refuse_int8_loss(check.Comparison(200, 0.9, 0.891, 0.97, 0.2), source="m.onnx", force=False)
@@ -206,5 +207,5 @@ def test_int8_that_loses_more_than_a_point_is_refused_unless_forced():
 def test_float32_that_answers_otherwise_is_refused():
     comparison = check.Comparison(photos=10, reference_accuracy=0.9, accuracy=0.9, agreement=0.9,
                                   max_probability_difference=2e-3)
-    with pytest.raises(checkpoint.CheckpointError, match="1 with another top-1 class"):
+    with pytest.raises(ExportError, match="1 with another top-1 class"):
         check.refuse_float32_difference(comparison, source="m.pt")

@@ -10,7 +10,7 @@ from PIL import Image
 
 from meterlib.confidence import calibration, conformal
 from meterlib.confidence.fitted import Calibration
-from meterlib.data import photos
+from meterlib.errors import DataError, ModelFileError
 from meterlib.model import checkpoint
 from meterlib.serve import predictor as serving
 
@@ -93,7 +93,7 @@ def test_a_photo_and_a_list_of_photos_are_told_apart(random_checkpoint):
     assert predictor.logits(photo).shape == predictor.logits([photo]).shape == (1, 3)
     assert predictor.logits(iter([photo, _photo(1)])).shape == (2, 3)
     # An upload entry is one (wrong) photo, not a list of its keys.
-    with pytest.raises(photos.ImageError, match="cannot read a photo from an object of type dict"):
+    with pytest.raises(DataError, match="cannot read a photo from an object of type dict"):
         predictor.logits({"name": "a.jpg", "content": b""})
 
 
@@ -211,15 +211,15 @@ def test_a_photo_with_nan_or_inf_logits_gets_an_error_never_an_answer(broken_out
     served = _predictor()
     assert served.predict(pictures[0]).label == "mu"
     for index in (1, 2, 3):
-        with pytest.raises(serving.NonFiniteOutputError) as caught:
+        with pytest.raises(ModelFileError) as caught:
             served.predict(pictures[index])
         assert str(caught.value) == f"photo 1 (ndarray): {serving.NON_FINITE}"
     Image.fromarray(pictures[1]).save(tmp_path / "meter.png")
-    with pytest.raises(serving.NonFiniteOutputError, match=rf"^{re.escape(str(tmp_path / 'meter.png'))}: the model"):
+    with pytest.raises(ModelFileError, match=rf"^{re.escape(str(tmp_path / 'meter.png'))}: the model"):
         served.predict(str(tmp_path / "meter.png"))
-    with pytest.raises(serving.NonFiniteOutputError, match=r"^photo 3 \(ndarray\): the model gave non-finite"):
+    with pytest.raises(ModelFileError, match=r"^photo 3 \(ndarray\): the model gave non-finite"):
         served.predict_many([pictures[0], pictures[0], pictures[2], pictures[1]])
-    with pytest.raises(serving.NonFiniteOutputError, match=r"^logits row 1: the model gave non-finite outputs"):
+    with pytest.raises(ModelFileError, match=r"^logits row 1: the model gave non-finite outputs"):
         served.predictions_from_logits(ROWS)
 
 

@@ -13,6 +13,7 @@ import torch
 from PIL import Image
 
 from meterlib.confidence.fitted import Calibration
+from meterlib.errors import ModelFileError
 from meterlib.model import backbones, checkpoint
 from meterlib.panel import answers, app, figures, view
 from meterlib.serve import UNKNOWN, Prediction, Predictor
@@ -265,7 +266,7 @@ def test_the_model_served_is_the_given_checkpoint_else_the_default(random_checkp
     assert path == random_checkpoint and predictor.class_names == ["zeta", "alpha", "mu"]
     path, predictor = app.served_model(str(random_checkpoint), default=missing_default)
     assert path == random_checkpoint and predictor is not None
-    with pytest.raises(app.MissingModelError) as err:
+    with pytest.raises(ModelFileError) as err:
         app.served_model(str(tmp_path / "typo.pt"), default=random_checkpoint)
     message = str(err.value)
     assert "parameter checkpoint" in message and str(tmp_path / "typo.pt") in message

@@ -7,6 +7,7 @@ import pandas as pd
 import pytest
 
 from meterlib.confidence.fitted import Calibration
+from meterlib.errors import DataError
 from meterlib.evaluate import scoring
 from meterlib.serve import Predictor
 
@@ -108,9 +109,9 @@ def test_results_table_with_two_classes_leaves_top3_empty():
 
 
 def test_results_table_rejects_mismatched_inputs():
-    with pytest.raises(ValueError, match="1 images and 2 true classes"):
+    with pytest.raises(DataError, match="1 images and 2 true classes"):
         _table(images=["a"])
-    with pytest.raises(ValueError, match=r"probs \(1, 4\) do not fit 2 predictions"):
+    with pytest.raises(DataError, match=r"probs \(1, 4\) do not fit 2 predictions"):
         _table(probs=RAW[:1])
 
 
@@ -122,7 +123,7 @@ def test_answer_summary_scores_the_served_answers():
     assert everything["coverage"] == 0.0 and np.isnan(everything["accuracy_answered"])
     assert everything["set_coverage"] == 1.0 and everything["mean_set_size"] == 4.0
     assert all(np.isnan(v) for v in scoring.answer_summary([], []).values())
-    with pytest.raises(ValueError, match="1 true classes for 2 predictions"):
+    with pytest.raises(DataError, match="1 true classes for 2 predictions"):
         scoring.answer_summary(_answers(), ["ALPHA"])
 
 

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from meterlib.errors import OutputError
 from meterlib.run.paths import SYNTH_MARKER
 from meterlib.synth import MANIFEST_NAME, DatasetSpec, ensure_dataset, generate_dataset, read_manifest
 from meterlib.synth import generate as generate_module
@@ -69,10 +70,10 @@ def test_existing_folders_are_never_written_into(tmp_path):
     mine.mkdir()
     (mine / "photo.jpg").write_bytes(b"keep")
     for folder in (tmp_path / "empty", mine):
-        with pytest.raises(FileExistsError, match="already exists"):
+        with pytest.raises(OutputError, match="already exists"):
             generate_dataset(folder, TINY, progress=False)
     assert [p.name for p in mine.iterdir()] == ["photo.jpg"] and not any((tmp_path / "empty").iterdir())
-    with pytest.raises(FileExistsError, match="not a generated synthetic dataset"):
+    with pytest.raises(OutputError, match="not a generated synthetic dataset"):
         ensure_dataset(mine, TINY, progress=False)
 
 

@@ -3,7 +3,9 @@
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 
+from meterlib.errors import DataError
 from meterlib.evaluate import suspects
 
 N_CLASSES = 38
@@ -79,15 +81,53 @@ def test_clean_labels_give_few_or_no_suspects():
 def test_unusable_inputs_are_refused_with_the_reason():
     probs = np.array([[0.9, 0.1], [0.8, 0.2], [0.3, 0.7], [0.4, 0.6]])
     names = ["a", "b"]
-    with pytest.raises(ValueError, match=r"at least 2 photos of every class; too few for 'b' \(1\)"):
+    with pytest.raises(DataError, match=r"at least 2 photos of every class; too few for 'b' \(1\)"):
         suspects.suspect_labels(probs, [0, 0, 0, 1], class_names=names, photos=list("wxyz"))
-    with pytest.raises(ValueError, match=r"too few for 'a' \(0\)"):
+    with pytest.raises(DataError, match=r"too few for 'a' \(0\)"):
         suspects.suspect_labels(probs, [1, 1, 1, 1], class_names=names, photos=list("wxyz"))
-    with pytest.raises(ValueError, match="each row summing to 1"):
+    with pytest.raises(DataError, match="each row summing to 1"):
         suspects.suspect_labels(probs * 2, [0, 0, 1, 1], class_names=names, photos=list("wxyz"))
-    with pytest.raises(ValueError, match="one column per class"):
+    with pytest.raises(DataError, match="one column per class"):
         suspects.suspect_labels(probs, [0, 0, 1, 1], class_names=["a", "b", "c"], photos=list("wxyz"))
-    with pytest.raises(ValueError, match="one label and one photo per row"):
+    with pytest.raises(DataError, match="one label and one photo per row"):
         suspects.suspect_labels(probs, [0, 0, 1, 1], class_names=names, photos=list("wxy"))
-    with pytest.raises(ValueError, match="class indices"):
+    with pytest.raises(DataError, match="class indices"):
         suspects.suspect_labels(probs, [0, 0, 1, 2], class_names=names, photos=list("wxyz"))
+
+
+def _checkpoint_out_of_fold(n: int, classes: list[str]) -> dict:
+    """A checkpoint's out_of_fold field: random logits, labels cycling through the classes."""
+    logits = np.random.default_rng(0).normal(scale=2.0, size=(n, len(classes)))
+    return {"logits": torch.tensor(logits, dtype=torch.float32),
+            "labels": torch.arange(n, dtype=torch.int64) % len(classes), "photos": [f"p{i}.jpg" for i in range(n)],
+            "fold": torch.arange(n, dtype=torch.int64) % 3, "method": "3-fold cross-fitting"}
+
+
+def test_suspect_table_of_a_checkpoint_skips_with_a_reason():
+    classes = ["zeta", "alpha", "mu", "nu"]
+    table, note = suspects.suspect_table({"class_names": classes}, temperature=1.0)
+    assert table is None and "no out-of-fold" in note
+    oof = _checkpoint_out_of_fold(5, classes)  # one photo of most classes: cleanlab's requirement fails
+    table, note = suspects.suspect_table({"class_names": classes, "out_of_fold": oof}, temperature=1.0)
+    assert table is None and note.startswith("skipped") and "at least" in note
+
+
+def test_suspects_are_ranked_by_the_feature_probabilities_when_stored():
+    classes = ["zeta", "alpha", "mu", "nu"]
+    oof = _checkpoint_out_of_fold(40, classes)
+    labels = oof["labels"].numpy()
+    confident = np.full((40, len(classes)), 0.01)
+    confident[np.arange(40), labels] = 0.97
+    oof["logits"] = torch.tensor(np.log(confident), dtype=torch.float32)  # agrees with every label
+    wrong = (labels + 1) % len(classes)
+    flipped = confident.copy()
+    flipped[:3] = 0.01
+    flipped[np.arange(3), wrong[:3]] = 0.97  # the feature model puts photos 0-2 in another class
+    content = {"class_names": classes, "out_of_fold": oof}
+    table, _ = suspects.suspect_table(content, temperature=1.0)
+    assert table.empty
+    oof["feature_probs"] = torch.tensor(flipped)
+    table, note = suspects.suspect_table(content, temperature=1.0)
+    assert sorted(table["photo"]) == ["p0.jpg", "p1.jpg", "p2.jpg"] and note.startswith("3 suspect labels")
+    suggested = table.set_index("photo").loc[["p0.jpg", "p1.jpg", "p2.jpg"], "suggested_class"]
+    assert suggested.tolist() == [classes[i] for i in wrong[:3]]

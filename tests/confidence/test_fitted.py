@@ -1,15 +1,16 @@
-"""Per-size-group prediction sets served as measured, and the checkpoint checks of their fields."""
+"""The calibration 03 fits and serves: its photos, its size groups, its model-file fields and their checks."""
 
 import math
+import warnings
 
 import numpy as np
 import pandas as pd
 import pytest
 import torch
 
-from meterlib.confidence import calibration, conformal, mondrian
-from meterlib.confidence.fitted import Calibration
-from meterlib.evaluate import report
+from meterlib.confidence import calibration, conformal, fitted, mondrian, selective
+from meterlib.confidence.fitted import Calibration, CalibrationFit
+from meterlib.errors import ModelFileError
 from meterlib.model import backbones, checkpoint
 from meterlib.serve import Predictor
 
@@ -76,7 +77,7 @@ def test_a_checkpoint_without_the_fields_serves_the_marginal_sets(saved):
 def test_malformed_out_of_fold_is_refused(saved, change, field):
     value = _out_of_fold()
     change(value)
-    with pytest.raises(checkpoint.CheckpointError, match=field):
+    with pytest.raises(ModelFileError, match=field):
         checkpoint.release(saved, saved, out_of_fold=value)
 
 
@@ -85,27 +86,28 @@ def test_malformed_out_of_fold_is_refused(saved, change, field):
                                     {"conformal_class_thresholds": [0.5, math.nan, 0.5, 0.5]},
                                     {"conformal_u": 1.5}])
 def test_malformed_conformal_fields_are_refused(saved, fields):
-    with pytest.raises(checkpoint.CheckpointError, match=next(iter(fields))):
+    with pytest.raises(ModelFileError, match=next(iter(fields))):
         checkpoint.release(saved, saved, **fields)
 
 
 def test_calibration_data_takes_out_of_fold_photos_of_the_classes_val_lacks_or_all_while_val_is_small():
     oof = _out_of_fold(12)  # labels 0, 1, 2, 3, 0, 1, ...
     val_logits, val_labels = _logits(5, seed=1), np.array([0, 1, 1, 3, 0])  # no val photo of class 2
-    data = report.calibration_data({"out_of_fold": oof}, val_logits, val_labels, min_val=5)
+    data = fitted.calibration_data(val_logits, val_labels, out_of_fold=oof, min_val=5)
     rows = np.flatnonzero(oof["labels"].numpy() == 2)
     assert data.sources == {"out_of_fold": 3, "val": 5}
     np.testing.assert_array_equal(data.labels, np.r_[[2, 2, 2], val_labels])
-    np.testing.assert_allclose(data.logits, np.r_[oof["logits"].double().numpy()[rows], val_logits])
-    every_class = report.calibration_data({"out_of_fold": oof}, val_logits, np.array([0, 1, 2, 3, 0]), min_val=5)
+    np.testing.assert_array_equal(data.logits, np.r_[oof["logits"].double().numpy()[rows], val_logits])
+    assert data.logits.dtype == np.float64 and data.labels.dtype == np.int64
+    every_class = fitted.calibration_data(val_logits, np.array([0, 1, 2, 3, 0]), out_of_fold=oof, min_val=5)
     assert every_class.sources == {"out_of_fold": 0, "val": 5}
-    small_val = report.calibration_data({"out_of_fold": oof}, val_logits, val_labels, min_val=6)
+    small_val = fitted.calibration_data(val_logits, val_labels, out_of_fold=oof, min_val=6)
     assert small_val.sources == {"out_of_fold": 12, "val": 5}
     np.testing.assert_array_equal(small_val.labels, np.r_[oof["labels"].numpy(), val_labels])
-    without_val = report.calibration_data({"out_of_fold": oof}, np.empty((0, 4)), np.empty(0, dtype=np.int64),
+    without_val = fitted.calibration_data(np.empty((0, 4)), np.empty(0, dtype=np.int64), out_of_fold=oof,
                                           min_val=0)
     assert without_val.sources == {"out_of_fold": 12, "val": 0}
-    fallback = report.calibration_data({}, val_logits, val_labels, min_val=5)
+    fallback = fitted.calibration_data(val_logits, val_labels, out_of_fold=None, min_val=5)
     assert fallback.sources == {"val": 5}
     np.testing.assert_array_equal(fallback.logits, val_logits)
 
@@ -113,34 +115,66 @@ def test_calibration_data_takes_out_of_fold_photos_of_the_classes_val_lacks_or_a
 def test_size_groups_count_training_photos():
     manifest = pd.DataFrame({"class": ["a"] * 3 + ["b"] * 6 + ["b"] * 4,
                              "split": ["train"] * 9 + ["test"] * 4})
-    groups = report.training_size_groups(manifest, ["a", "b", "c"], small_below=4, large_from=6)
+    groups = fitted.training_size_groups(manifest, ["a", "b", "c"], small_below=4, large_from=6)
     assert groups.tolist() == ["small", "large", "small"]
 
 
-def test_suspect_table_skips_with_a_reason():
-    table, note = report.suspect_table({"class_names": CLASSES}, temperature=1.0)
-    assert table is None and "no out-of-fold" in note
-    oof = _out_of_fold(5)  # one photo of most classes: cleanlab's requirement fails
-    table, note = report.suspect_table({"class_names": CLASSES, "out_of_fold": oof}, temperature=1.0)
-    assert table is None and note.startswith("skipped") and "at least" in note
+def test_without_calibration_photos_the_default_threshold_is_kept():
+    choice = fitted.unknown_threshold_choice(np.array([]), np.array([], dtype=bool), target_accuracy=0.9)
+    assert choice.threshold == selective.DEFAULT_UNKNOWN_THRESHOLD and not choice.target_met
+    assert math.isnan(choice.coverage) and math.isnan(choice.accuracy)
+    chosen = fitted.unknown_threshold_choice(np.array([0.9, 0.6]), np.array([True, False]), target_accuracy=1.0)
+    assert chosen == selective.ThresholdChoice(0.9, 0.5, 1.0, True)
 
 
-def test_suspects_are_ranked_by_the_feature_probabilities_when_stored():
-    oof = _out_of_fold(40)
-    labels = oof["labels"].numpy()
-    confident = np.full((40, len(CLASSES)), 0.01)
-    confident[np.arange(40), labels] = 0.97
-    oof["logits"] = torch.tensor(np.log(confident), dtype=torch.float32)  # agrees with every label
-    wrong = (labels + 1) % len(CLASSES)
-    flipped = confident.copy()
-    flipped[:3] = 0.01
-    flipped[np.arange(3), wrong[:3]] = 0.97  # the feature model puts photos 0-2 in another class
-    content = {"class_names": CLASSES, "out_of_fold": oof}
-    table, _ = report.suspect_table(content, temperature=1.0)
-    assert table.empty
-    oof["feature_probs"] = torch.tensor(flipped)
-    table, note = report.suspect_table(content, temperature=1.0)
-    assert sorted(table["photo"]) == ["p0.jpg", "p1.jpg", "p2.jpg"] and note.startswith("3 suspect labels")
+def test_the_fit_keeps_the_groups_its_class_thresholds_come_from():
+    logits, labels = _logits(60, seed=2), np.arange(60) % len(CLASSES)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # random logits: no temperature, no threshold reaches the target
+        result = fitted.fit_calibration(logits, labels, list(GROUPS), min_samples=1000, target_accuracy=0.5,
+                                        alpha=0.2, confidence=None)
+    assert result.groups == tuple(GROUPS)
+    assert list(result.calibration.conformal_class_thresholds) == list(
+        mondrian.class_thresholds(result.group_quantiles, GROUPS))
+
+
+def _calibrated(**sets) -> CalibrationFit:
+    fit = calibration.TemperatureFit(1.3, True, "set by the test", 2, 1.0, 0.9)
+    served = Calibration(temperature=1.3, unknown_threshold=0.6, conformal_quantile=0.8, **sets)
+    return CalibrationFit(served, fit, selective.ThresholdChoice(0.6, 0.5, 1.0, True), tuple(GROUPS), {},
+                          target_accuracy=0.9, alpha=0.34, confidence=0.8)
+
+
+def test_the_calibration_record_holds_the_fit_and_every_metric_before_and_after():
+    table = pd.DataFrame({"val before": {"ece": 0.2, "nll": 0.9}, "val after": {"ece": 0.1, "nll": 0.8},
+                          "test before": {"ece": 0.3, "nll": 1.0}})
+    fit = calibration.TemperatureFit(1.3, False, "too few photos", 12, 1.0, 0.9)
+    record = fitted.calibration_record(fit, table=table, ece_bins=15, sources={"out_of_fold": 4, "val": 8})
+    assert record == {"temperature": 1.3, "fitted": False, "reason": "too few photos", "val_images": 12,
+                      "calibration_photos": {"out_of_fold": 4, "val": 8}, "ece_bins": 15,
+                      "ece_val_before": 0.2, "ece_val_after": 0.1, "ece_test_before": 0.3,
+                      "nll_val_before": 0.9, "nll_val_after": 0.8, "nll_test_before": 1.0}
+    assert all(type(value) is float for name, value in record.items() if name.endswith(("_before", "_after")))
+
+
+def test_checkpoint_fields_are_the_calibration_its_alpha_and_its_record():
+    calibrated, record = _calibrated(), {"temperature": 1.3, "fitted": True}
+    fields = fitted.checkpoint_fields(calibrated, record=record)
+    assert list(fields) == ["temperature", "unknown_threshold", "conformal_quantile", "conformal_u",
+                            "conformal_alpha", "calibration"]
+    assert Calibration.from_fields(fields) == calibrated.calibration
+    assert (fields["conformal_alpha"], fields["calibration"]) == (0.34, record)
+    thresholds = fitted.checkpoint_fields(_calibrated(conformal_class_thresholds=(0.5, math.inf, 0.5, 0.5),
+                                                      conformal_u=0.5), record=record)
+    assert thresholds["conformal_class_thresholds"] == [0.5, math.inf, 0.5, 0.5] and thresholds["conformal_u"] == 0.5
+
+
+def test_released_checkpoint_fields_are_what_the_predictor_serves(saved):
+    calibrated = _calibrated(conformal_class_thresholds=(0.5, math.inf, 0.5, 0.5), conformal_u=0.5)
+    checkpoint.release(saved, saved, **fitted.checkpoint_fields(calibrated, record={"fitted": True}))
+    stored = checkpoint.load(saved)
+    assert Predictor.from_checkpoint(saved, device="cpu").calibration == calibrated.calibration
+    assert (stored["conformal_alpha"], stored["calibration"]) == (0.34, {"fitted": True})
 
 
 @pytest.mark.slow

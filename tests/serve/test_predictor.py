@@ -9,7 +9,8 @@ from PIL import Image
 
 from meterlib.confidence import calibration, selective
 from meterlib.confidence.fitted import Calibration
-from meterlib.model import backbones, checkpoint, folding, inference
+from meterlib.errors import ModelFileError
+from meterlib.model import backbones, checkpoint, inference
 from meterlib.serve import UNKNOWN, Predictor, predictor as serving
 
 CLASSES = ["zeta", "alpha", "mu"]  # deliberately not alphabetical: order comes from the checkpoint
@@ -65,7 +66,7 @@ def test_unknown_threshold_and_conformal_quantile_come_from_the_checkpoint(saved
 
 
 def test_a_missing_checkpoint_is_a_clear_error(tmp_path):
-    with pytest.raises(checkpoint.CheckpointError, match="checkpoint not found"):
+    with pytest.raises(ModelFileError, match="checkpoint not found"):
         Predictor.from_checkpoint(tmp_path / "nothing.pt")
 
 
@@ -124,10 +125,10 @@ def test_nan_head_weights_are_refused_on_load_and_never_answer_in_memory(saved, 
     content = torch.load(saved, weights_only=True)
     content["state_dict"]["head.weight"].fill_(float("nan"))
     torch.save(content, saved)
-    with pytest.raises(checkpoint.CheckpointError, match=r"holds NaN or inf values in 'head.weight'"):
+    with pytest.raises(ModelFileError, match=r"holds NaN or inf values in 'head.weight'"):
         Predictor.load(saved)
     broken = Predictor._from_fields(content, model=checkpoint.build_model(content))  # as if loaded unchecked
-    with pytest.raises(serving.NonFiniteOutputError) as caught:
+    with pytest.raises(ModelFileError) as caught:
         broken.predict(photos[0])
     assert str(caught.value) == f"{photos[0]}: {serving.NON_FINITE}"
     assert [o.error for o in broken.predict_each(photos)] == [serving.NON_FINITE] * len(photos)
@@ -137,6 +138,6 @@ def test_folding_a_model_with_nan_weights_is_a_clean_error(saved):
     predictor = Predictor.from_checkpoint(saved, device="cpu")
     with torch.no_grad():
         predictor.model.frozen_part[1].running_var[0] = float("nan")
-    with pytest.raises(folding.BrokenWeightsError, match=r"^the Sequential to fold gives NaN or inf outputs "
+    with pytest.raises(ModelFileError, match=r"^the Sequential to fold gives NaN or inf outputs "
                                                          r"on a random batch: its weights are broken$"):
         predictor.with_folded_batch_norms()

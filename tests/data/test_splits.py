@@ -5,7 +5,7 @@ import re
 import pytest
 
 from meterlib.data import splits
-from meterlib.data.splits import SplitError
+from meterlib.errors import SettingsError
 
 VALID = dict(seed=0, min_images_test=5, min_images_val=5, test_fraction=0.4, val_fraction=0.5)
 
@@ -33,7 +33,7 @@ def test_the_smallest_workable_rules_are_accepted(change):
     (dict(val_fraction=-0.1), "test_fraction (0.4) and val_fraction (-0.1) must lie in [0, 1)"),
 ])
 def test_each_unworkable_rule_is_refused_by_name(change, message):
-    with pytest.raises(SplitError, match="^" + re.escape(message)):
+    with pytest.raises(SettingsError, match="^" + re.escape(message)):
         splits.check_rule(**{**VALID, **change})
 
 

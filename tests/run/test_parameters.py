@@ -6,6 +6,7 @@ import math
 import pytest
 
 from meterlib import train
+from meterlib.errors import SettingsError
 from meterlib.run import parameters, paths, runner
 
 
@@ -64,7 +65,7 @@ def test_lossless_values_pass(value, hint, expected):
     (1, "bool"), ("yes", "bool"), (None, "int"), ([1], "str"), ("a,b", "list"), (False, "Optional[float]"),
 ])
 def test_lossy_or_wrong_values_are_refused(value, hint):
-    with pytest.raises(parameters.ParameterError, match="parameter x: "):
+    with pytest.raises(SettingsError, match="parameter x: "):
         parameters.check("x", value, hint, door=runner.door())
 
 
@@ -76,7 +77,7 @@ def test_lossy_or_wrong_values_are_refused(value, hint):
 def test_range_ends_are_where_the_table_says(name, inside, outside):
     hint = "int" if isinstance(inside, int) else "float"
     assert parameters.check(name, inside, hint, door=runner.door()) == inside
-    with pytest.raises(parameters.ParameterError, match=f"parameter {name}: .* out of range"):
+    with pytest.raises(SettingsError, match=f"parameter {name}: .* out of range"):
         parameters.check(name, outside, hint, door=runner.door())
 
 
@@ -91,7 +92,7 @@ def test_choices_are_the_stages_own_lists():
 @pytest.mark.parametrize("name, typo", [("preset", "orignal"), ("backbone", "resnet50"),
                                         ("lr_schedule", "cosin"), ("frozen_precision", "fp16")])
 def test_a_misspelt_choice_is_refused_by_name(name, typo):
-    with pytest.raises(parameters.ParameterError, match=f"parameter {name}: '{typo}' is not one of"):
+    with pytest.raises(SettingsError, match=f"parameter {name}: '{typo}' is not one of"):
         parameters.check(name, typo, "Optional[str]", door=runner.door())
     first = runner.door()[name].choices[0]
     assert parameters.check(name, first, "Optional[str]", door=runner.door()) == first

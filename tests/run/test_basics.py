@@ -8,6 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from meterlib.errors import UnavailableError
 from meterlib.run import atomic, offline, paths, seeding
 
 
@@ -59,7 +60,7 @@ def test_offline_switch(monkeypatch, value, expected):
 
 def test_require_network_refuses_when_offline(monkeypatch):
     monkeypatch.setenv("METERLIB_OFFLINE", "1")
-    with pytest.raises(offline.OfflineError, match="weights download"):
+    with pytest.raises(UnavailableError, match="weights download"):
         offline.require_network("weights download")
 
 

@@ -11,6 +11,7 @@ import pytest
 from PIL import Image
 
 from meterlib.data import audit, flags, photos, processed_tree, splits
+from meterlib.errors import DataError, OutputError, SettingsError
 
 RULE = dict(min_images_test=4, min_images_val=10, test_fraction=0.25, val_fraction=0.2)
 
@@ -172,7 +173,7 @@ def test_load_rgb_applies_exif_orientation(tmp_path):
 def test_image_error_keeps_the_file_and_the_problem_apart(tmp_path):
     path = tmp_path / "meter: front.jpg"  # ': ' in the name, where the message joins the two
     path.write_bytes(b"field notes")
-    with pytest.raises(photos.ImageError) as err:
+    with pytest.raises(DataError) as err:
         photos.read_photo(path)
     assert (err.value.path, err.value.problem) == (str(path), "not an image file (format not recognised)")
     assert str(err.value) == f"{path}: not an image file (format not recognised)"
@@ -258,7 +259,7 @@ def test_split_is_seeded_and_classes_are_independent():
 @pytest.mark.parametrize("bad", [dict(min_images_test=0), dict(min_images_test=20, min_images_val=10),
                                  dict(test_fraction=0.6, val_fraction=0.5)])
 def test_bad_rule_is_refused(bad):
-    with pytest.raises(splits.SplitError):
+    with pytest.raises(SettingsError):
         splits.assign_splits(frame({"a": [1]}), **{**RULE, **bad})
 
 
@@ -375,7 +376,7 @@ def test_a_foreign_processed_tree_is_never_clobbered(tmp_path):
     ds = make_raw(tmp_path / "ds", {"a": 5})
     mine = save(photo(9), ds / "processed" / "train" / "a" / "mine.jpg")
     _, manifest = split_raw(ds)
-    with pytest.raises(splits.SplitError, match="not made by meterlib"):
+    with pytest.raises(OutputError, match="not made by meterlib"):
         processed_tree.materialise(manifest, ds)
     assert mine.is_file() and not mine.is_symlink()
 
@@ -491,7 +492,7 @@ def test_holdout_classes_leave_train_val_and_test(tmp_path):
     assert splits.check_split(manifest) == []
     table = splits.split_table(manifest, min_images_test=4, min_images_val=10)
     assert table.loc["C", "holdout"] == 5 and table.loc["C", "tier"] == "holdout"
-    with pytest.raises(splits.SplitError, match="not in the dataset: Z"):
+    with pytest.raises(SettingsError, match="not in the dataset: Z"):
         splits.build_manifest(result, holdout_classes=["Z"])
     broken = manifest.copy()
     broken.loc[broken.index[0], "split"] = "holdout"

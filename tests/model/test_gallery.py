@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from meterlib.errors import MeterlibError
+from meterlib.errors import MeterlibError, ModelFileError
 from meterlib.model import backbones, checkpoint, gallery
 from meterlib.serve import Predictor
 
@@ -129,7 +129,7 @@ def test_a_checkpoint_without_gallery_or_an_unknown_class_is_a_clear_error(serve
     with pytest.raises(ValueError, match="unknown class 'omega'"):
         gallery.nearest(predictor, files[0], ["alpha", "omega"])
     predictor.gallery = None
-    with pytest.raises(gallery.GalleryError, match="no gallery .* retrain with notebook 02") as caught:
+    with pytest.raises(ModelFileError, match="no gallery .* retrain with notebook 02") as caught:
         gallery.nearest(predictor, files[0], ["alpha"])
     assert isinstance(caught.value, MeterlibError)
 
@@ -149,10 +149,10 @@ def _broken(built, key, value):
 def test_a_malformed_gallery_is_never_written_nor_loaded(dataset, model, tmp_path, change, problem):
     root, files, labels = dataset
     broken = change(gallery.build(model, files, labels, spec=SPEC, root=root, per_class=2))
-    with pytest.raises(checkpoint.CheckpointError, match=rf"x\.pt: checkpoint field 'gallery' .*{problem}"):
+    with pytest.raises(ModelFileError, match=rf"x\.pt: checkpoint field 'gallery' .*{problem}"):
         checkpoint.save(tmp_path / "x.pt", model=model, spec=SPEC, gallery=broken)
     assert not (tmp_path / "x.pt").exists()
     path = checkpoint.save(tmp_path / "y.pt", model=model, spec=SPEC)
     torch.save({**torch.load(path, weights_only=True), "gallery": broken}, path)  # as if written elsewhere
-    with pytest.raises(checkpoint.CheckpointError, match=rf"y\.pt: checkpoint field 'gallery' .*{problem}"):
+    with pytest.raises(ModelFileError, match=rf"y\.pt: checkpoint field 'gallery' .*{problem}"):
         checkpoint.load(path)
