@@ -30,7 +30,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from sklearn.covariance import LedoitWolf
-from sklearn.metrics import roc_auc_score, roc_curve
+from sklearn.metrics import roc_curve
 
 from meterlib.confidence import selective
 from meterlib.data import photos, splits
@@ -123,13 +123,13 @@ def p_values(calibration: np.ndarray, values: np.ndarray) -> np.ndarray:
 
 
 def auroc_interval(known: np.ndarray, unseen: np.ndarray, *, n_boot: int = 500, seed: int = 0) -> tuple:
+    """AUROC of unseen over known, its 95 % percentile bootstrap interval, and the FPR at 95 % TPR."""
     rng = np.random.default_rng(seed)
-    y = np.r_[np.zeros(len(known)), np.ones(len(unseen))]
-    value = roc_auc_score(y, np.r_[known, unseen])
-    draws = [roc_auc_score(y, np.r_[rng.choice(known, len(known)), rng.choice(unseen, len(unseen))])
+    draws = [selective.separation_auroc(rng.choice(unseen, len(unseen)), rng.choice(known, len(known)))
              for _ in range(n_boot)]
-    fpr, tpr, _ = roc_curve(y, np.r_[known, unseen])
-    return value, *np.quantile(draws, [0.025, 0.975]), float(fpr[np.searchsorted(tpr, 0.95)])
+    fpr, tpr, _ = roc_curve(np.r_[np.zeros(len(known)), np.ones(len(unseen))], np.r_[known, unseen])
+    return (selective.separation_auroc(unseen, known), *np.quantile(draws, [0.025, 0.975]),
+            float(fpr[np.searchsorted(tpr, 0.95)]))
 
 
 def report(name: str, per_set: dict[str, np.ndarray], threshold: float) -> str:
@@ -149,7 +149,11 @@ def main() -> None:
     where = paths.resolve(dataset=args.dataset, data_dir=args.data_dir)
     content = checkpoint.load(args.checkpoint or where.checkpoint)
     manifest = splits.read_manifest(where.splits_csv)
+    if args.photos and not Path(args.photos).is_dir():
+        raise SystemExit(f"--photos {args.photos}: not a folder")
     sets = photo_sets(manifest, where.dataset_dir, Path(args.photos) if args.photos else None)
+    if not sets[splits.HOLDOUT] or not sets["val"]:
+        raise SystemExit(f"{where.splits_csv}: needs val photos and holdout classes (notebook 01's holdout_classes)")
     model = checkpoint.build_model(content).eval()
     emb = embed(model, content, sets)
     names = content["class_names"]
