@@ -9,7 +9,7 @@ import argparse
 import os
 import time
 
-from meterlib.data import audit, listing, measuring, photos
+from meterlib.data import audit, listing, photos, quality
 from meterlib.errors import DataError
 from meterlib.run import paths
 
@@ -31,7 +31,7 @@ def main() -> None:
 
     sample = [f for f in files if photos.is_image_name(f)][: args.sample]
     timings = {}
-    for label, side in (("decode at full size", None), (f"decode at <= {measuring.QUALITY_SIDE} px", measuring.QUALITY_SIDE)):
+    for label, side in (("decode at full size", None), (f"decode at <= {quality.QUALITY_SIDE} px", quality.QUALITY_SIDE)):
         start = time.perf_counter()
         for f in sample:
             try:

@@ -1,4 +1,4 @@
-"""The calibration a model answers with: its five values, how they turn logits into answers, and their fit.
+"""The calibration a model answers with: its values and rules, how they turn a model's outputs into answers, and their fit.
 
 A ``Calibration``'s fields are named as the model file's fields that store them (see
 ``model.field_formats``): ``from_fields`` and ``to_fields`` read and write them by those names.
@@ -17,6 +17,10 @@ import numpy as np
 import pandas as pd
 
 from meterlib.confidence import calibration, conformal, mondrian, selective
+from meterlib.confidence.photo_limits import PhotoLimits
+from meterlib.confidence.unseen import UnseenRule
+
+RULES = {"unseen_type": UnseenRule, "photo_limits": PhotoLimits}  # fields stored as a dict of their own
 
 
 @dataclass(frozen=True)
@@ -29,12 +33,17 @@ class Calibration:
     # One set threshold per class (03's per-size-group sets); None: conformal_quantile for all.
     conformal_class_thresholds: tuple[float, ...] | None = None
     conformal_u: float = 0.0  # APS tie-break the thresholds were calibrated with
+    unseen_type: UnseenRule | None = None  # None: no unseen-type score (a model file from before it)
+    photo_limits: PhotoLimits | None = None  # None: no photo is judged too poor
 
     def __post_init__(self):
-        # Plain floats whatever came in (numpy scalars, ints, lists), so equal calibrations compare equal.
+        # Plain floats whatever came in (numpy scalars, ints, lists), so equal calibrations compare equal;
+        # the rules from their model-file dicts.
         for field in dataclasses.fields(self):
             value = getattr(self, field.name)
-            if field.name == "conformal_class_thresholds":
+            if field.name in RULES:
+                value = RULES[field.name].from_field(value) if isinstance(value, Mapping) else value
+            elif field.name == "conformal_class_thresholds":
                 value = None if value is None else tuple(map(float, value))
             else:
                 value = float(value)
@@ -49,7 +58,7 @@ class Calibration:
     def to_fields(self) -> dict:
         """The model-file fields that store this calibration (None values are left out)."""
         values = {field.name: getattr(self, field.name) for field in dataclasses.fields(self)}
-        return {name: list(value) if isinstance(value, tuple) else value
+        return {name: list(value) if isinstance(value, tuple) else value.to_field() if name in RULES else value
                 for name, value in values.items() if value is not None}
 
     def probabilities(self, logits) -> np.ndarray:

@@ -13,13 +13,12 @@ import imagehash
 import numpy as np
 
 from meterlib.data.photos import read_file_bytes, read_photo
+from meterlib.data.quality import QUALITY_SIDE, quality
 from meterlib.errors import DataError
 from meterlib.run import machine
 
 _SPECIAL_KINDS = {stat.S_IFIFO: "named pipe (FIFO)", stat.S_IFSOCK: "socket",
                   stat.S_IFCHR: "character device", stat.S_IFBLK: "block device"}
-# Quality is measured on a copy this large, so scores compare across photo sizes.
-QUALITY_SIDE = 256
 # Below this many files a process pool costs more than it saves.
 _POOL_MIN_FILES = 64
 
@@ -42,11 +41,9 @@ def inspect_file(path: str | os.PathLike) -> dict:
         return {**facts, "error": exc.problem}
     except Exception as exc:  # a decoder bug on one odd file must not end the whole audit
         return {**facts, "error": f"unreadable image ({type(exc).__name__}: {exc})"}
-    gray = np.asarray(photo.image.convert("L"), dtype=np.float64)
     return {**facts, "phash": str(imagehash.phash(photo.image)), "width": photo.width,
             "height": photo.height, "mode": photo.mode, "format": photo.format,
-            "exif_rotated": photo.exif_rotated, "brightness": gray.mean() / 255,
-            "contrast": gray.std() / 255, "sharpness": _laplacian_variance(gray), "error": ""}
+            "exif_rotated": photo.exif_rotated, **quality(photo.image), "error": ""}
 
 
 def _not_regular(path: Path) -> str:
@@ -64,15 +61,6 @@ def _not_regular(path: Path) -> str:
     if stat.S_ISREG(mode):
         return ""
     return f"special file: a {_SPECIAL_KINDS.get(stat.S_IFMT(mode), 'special file')}, not a photo"
-
-
-def _laplacian_variance(gray: np.ndarray) -> float:
-    # Variance of the 4-neighbour Laplacian: low when edges are soft (defocus or motion blur).
-    if min(gray.shape) < 3:
-        return 0.0
-    lap = (gray[:-2, 1:-1] + gray[2:, 1:-1] + gray[1:-1, :-2] + gray[1:-1, 2:]
-           - 4 * gray[1:-1, 1:-1])
-    return float(lap.var())
 
 
 def inspect_files(paths: list[Path], *, workers: int | None = None,

@@ -72,13 +72,18 @@ def load_rgb(source: PhotoSource, *, min_side: int | None = None) -> Image.Image
     bytes, the PIL image opened from it and that image's array give the same pixels. Arrays are
     H x W (grey), H x W x 1, H x W x 3 (RGB) or H x W x 4 (RGBA) of uint8, uint16, bool or float in [0, 1].
     """
+    return load_rgb_sized(source, min_side=min_side)[0]
+
+
+def load_rgb_sized(source: PhotoSource, *, min_side: int | None = None) -> tuple[Image.Image, tuple[int, int]]:
+    """``load_rgb``'s photo, and its upright (width, height) before any shrinking."""
     with quiet_decoding():
         upright = _upright_rgb(source)
     # Twice the final side, as Pillow's reducing_gap=2: the squash to the model's size that follows
     # still resamples by 2x or more, which keeps it within a few grey levels of squashing the full
     # photo, at a quarter of the cost for a 12 MP photo.
     factor = min(upright.size) // (2 * min_side) if min_side else 1
-    return upright.reduce(factor) if factor > 1 else upright
+    return (upright.reduce(factor) if factor > 1 else upright), upright.size
 
 
 def _upright_rgb(source: PhotoSource) -> Image.Image:

@@ -22,6 +22,7 @@ import math
 from dataclasses import dataclass
 from typing import Any, Callable, Iterator
 
+from meterlib.confidence import photo_limits, unseen
 from meterlib.confidence.fitted import Calibration
 from meterlib.model import backbones
 
@@ -35,6 +36,7 @@ OUT_OF_FOLD_OPTIONAL = ("feature_probs",)
 # thumbnails: JPEG files as 1-D uint8 tensors (a torch file stores bytes objects at about 1.4x);
 # names: the photos' paths within their dataset, for display only
 GALLERY_KEYS = ("features", "labels", "thumbnails", "names")
+REFERENCE_KEYS = ("features", "labels", "k")  # model.reference: what the unseen-type score compares with
 HEAD_WEIGHT = "head.weight"  # backbones.build_classifier's linear classifier: one row per class
 
 
@@ -44,6 +46,10 @@ def problems(content: dict) -> Iterator[tuple[str, str]]:
     checks = (("state_dict", weights_problem(content.get("state_dict"))),
               ("class_names", head_problem(content.get("state_dict"), n_classes=n_classes)),
               ("gallery", gallery_problem(content.get("gallery"), n_classes=n_classes)),
+              ("reference_features", reference_problem(content.get("reference_features"), n_classes=n_classes)
+               or _feature_size_problem(content.get("reference_features"), content.get("state_dict"))),
+              ("unseen_type", unseen.field_problem(content.get("unseen_type"))),
+              ("photo_limits", photo_limits.field_problem(content.get("photo_limits"))),
               ("out_of_fold", out_of_fold_problem(content.get("out_of_fold"), n_classes=n_classes)),
               ("conformal_u", _u_problem(content.get("conformal_u"))),
               ("conformal_class_thresholds",
@@ -64,6 +70,14 @@ def head_problem(state: Any, *, n_classes: int) -> str:
     head = state.get(HEAD_WEIGHT) if isinstance(state, dict) else None
     outputs = head.shape[0] if getattr(head, "ndim", 0) == 2 else n_classes
     return "" if outputs == n_classes else f"lists {n_classes} names but the weights give {outputs} outputs"
+
+
+def _feature_size_problem(value: Any, state: Any) -> str:
+    """What is wrong with checked reference features for the head of a state dict: their size; '' when it fits."""
+    head = state.get(HEAD_WEIGHT) if isinstance(state, dict) and value is not None else None
+    if getattr(head, "ndim", 0) != 2 or value["features"].shape[1] == head.shape[1]:
+        return ""
+    return f"has features of {value['features'].shape[1]} values, but the head reads {head.shape[1]}"
 
 
 def out_of_fold_problem(value: Any, *, n_classes: int) -> str:
@@ -175,9 +189,14 @@ FIELDS = (
           onnx=ONNX_OPTIONAL),
     Field("conformal_u", onnx=ONNX_OPTIONAL),  # checked in ``problems``
     Field("conformal_class_thresholds", onnx=ONNX_OPTIONAL),  # one per class: checked in ``problems``
+    Field("unseen_type", onnx=ONNX_OPTIONAL),  # confidence.unseen.UnseenRule: checked in ``problems``
+    Field("photo_limits", onnx=ONNX_OPTIONAL),  # confidence.photo_limits.PhotoLimits: checked in ``problems``
     Field("splits_sha256", onnx=ONNX_OPTIONAL),
     Field("versions", onnx=ONNX_OPTIONAL),
     Field("gallery"),  # checked in ``problems``
+    # The training photos' features the unseen-type score compares with (model.reference); the ONNX
+    # export holds them in its graph.
+    Field("reference_features"),  # checked in ``problems``
     Field("out_of_fold"),  # checked in ``problems``
 )
 REQUIRED = tuple(field.name for field in FIELDS if field.required)
@@ -218,3 +237,25 @@ def _is_bytes_tensor(value: Any) -> bool:
     import torch
 
     return isinstance(value, torch.Tensor) and value.dtype == torch.uint8 and value.ndim == 1
+
+
+def reference_problem(value: Any, *, n_classes: int) -> str:
+    """What is wrong with a ``reference_features`` field (``model.reference``); '' when it is absent or fine."""
+    if value is None:
+        return ""
+    import torch
+
+    if not isinstance(value, dict) or sorted(value) != sorted(REFERENCE_KEYS):
+        return f"must be a dict with the keys {', '.join(REFERENCE_KEYS)}"
+    features, labels, k = value["features"], value["labels"], value["k"]
+    if not (isinstance(features, torch.Tensor) and features.ndim == 2 and features.is_floating_point()
+            and len(features) and bool(features.isfinite().all())):
+        return "needs 'features' as a 2-D float tensor of finite values, one row per photo"
+    rows = len(features)
+    if not (isinstance(labels, torch.Tensor) and labels.dtype == torch.int64 and labels.shape == (rows,)):
+        return f"needs 'labels' as an int64 tensor of {rows} class indices, one per feature row"
+    if not 0 <= int(labels.min()) <= int(labels.max()) < n_classes:
+        return f"has 'labels' outside 0 to {n_classes - 1} (indices into class_names)"
+    if not (_is_int(k) and 1 <= k <= rows):
+        return f"needs 'k' as an int from 1 to {rows}"
+    return ""

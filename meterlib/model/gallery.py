@@ -57,7 +57,7 @@ def build(model, files: Sequence[str | os.PathLike], labels: Sequence[int], *, s
     chosen = _draw(labels, per_class=per_class, seed=seed)
     paths = [Path(files[i]) for i in chosen]
     pictures = inference.load_resized(paths, image_size=spec.image_size)
-    return {"features": torch.from_numpy(_unit_features(model, pictures, spec)).half(),
+    return {"features": torch.from_numpy(unit_features(model, pictures, spec)).half(),
             "labels": torch.from_numpy(labels[chosen]),
             "thumbnails": [_jpeg(photos.load_thumbnail(path, max_side=thumb_side)) for path in paths],
             "names": [_display_name(path, root) for path in paths]}
@@ -67,7 +67,7 @@ def features(predictor, images) -> np.ndarray:
     """L2-normalised pooled features (n x d, float32) of one photo or a list, as ``predictor``'s model sees them."""
     sources = [images] if isinstance(images, photos.PHOTO_TYPES) else list(images)
     pictures = inference.load_resized(sources, image_size=predictor.image_size)
-    return _unit_features(predictor.model, pictures, predictor, device=predictor.device)
+    return unit_features(predictor.model, pictures, predictor, device=predictor.device)
 
 
 def nearest(predictor, image: photos.PhotoSource, classes: Sequence[str], *,
@@ -106,7 +106,7 @@ def _draw(labels: np.ndarray, *, per_class: int, seed: int) -> np.ndarray:
     return np.sort(np.concatenate(drawn))
 
 
-def _unit_features(model, pictures: list, preprocessing, *, device=None) -> np.ndarray:
+def unit_features(model, pictures: list, preprocessing, *, device=None) -> np.ndarray:
     """Pooled features of squashed photos, each scaled to length 1 (``preprocessing``: image_size, mean, std)."""
     import torch
 

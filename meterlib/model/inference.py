@@ -5,9 +5,12 @@ from __future__ import annotations
 import numbers
 import os
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from typing import Sequence
 
-from meterlib.data import photos
+from PIL import Image
+
+from meterlib.data import photos, quality
 from meterlib.errors import DataError, SettingsError
 from meterlib.model import network, transforms
 from meterlib.run import machine
@@ -44,9 +47,13 @@ def positive_int(name: str, value) -> int:
     return int(value)
 
 
-def load_resized(images: Sequence[photos.PhotoSource], *, image_size: int, progress: bool = False) -> list:
-    """Decode photos once (files, bytes, PIL images or arrays; EXIF-upright RGB), squashed to squares."""
-    pictures = load_resized_each(images, image_size=image_size, progress=progress)
+def load_resized(images: Sequence[photos.PhotoSource], *, image_size: int, progress: bool = False,
+                 measure: bool = False) -> list:
+    """Decode photos once (files, bytes, PIL images or arrays; EXIF-upright RGB), squashed to squares.
+
+    With ``measure`` each comes as a ``Measured``, with its quality.
+    """
+    pictures = load_resized_each(images, image_size=image_size, progress=progress, measure=measure)
     for index, picture in enumerate(pictures):
         if isinstance(picture, DataError):
             if len(pictures) == 1:
@@ -56,17 +63,32 @@ def load_resized(images: Sequence[photos.PhotoSource], *, image_size: int, progr
     return pictures
 
 
-def load_resized_each(images: Sequence[photos.PhotoSource], *, image_size: int, progress: bool = False) -> list:
-    """Like ``load_resized``, but a photo that cannot be used gives its DataError in its place."""
+@dataclass(frozen=True)
+class Measured:
+    """A decoded photo squashed for the model, and its quality measured before the squash."""
+
+    picture: Image.Image
+    quality: dict  # data.quality's measures, and short_side: the photo's shorter side as taken (pixels)
+
+
+def load_resized_each(images: Sequence[photos.PhotoSource], *, image_size: int, progress: bool = False,
+                      measure: bool = False) -> list:
+    """Like ``load_resized``, but a photo that cannot be used gives its DataError in its place.
+
+    With ``measure`` each usable photo comes as a ``Measured``.
+    """
     from tqdm.auto import tqdm
 
     squash = transforms.resize(image_size)
 
     def decode(source):
         try:
-            return squash(photos.load_rgb(source, min_side=image_size))
+            picture, size = photos.load_rgb_sized(source, min_side=image_size)
         except DataError as exc:
             return exc.with_traceback(None)  # the traceback would keep the decoder's frames alive
+        if measure:
+            return Measured(squash(picture), {**quality.quality(picture), "short_side": min(size)})
+        return squash(picture)
 
     if len(images) == 1:  # one photo (the latency case): starting threads would cost more than they give
         return [decode(images[0])]
@@ -98,17 +120,28 @@ def logits_for_images(model, images: Sequence, *, image_size: int, mean: Sequenc
     """Logits (N x classes, CPU float tensor) for PIL images, with the eval preprocessing."""
     import torch
 
+    outputs = outputs_for_images(model, images, image_size=image_size, mean=mean, std=std,
+                                 batch_size=batch_size, device=device)
+    return outputs[0] if outputs else torch.empty(0, model.head.out_features)
+
+
+def outputs_for_images(model, images: Sequence, *, image_size: int, mean: Sequence[float],
+                       std: Sequence[float], batch_size: int = 32, device=None) -> tuple:
+    """Each output of ``model`` (one tensor, or a tuple such as ``reference.scoring``'s) for PIL images,
+    concatenated over the batches as CPU tensors; () for no images."""
+    import torch
+
     batches = input_batches(images, image_size=image_size, mean=mean, std=std, batch_size=batch_size)
     device = torch.device(device) if device is not None else default_device()
     model = model.to(device).eval()
-    outputs = []
+    parts = []
     with torch.inference_mode():
         for batch in batches:
             batch = torch.from_numpy(batch).to(device).contiguous(memory_format=torch.channels_last)
-            outputs.append(model(batch).float().cpu())
-    if not outputs:
-        return torch.empty(0, model.head.out_features)
-    return torch.cat(outputs)
+            result = model(batch)
+            parts.append(tuple(part.cpu() for part in (result if isinstance(result, tuple) else (result,))))
+    return tuple(torch.cat([part.float() if part.is_floating_point() else part for part in column])
+                 for column in zip(*parts))
 
 
 def features_for_images(model, images: Sequence, **preprocessing):

@@ -91,8 +91,9 @@ def display_names(items: Sequence, names: Sequence[str] | None = None) -> list[s
             for index, item in enumerate(items)]
 
 
-def decode_each(items: Sequence, names: Sequence[str], *, image_size: int) -> list:
-    """Each photo decoded and squashed to ``image_size``, or the DataError (naming it by ``names``) saying why not."""
-    decoded = inference.load_resized_each(items, image_size=image_size)
+def decode_each(items: Sequence, names: Sequence[str], *, image_size: int, measure: bool = False) -> list:
+    """Each photo decoded and squashed to ``image_size`` (with ``measure``: an ``inference.Measured``),
+    or the DataError (naming it by ``names``) saying why not."""
+    decoded = inference.load_resized_each(items, image_size=image_size, measure=measure)
     return [DataError(picture.problem, path=name) if isinstance(picture, DataError) else picture
             for picture, name in zip(decoded, names)]

@@ -10,7 +10,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from meterlib.errors import ModelFileError
-from meterlib.model import checkpoint, inference, onnx_metadata
+from meterlib.model import checkpoint, inference, onnx_metadata, reference
 from meterlib.run import machine
 
 
@@ -21,14 +21,29 @@ class OnnxModel:
     session: Any
     n_classes: int
 
+    @property
+    def has_similarity(self) -> bool:
+        """Whether the graph also gives the unseen-type similarity and nearest class (``reference.OUTPUTS``)."""
+        return len(self.session.get_outputs()) == len(reference.OUTPUTS)
+
     def logits(self, pictures: Sequence, *, image_size: int, mean: Sequence[float], std: Sequence[float],
                batch_size: int = 32) -> np.ndarray:
         """Logits (n, classes) for squashed PIL images, with the same preprocessing as PyTorch."""
+        return self.outputs(pictures, image_size=image_size, mean=mean, std=std, batch_size=batch_size)[0]
+
+    def outputs(self, pictures: Sequence, *, image_size: int, mean: Sequence[float], std: Sequence[float],
+                batch_size: int = 32) -> list[np.ndarray]:
+        """Every output of the graph for squashed PIL images: logits (n, classes), then, when it has them,
+        the similarity (n,) and nearest class (n,) of ``reference.OUTPUTS``."""
         batches = inference.input_batches(pictures, image_size=image_size, mean=mean, std=std,
                                           batch_size=batch_size)
-        outputs = [self.session.run(None, {onnx_metadata.INPUT_NAME: np.ascontiguousarray(batch)})[0]
-                   for batch in batches]
-        return np.concatenate(outputs) if outputs else np.empty((0, self.n_classes), dtype=np.float32)
+        parts = [self.session.run(None, {onnx_metadata.INPUT_NAME: np.ascontiguousarray(batch)})
+                 for batch in batches]
+        if parts:
+            return [np.concatenate(column) for column in zip(*parts)]
+        empty = [np.empty((0, self.n_classes), dtype=np.float32), np.empty(0, dtype=np.float32),
+                 np.empty(0, dtype=np.int64)]
+        return empty[:len(self.session.get_outputs())]
 
 
 def session_options(ort, *, threads: int | None = None):
@@ -87,7 +102,7 @@ def _check_signature(session, fields: dict, *, source: Path) -> None:
         shown = [(item.name, item.shape) for item in inputs]
         raise ModelFileError(f"{source}: the network's input {shown} is not "
                              f"{onnx_metadata.INPUT_NAME!r} of shape (batch, 3, {size}, {size})")
-    if len(outputs) != 1 or outputs[0].shape[1:] != [classes]:
+    if len(outputs) not in (1, len(reference.OUTPUTS)) or outputs[0].shape[1:] != [classes]:
         shown = [(item.name, item.shape) for item in outputs]
         raise ModelFileError(f"{source}: the network's output {shown} is not one logit for "
                              f"each of the {classes} classes")

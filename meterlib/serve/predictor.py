@@ -1,16 +1,21 @@
 """Predict a meter type from photos with one model file: calibrated top-k, UNKNOWN flag, prediction set.
 
 Everything comes from the checkpoint file or its ONNX export (weights, class names in order,
-preprocessing, and the ``Calibration``: temperature, UNKNOWN threshold, conformal set thresholds);
-nothing is read from folder listings.
+preprocessing, the training photos' reference features, and the ``Calibration``: temperature,
+UNKNOWN threshold, conformal set thresholds, the unseen-type rule and the photo limits); nothing is
+read from folder listings.
+An answer that names no type says why (``Prediction.reason``): ``poor_photo`` (take it again),
+``unseen_type`` (far from every known type) or ``unsure`` (below the UNKNOWN threshold), checked
+in that order.
 Notebook 03 evaluates this same code: it fits a calibration, applies it with
-``with_calibration`` and scores the answers of ``predictions_from_logits``.
+``with_calibration`` and scores the answers of ``predictions``.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import os
+import warnings
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,10 +26,13 @@ import numpy as np
 from meterlib.confidence.fitted import Calibration
 from meterlib.data import photos
 from meterlib.errors import DataError, ModelFileError
-from meterlib.model import checkpoint, folding, inference
+from meterlib.model import checkpoint, folding, inference, reference
 from meterlib.serve import batch, onnx_runtime
 
 UNKNOWN = "UNKNOWN"
+# Why an answer names no type (Prediction.reason), in the order they are checked.
+POOR_PHOTO, UNSEEN_TYPE, UNSURE = "poor_photo", "unseen_type", "unsure"
+REASONS = (POOR_PHOTO, UNSEEN_TYPE, UNSURE)
 # One photo source (see photos.load_rgb) or an iterable of them.
 Photos = Union[photos.PhotoSource, Iterable[photos.PhotoSource]]
 NON_FINITE = "the model gave non-finite outputs (NaN or inf), so it has no answer for this photo"
@@ -40,6 +48,29 @@ class Prediction:
     top_classes: list[str]
     top_probabilities: list[float]  # calibrated
     prediction_set: list[str]  # classes that hold the true one with the calibrated coverage
+    reason: str | None = None  # one of REASONS when the answer is UNKNOWN, else None
+    detail: str = ""  # the reason in words, with its numbers (e.g. the two look-alikes an unsure photo is torn between)
+    unseen_p: float | None = None  # unseen-type p-value (low: unlike every known type); None: not available
+
+
+@dataclass(frozen=True)
+class Evidence:
+    """What the model gives for photos, before any calibration: logits, the unseen-type similarity, quality."""
+
+    logits: np.ndarray  # (n, classes)
+    similarity: np.ndarray | None = None  # (n,) cosine similarity to the k-th nearest training photo
+    nearest_class: np.ndarray | None = None  # (n,) class index of that training photo
+    quality: list[dict] | None = None  # per photo: data.quality's measures and short_side
+
+    def __len__(self) -> int:
+        return len(self.logits)
+
+    def rows(self, keep) -> "Evidence":
+        """The evidence of the photos selected by ``keep`` (a boolean mask or indices)."""
+        keep = np.arange(len(self))[keep]
+        pick = lambda values: None if values is None else np.asarray(values)[keep]  # noqa: E731
+        return Evidence(self.logits[keep], pick(self.similarity), pick(self.nearest_class),
+                        None if self.quality is None else [self.quality[i] for i in keep])
 
 
 @dataclass(frozen=True)
@@ -70,7 +101,8 @@ class Predictor:
     std: list[float]
     calibration: Calibration = Calibration()  # the default: uncalibrated
     device: Any = None
-    gallery: dict | None = None  # training photos' features and thumbnails (see serve.gallery)
+    gallery: dict | None = None  # training photos' features and thumbnails (see model.gallery)
+    reference: dict | None = None  # training photos' features for the unseen-type score (see model.reference)
 
     @classmethod
     def load(cls, path: str | os.PathLike, *, device=None) -> "Predictor":
@@ -87,7 +119,8 @@ class Predictor:
         """Load the model and its calibration from a meterlib checkpoint."""
         content = checkpoint.load(path)
         return cls._from_fields(content, model=checkpoint.build_model(content, device=device, source=path),
-                                device=device, gallery=content.get("gallery"))
+                                device=device, gallery=content.get("gallery"),
+                                reference=content.get("reference_features"))
 
     @classmethod
     def from_onnx(cls, path: str | os.PathLike, *, threads: int | None = None) -> "Predictor":
@@ -96,11 +129,37 @@ class Predictor:
         return cls._from_fields(fields, model=model)
 
     @classmethod
-    def _from_fields(cls, fields: Mapping, *, model, device=None, gallery=None) -> "Predictor":
-        """A Predictor of ``model`` with the preprocessing and calibration of checked checkpoint fields."""
-        return cls(model=model, class_names=list(fields["class_names"]), image_size=int(fields["image_size"]),
-                   mean=list(fields["mean"]), std=list(fields["std"]),
-                   calibration=Calibration.from_fields(fields), device=device, gallery=gallery)
+    def _from_fields(cls, fields: Mapping, *, model, device=None, gallery=None, reference=None) -> "Predictor":
+        """A Predictor of ``model`` with the preprocessing and calibration of checked checkpoint fields.
+
+        A calibrated model file without what the unseen-type score needs (one from before it) still
+        predicts; a warning says once that ``unseen_type`` is unavailable.
+        """
+        predictor = cls(model=model, class_names=list(fields["class_names"]), image_size=int(fields["image_size"]),
+                        mean=list(fields["mean"]), std=list(fields["std"]),
+                        calibration=Calibration.from_fields(fields), device=device, gallery=gallery,
+                        reference=reference)
+        if fields.get("conformal_quantile") is not None and predictor.unseen_type_note:  # released by 03
+            warnings.warn(predictor.unseen_type_note, stacklevel=3)
+        return predictor
+
+    @property
+    def has_similarity(self) -> bool:
+        """Whether the model gives the similarity to the nearest training photos (reference features)."""
+        if isinstance(self.model, onnx_runtime.OnnxModel):
+            return self.model.has_similarity
+        return self.reference is not None
+
+    @property
+    def unseen_type_note(self) -> str:
+        """Why this model cannot flag ``unseen_type`` (to say once); '' when it can."""
+        if not self.has_similarity:
+            return ("unseen_type is unavailable: this model file has no reference features of its training "
+                    "photos (it predates them; retrain with notebook 02); new types are refused only when unsure")
+        if self.calibration.unseen_type is None:
+            return ("unseen_type is unavailable: this model file has no unseen-type calibration (notebook 03 fits "
+                    "one on val photos); new types are refused only when unsure")
+        return ""
 
     def with_calibration(self, calibration: Calibration) -> "Predictor":
         """The same model (shared, not copied) answering with another calibration."""
@@ -118,19 +177,32 @@ class Predictor:
 
     def logits(self, images: Photos, *, batch_size: int = 32, progress: bool = False) -> np.ndarray:
         """Raw logits (n, classes) for one photo or many (paths, bytes, PIL images, arrays)."""
-        batch_size = inference.positive_int("batch_size", batch_size)
-        pictures = inference.load_resized(_as_list(images), image_size=self.image_size, progress=progress)
-        return self._logits_of(pictures, batch_size=batch_size)
+        return self.evidence(images, batch_size=batch_size, progress=progress).logits
 
-    def _logits_of(self, pictures: list, *, batch_size: int) -> np.ndarray:
-        """Logits (n, classes) of decoded, squashed photos."""
+    def evidence(self, images: Photos, *, batch_size: int = 32, progress: bool = False) -> Evidence:
+        """Logits, unseen-type similarity and photo quality for one photo or many; ``predictions`` answers from it."""
+        batch_size = inference.positive_int("batch_size", batch_size)
+        measured = inference.load_resized(_as_list(images), image_size=self.image_size, progress=progress,
+                                          measure=True)
+        return self._evidence_of(measured, batch_size=batch_size)
+
+    def _evidence_of(self, measured: list, *, batch_size: int) -> Evidence:
+        """The Evidence of decoded photos (``inference.Measured``)."""
+        pictures = [item.picture for item in measured]
+        preprocessing = dict(image_size=self.image_size, mean=self.mean, std=self.std, batch_size=batch_size)
         if isinstance(self.model, onnx_runtime.OnnxModel):
-            return self.model.logits(pictures, image_size=self.image_size, mean=self.mean, std=self.std,
-                                     batch_size=batch_size).astype(np.float64)
-        result = inference.logits_for_images(self.model, pictures, image_size=self.image_size,
-                                             mean=self.mean, std=self.std, batch_size=batch_size,
-                                             device=self.device)
-        return result.numpy().astype(np.float64)
+            outputs = self.model.outputs(pictures, **preprocessing)
+        else:
+            network = reference.scoring(self.model, self.reference) if self.reference is not None else self.model
+            outputs = [part.numpy() for part in
+                       inference.outputs_for_images(network, pictures, device=self.device, **preprocessing)]
+            if not outputs:
+                outputs = [np.empty((0, len(self.class_names)))] + ([np.empty(0), np.empty(0, dtype=np.int64)]
+                                                                     if self.reference is not None else [])
+        logits = np.asarray(outputs[0], dtype=np.float64)
+        similarity, nearest = (np.asarray(outputs[1], dtype=np.float64), np.asarray(outputs[2], dtype=np.int64)) \
+            if len(outputs) == 3 else (None, None)
+        return Evidence(logits, similarity, nearest, [item.quality for item in measured])
 
     def probabilities(self, images: Photos, *, batch_size: int = 32) -> np.ndarray:
         """Calibrated class probabilities (n, classes), columns in ``class_names`` order."""
@@ -140,9 +212,9 @@ class Predictor:
         """Predictions for one photo or many, batched; ``top_k`` beyond the class count lists every class."""
         top_k = inference.positive_int("top_k", top_k)
         items = _as_list(images)
-        logits = self.logits(items, batch_size=batch_size)
-        _refuse_non_finite(logits, names=batch.display_names(items))
-        return self.predictions_from_logits(logits, top_k=top_k)
+        evidence = self.evidence(items, batch_size=batch_size)
+        _refuse_non_finite(evidence.logits, names=batch.display_names(items))
+        return self.predictions(evidence, top_k=top_k)
 
     def predict(self, image: photos.PhotoSource, *, top_k: int = 3) -> Prediction:
         """The prediction for one photo: a path, its bytes, a PIL image or an array."""
@@ -171,11 +243,11 @@ class Predictor:
 
     def _outcomes(self, items: list, labels: list[str], *, top_k: int) -> list[Outcome]:
         """Outcomes of one batch of photos."""
-        decoded = batch.decode_each(items, labels, image_size=self.image_size)
-        pictures = [picture for picture in decoded if not isinstance(picture, DataError)]
-        logits = self._logits_of(pictures, batch_size=len(items))
-        finite = _finite_rows(logits)
-        answers = iter(self.predictions_from_logits(logits[finite], top_k=top_k))
+        decoded = batch.decode_each(items, labels, image_size=self.image_size, measure=True)
+        evidence = self._evidence_of([item for item in decoded if not isinstance(item, DataError)],
+                                     batch_size=len(items))
+        finite = _finite_rows(evidence.logits)
+        answers = iter(self.predictions(evidence.rows(finite), top_k=top_k))
         rows, outcomes = iter(finite), []
         for label, picture in zip(labels, decoded):
             if isinstance(picture, DataError):
@@ -187,26 +259,55 @@ class Predictor:
         return outcomes
 
     def predictions_from_logits(self, logits, *, top_k: int = 3) -> list[Prediction]:
-        """The answers for logits (n, classes) of this model: calibrated, UNKNOWN-flagged, with sets."""
+        """The answers for logits (n, classes) alone: calibrated, UNKNOWN-flagged, with sets, never ``unseen_type``."""
+        return self.predictions(Evidence(np.asarray(logits, dtype=np.float64)), top_k=top_k)
+
+    def predictions(self, evidence: Evidence, *, top_k: int = 3) -> list[Prediction]:
+        """The answers for the model's evidence on photos: calibrated, with sets, and a reason on each UNKNOWN."""
         top_k = inference.positive_int("top_k", top_k)
-        logits = np.asarray(logits, dtype=np.float64)
+        logits = np.asarray(evidence.logits, dtype=np.float64)
         if logits.ndim != 2 or logits.shape[1] != len(self.class_names):
             raise DataError(f"expected logits of shape (n, {len(self.class_names)}), got {logits.shape}")
         _refuse_non_finite(logits)
-        probs = self.calibration.probabilities(logits)
-        sets = self.calibration.prediction_sets(probs)
-        unknowns = self.calibration.is_unknown(probs.max(axis=1))
-        names = self.class_names
+        calibration, names = self.calibration, self.class_names
+        probs = calibration.probabilities(logits)
+        sets = calibration.prediction_sets(probs)
+        unsure = calibration.is_unknown(probs.max(axis=1))
+        rule = calibration.unseen_type if evidence.similarity is not None else None
+        unseen_p = None if rule is None else rule.p_value(logits, evidence.similarity,
+                                                          temperature=calibration.temperature)
         predictions = []
-        for row, members, unknown in zip(probs, sets, unknowns.tolist()):
+        for i, (row, members) in enumerate(zip(probs, sets)):
             order = np.argsort(-row, kind="stable")
             top = order[:top_k]  # slicing clamps top_k to the class count
+            p_value = None if unseen_p is None else float(unseen_p[i])
+            reason, detail = self._reason(evidence, i, order=order, row=row, unsure=bool(unsure[i]), p_value=p_value)
             predictions.append(Prediction(
-                label=UNKNOWN if unknown else names[order[0]], unknown=unknown,
+                label=UNKNOWN if reason else names[order[0]], unknown=reason is not None,
                 confidence=float(row[order[0]]),
                 top_classes=[names[i] for i in top], top_probabilities=[float(row[i]) for i in top],
-                prediction_set=[names[i] for i in order if members[i]]))
+                prediction_set=[names[i] for i in order if members[i]],
+                reason=reason, detail=detail, unseen_p=p_value))
         return predictions
+
+    def _reason(self, evidence: Evidence, i: int, *, order, row, unsure: bool,
+                p_value: float | None) -> tuple[str | None, str]:
+        """Why photo ``i`` gets no type (one of REASONS, and in words), or (None, '') when it is answered."""
+        calibration, names = self.calibration, self.class_names
+        limits = calibration.photo_limits
+        poor = limits.problem(evidence.quality[i]) if limits is not None and evidence.quality is not None else ""
+        if poor:
+            return POOR_PHOTO, f"{poor}: take the photo again"
+        rule = calibration.unseen_type
+        if p_value is not None and rule.is_unseen(p_value):
+            nearest = names[int(evidence.nearest_class[i])]
+            return UNSEEN_TYPE, (f"unlike every known type: p = {p_value:.3f}, below {rule.alpha:g} (nearest "
+                                 f"training photo: {nearest}, similarity {evidence.similarity[i]:.2f})")
+        if unsure:
+            first, second = order[0], order[min(1, len(order) - 1)]
+            return UNSURE, (f"torn between {names[first]} ({row[first]:.1%}) and {names[second]} "
+                            f"({row[second]:.1%}); answers need {calibration.unknown_threshold:.1%}")
+        return None, ""
 
 
 def _finite_rows(logits: np.ndarray) -> np.ndarray:

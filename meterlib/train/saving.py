@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Mapping
 
 import pandas as pd
 
-from meterlib.model import checkpoint, gallery
+from meterlib.model import checkpoint, gallery, reference
 from meterlib.train.training import TrainResult
 
 if TYPE_CHECKING:
@@ -22,7 +22,8 @@ if TYPE_CHECKING:
 def save_trained(result: TrainResult, path: str | os.PathLike, *, table: pd.DataFrame,
                  dataset_dir: str | os.PathLike, splits_sha256: str, preset: str, scores: Mapping[str, float],
                  linear_probe: ProbeResult | None = None) -> Path:
-    """Write ``result`` as one checkpoint, atomically: model, metrics, history, gallery, out of fold, lineage.
+    """Write ``result`` as one checkpoint, atomically: model, metrics, history, gallery, reference features,
+    out of fold, lineage.
 
     ``table`` is the training table ``result`` was trained on (``dataset_dir``'s photos), ``splits_sha256``
     the hash of the splits.csv it came from, ``preset`` the recipe's preset, ``scores`` the kept
@@ -37,9 +38,12 @@ def save_trained(result: TrainResult, path: str | os.PathLike, *, table: pd.Data
         metrics.update(probe_C=linear_probe.C, probe_val_accuracy=linear_probe.val_accuracy,
                        probe_test_accuracy=linear_probe.test_accuracy)
     train_rows = table[table["split"] == "train"]
-    photo_gallery = gallery.build(result.model, list(train_rows["file"]),
-                                  [result.class_names.index(name) for name in train_rows["class"]],
-                                  spec=spec, root=dataset_dir, seed=result.options.seed)
+    train_files = list(train_rows["file"])
+    train_labels = [result.class_names.index(name) for name in train_rows["class"]]
+    photo_gallery = gallery.build(result.model, train_files, train_labels, spec=spec, root=dataset_dir,
+                                  seed=result.options.seed)
+    reference_features = reference.build(result.model, train_files, train_labels, spec=spec,
+                                         seed=result.options.seed)
     oof = result.out_of_fold
     out_of_fold = None if oof is None else oof.checkpoint_field(table.loc[oof.index, "path"].tolist())
     training = {**result.config.as_dict(), "preset": preset, "backbone_choice": result.backbone_choice,
@@ -47,4 +51,4 @@ def save_trained(result: TrainResult, path: str | os.PathLike, *, table: pd.Data
                 "deterministic": result.options.deterministic, "dataset": Path(dataset_dir).name}
     return checkpoint.save(path, model=result.model, spec=spec, splits_sha256=splits_sha256, metrics=metrics,
                            history=result.history.to_dict(orient="list"), gallery=photo_gallery,
-                           out_of_fold=out_of_fold, training=training)
+                           reference_features=reference_features, out_of_fold=out_of_fold, training=training)
