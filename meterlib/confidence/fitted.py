@@ -2,8 +2,9 @@
 
 A ``Calibration``'s fields are named as the model file's fields that store them (see
 ``model.field_formats``): ``from_fields`` and ``to_fields`` read and write them by those names.
-Notebook 03 chooses its photos with ``calibration_data``, fits one with ``fit_calibration`` and
-stores it with ``checkpoint_fields``; the Predictor answers with the one in its model file.
+Notebook 03 chooses its photos with ``calibration_data``, fits one with ``fit_calibration``, adds the
+unseen-type rule and the photo limits with ``with_rules`` and stores it with ``checkpoint_fields``;
+the Predictor answers with the one in its model file.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from meterlib.confidence import calibration, conformal, mondrian, selective
+from meterlib.confidence import calibration, conformal, mondrian, selective, unseen
 from meterlib.confidence.photo_limits import PhotoLimits
 from meterlib.confidence.unseen import UnseenRule
 
@@ -157,6 +158,41 @@ def fit_calibration(logits, labels, groups, *, min_samples: int, target_accuracy
                           target_accuracy=target_accuracy, alpha=alpha, confidence=confidence)
 
 
+def unseen_type_rule(val_logits, val_similarity, *, temperature: float, alpha: float,
+                     min_photos: int) -> tuple[UnseenRule | None, str]:
+    """The unseen-type rule fitted on the val photos (scored by the served model), or None and why not.
+
+    ``val_similarity`` is None when the checkpoint has no reference features (a model from before them).
+    The out-of-fold photos never join: the fold models' logits and features are another model's.
+    """
+    if val_similarity is None:
+        return None, ("the checkpoint has no reference features of its training photos "
+                      "(notebook 02 stores them; train again)")
+    rule = unseen.fit_unseen_rule(val_logits, val_similarity, temperature=temperature, alpha=alpha,
+                                  min_photos=min_photos)
+    if rule is None:
+        return None, f"only {len(val_similarity)} val photos, fewer than min_calibration_images ({min_photos})"
+    return rule, ""
+
+
+def with_rules(calibrated: CalibrationFit, *, unseen_type: UnseenRule | None,
+               photo_limits: PhotoLimits | None) -> CalibrationFit:
+    """``calibrated`` whose calibration also carries the unseen-type rule and the photo limits (None: none)."""
+    served = dataclasses.replace(calibrated.calibration, unseen_type=unseen_type, photo_limits=photo_limits)
+    return dataclasses.replace(calibrated, calibration=served)
+
+
+def rules_record(served: Calibration, *, unseen_note: str = "", limits_note: str = "") -> dict:
+    """The ``calibration`` record's entries on the unseen-type rule and the photo limits: whether each was
+    fitted, on how many photos, and the note saying why not."""
+    rule, limits = served.unseen_type, served.photo_limits
+    return {"unseen_type": {"fitted": rule is not None, "reason": unseen_note,
+                            "alpha": None if rule is None else rule.alpha,
+                            "calibration_photos": 0 if rule is None else rule.photos},
+            "photo_limits": {"fitted": limits is not None, "reason": limits_note,
+                             "quantile": None if limits is None else limits.quantile}}
+
+
 def calibration_record(fit: calibration.TemperatureFit, *, table: pd.DataFrame, ece_bins: int,
                        sources: Mapping[str, int]) -> dict:
     """The model file's ``calibration`` field (also metrics.json's): the temperature fit and ``table``'s metrics.
@@ -171,5 +207,9 @@ def calibration_record(fit: calibration.TemperatureFit, *, table: pd.DataFrame, 
 
 
 def checkpoint_fields(calibrated: CalibrationFit, *, record: Mapping) -> dict:
-    """The model-file fields 03 sets when it releases a model: the calibration, its alpha and ``record``."""
-    return {**calibrated.calibration.to_fields(), "conformal_alpha": calibrated.alpha, "calibration": dict(record)}
+    """The model-file fields 03 sets when it releases a model: the calibration, its alpha and ``record``.
+
+    A rule that was not fitted is set to None, so a re-calibrated model file keeps no stale one.
+    """
+    return {**dict.fromkeys(RULES), **calibrated.calibration.to_fields(), "conformal_alpha": calibrated.alpha,
+            "calibration": dict(record)}

@@ -1,4 +1,4 @@
-"""Figures that judge a model: confusions, reliability, confidence, risk-coverage, mistakes, quality."""
+"""Figures that judge a model: confusions, reliability, confidence, risk-coverage, unseen types, mistakes, quality."""
 
 from __future__ import annotations
 
@@ -179,7 +179,9 @@ def plot_unknown_scores(scores: Mapping[str, tuple[np.ndarray, np.ndarray]], *,
     fig, axes = plt.subplots(1, len(scores), figsize=(4.2 * len(scores), 3.4), squeeze=False)
     for ax, (name, (known, unknown)) in zip(axes.flat, scores.items()):
         both = np.r_[known, unknown]
-        edges = np.linspace(both.min(), both.max(), bins + 1) if both.size else bins
+        # One value throughout (e.g. photos all of one size) still gets bins around it.
+        low, high = (both.min(), both.max()) if both.size else (0.0, 1.0)
+        edges = np.linspace(low, high, bins + 1) if high > low else np.linspace(low - 0.5, low + 0.5, bins + 1)
         groups = {f"{label} (n={len(values)})": (np.asarray(values), colour) for values, colour, label in
                   ((known, RIGHT, "known classes"), (unknown, WRONG, "unseen classes")) if len(values)}
         _share_histograms(ax, groups, bins=edges, fontsize=7)
@@ -187,6 +189,20 @@ def plot_unknown_scores(scores: Mapping[str, tuple[np.ndarray, np.ndarray]], *,
         ax.set_title(name if auroc is None else f"{name}: AUROC {auroc:.3f}", fontsize=9)
         ax.set_xlabel("score")
         ax.set_ylabel("share of images")
+    fig.tight_layout()
+    return fig
+
+
+def plot_reason_scores(reason: str, scores: Mapping[str, tuple[np.ndarray, np.ndarray]], *,
+                       limits: Mapping[str, float], bins: int = 30):
+    """The scores one reason judges (``reasons.reason_scores``), known against unseen, each with its limit:
+    a photo below the dashed line gets ``reason``."""
+    fig = plot_unknown_scores(scores, bins=bins)
+    for ax, name in zip(fig.axes, scores):
+        ax.axvline(limits[name], color="black", linestyle="--", linewidth=1)
+        ax.set_title(f"{name} ({reason} limit {limits[name]:.3g})", fontsize=9)
+        ax.set_xlabel(name)
+    fig.suptitle(reason, fontsize=10)
     fig.tight_layout()
     return fig
 

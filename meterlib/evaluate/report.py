@@ -12,17 +12,20 @@ from typing import Mapping, Sequence
 import pandas as pd
 
 from meterlib.confidence import fitted
+from meterlib.serve import predictor
 
 
 def build_metrics(*, checkpoint_created: str, test_metrics: Mapping[str, float], calibrated: fitted.CalibrationFit,
                   record: Mapping, test_outcome: Mapping[str, float], set_coverage: pd.DataFrame,
                   intervals: Mapping[str, Mapping], unseen_rows: pd.DataFrame, aurocs: Mapping[str, float],
-                  untested: Sequence[str], data_warnings: Sequence[str]) -> dict:
+                  reasons: Mapping[str, Mapping], untested: Sequence[str], data_warnings: Sequence[str]) -> dict:
     """metrics.json: the test metrics, the calibration and what the served answers achieve on test.
 
-    ``record`` is ``fitted.calibration_record`` of the fit; ``test_outcome`` is ``scoring.answer_summary``
-    of the served test answers; ``set_coverage`` is ``tables.set_coverage_table`` on test; ``intervals`` is
-    ``tables.intervals_on_test``; ``aurocs`` separate known from unseen classes per score.
+    ``record`` is ``fitted.calibration_record`` of the fit with ``fitted.rules_record`` of the served
+    calibration; ``test_outcome`` is ``scoring.answer_summary`` of the served test answers;
+    ``set_coverage`` is ``tables.set_coverage_table`` on test; ``intervals`` is ``tables.intervals_on_test``;
+    ``aurocs`` (``evaluate.reasons.aurocs``) separate known test photos from unseen-class ones per score;
+    ``reasons`` is ``evaluate.reasons.reason_summary`` of the served "test" and "unseen" answers.
     """
     choice = calibrated.threshold
     return {
@@ -40,8 +43,15 @@ def build_metrics(*, checkpoint_created: str, test_metrics: Mapping[str, float],
                       "test_mean_set_size": test_outcome["mean_set_size"],
                       "groups": set_coverage.to_dict(orient="index")},
         "test_calibration_intervals": {when: dict(summary) for when, summary in intervals.items()},
-        "unseen_classes": {"classes": sorted(unseen_rows["class"].unique()), "photos": len(unseen_rows),
-                           "auroc": dict(aurocs)},
+        # Photos of classes the model never trained on, and the rule that should refuse them.
+        "unseen_type": {"classes": sorted(unseen_rows["class"].unique()), "photos": len(unseen_rows),
+                        **record["unseen_type"], "auroc": dict(aurocs),
+                        # Known test photos flagged unseen_type: at most about alpha when the rule holds.
+                        "test_false_alarm_rate": reasons["test"]["reasons"][predictor.UNSEEN_TYPE],
+                        # Unseen-class photos given no known type (for any reason).
+                        "unseen_not_answered": 1 - reasons["unseen"]["answered"]},
+        "reasons": {split: {"reasons": dict(summary["reasons"]), "answered": summary["answered"],
+                            "accuracy_answered": summary["accuracy_answered"]} for split, summary in reasons.items()},
         "classes_without_test_photos": list(untested),
         # Non-empty when a user's own split leaks (near-)copies across splits: test accuracy is inflated.
         "data_warnings": list(data_warnings),

@@ -16,7 +16,7 @@ from meterlib.serve.predictor import Prediction
 SEED_COLUMNS = ["image", "true_class", "predicted_class", "confidence", "correct"]
 RESULTS_COLUMNS = SEED_COLUMNS + [
     "top2_class", "top2_confidence", "top3_class", "top3_confidence",
-    "calibrated_confidence", "unknown", "prediction_set", "set_size",
+    "calibrated_confidence", "unknown", "reason", "prediction_set", "set_size",
 ]
 SET_SEPARATOR = "|"
 
@@ -89,9 +89,10 @@ def results_table(predictions: Sequence[Prediction], *, images: Sequence[str], t
                   class_names: Sequence[str], probs) -> pd.DataFrame:
     """The image-wise audit table of the Predictor's answers: the seed's five columns, then the rest.
 
-    ``predictions`` come from ``Predictor.predictions_from_logits`` (top 3). ``confidence`` and the
+    ``predictions`` come from ``Predictor.predictions`` (top 3). ``confidence`` and the
     top-2/3 probabilities are the model's own softmax ``probs`` (comparable with the seed);
-    ``calibrated_confidence``, ``unknown`` and the prediction set are the Predictor's answer.
+    ``calibrated_confidence``, ``unknown``, its ``reason`` (empty when answered) and the prediction set
+    are the Predictor's answer.
     """
     probs = np.asarray(probs, dtype=np.float64)
     n = len(predictions)
@@ -116,6 +117,7 @@ def results_table(predictions: Sequence[Prediction], *, images: Sequence[str], t
         "top3_class": third, "top3_confidence": third_confidence,
         "calibrated_confidence": [p.confidence for p in predictions],
         "unknown": [p.unknown for p in predictions],
+        "reason": [p.reason or "" for p in predictions],
         "prediction_set": [SET_SEPARATOR.join(p.prediction_set) for p in predictions],
         "set_size": [len(p.prediction_set) for p in predictions],
     }, columns=RESULTS_COLUMNS)

@@ -1,11 +1,13 @@
 """The check after export: an exported model against the checkpoint on the photos of the model's own split.
 
-Float32 must answer as PyTorch does (same top-1 on every test photo, calibrated probabilities within
-``FLOAT32_TOLERANCE``); INT8 may lose at most ``INT8_MAX_LOSS`` of test accuracy unless forced.
+Float32 must answer as PyTorch does (same top-1 and the same answer, reason included, on every test
+photo; calibrated probabilities within ``FLOAT32_TOLERANCE``, unseen-type similarities within
+``SIMILARITY_TOLERANCE``); INT8 may lose at most ``INT8_MAX_LOSS`` of test accuracy unless forced.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Sequence
@@ -18,6 +20,7 @@ from meterlib.model import checkpoint
 from meterlib.serve.predictor import Predictor
 
 FLOAT32_TOLERANCE = 1e-4  # largest difference of a calibrated probability from PyTorch's
+SIMILARITY_TOLERANCE = 1e-4  # largest difference of an unseen-type similarity (a cosine) from PyTorch's
 INT8_MAX_LOSS = 0.01  # one point of test accuracy
 
 
@@ -57,6 +60,8 @@ class Comparison:
     accuracy: float
     agreement: float  # share of photos with the same top-1 class
     max_probability_difference: float  # largest difference of a calibrated probability
+    answer_agreement: float  # share of photos with the same answer: label and reason
+    max_similarity_difference: float | None  # largest difference of an unseen-type similarity; None: no similarity
 
     @property
     def accuracy_change(self) -> float:
@@ -68,22 +73,42 @@ class Comparison:
 
 
 def compare(reference: Predictor, candidate: Predictor, pictures: Sequence, labels: np.ndarray) -> Comparison:
-    """Both predictors on the same decoded, squashed photos."""
-    expected, got = reference.probabilities(pictures), candidate.probabilities(pictures)
+    """Both predictors on the same decoded, squashed photos; ExportError when only one gives the similarity.
+
+    The answers leave ``poor_photo`` out: it depends on the photo alone, and these are squashed copies.
+    """
+    if reference.has_similarity != candidate.has_similarity:
+        raise ExportError(f"the exported model {'lacks' if reference.has_similarity else 'adds'} the unseen-type "
+                          "similarity of the model it was made from")
+    judged = [predictor.with_calibration(dataclasses.replace(predictor.calibration, photo_limits=None))
+              for predictor in (reference, candidate)]
+    evidence = [predictor.evidence(pictures) for predictor in judged]
+    expected, got = (predictor.calibration.probabilities(item.logits) for predictor, item in zip(judged, evidence))
+    answers = [[(answer.label, answer.reason) for answer in predictor.predictions(item)]
+               for predictor, item in zip(judged, evidence)]
+    similarity = (None if evidence[0].similarity is None
+                  else float(np.abs(evidence[0].similarity - evidence[1].similarity).max(initial=0)))
     return Comparison(photos=len(labels), reference_accuracy=float(np.mean(expected.argmax(1) == labels)),
                       accuracy=float(np.mean(got.argmax(1) == labels)),
                       agreement=float(np.mean(expected.argmax(1) == got.argmax(1))),
-                      max_probability_difference=float(np.abs(expected - got).max()))
+                      max_probability_difference=float(np.abs(expected - got).max()),
+                      answer_agreement=float(np.mean([a == b for a, b in zip(*answers)])),
+                      max_similarity_difference=similarity)
 
 
 def refuse_float32_difference(comparison: Comparison, *, source: str) -> None:
     """ExportError unless the float32 export answers every test photo as PyTorch does."""
-    if comparison.agreement < 1 or comparison.max_probability_difference > FLOAT32_TOLERANCE:
-        differ = round((1 - comparison.agreement) * comparison.photos)
+    similarity = comparison.max_similarity_difference or 0.0
+    if (comparison.agreement < 1 or comparison.answer_agreement < 1
+            or comparison.max_probability_difference > FLOAT32_TOLERANCE or similarity > SIMILARITY_TOLERANCE):
+        differ, answered = (round((1 - share) * comparison.photos)
+                            for share in (comparison.agreement, comparison.answer_agreement))
         raise ExportError(
             f"{source}: the ONNX export does not answer as the checkpoint does on the {comparison.photos} test "
-            f"photos ({differ} with another top-1 class, calibrated probabilities up to "
-            f"{comparison.max_probability_difference:.2g} apart, allowed {FLOAT32_TOLERANCE:g}); nothing written")
+            f"photos ({differ} with another top-1 class, {answered} with another answer or reason, calibrated "
+            f"probabilities up to {comparison.max_probability_difference:.2g} apart, allowed {FLOAT32_TOLERANCE:g}; "
+            f"unseen-type similarities up to {similarity:.2g} apart, allowed {SIMILARITY_TOLERANCE:g}); "
+            "nothing written")
 
 
 def refuse_int8_loss(comparison: Comparison, *, source: str, force: bool) -> None:
@@ -97,8 +122,11 @@ def refuse_int8_loss(comparison: Comparison, *, source: str, force: bool) -> Non
 
 
 def summary(comparison: Comparison, *, against: str) -> str:
-    """One line: accuracy beside the reference's, top-1 agreement, largest probability difference."""
+    """One line: accuracy beside the reference's, top-1 and answer agreement, largest probability and
+    similarity differences."""
+    similarity = ("" if comparison.max_similarity_difference is None
+                  else f", unseen-type similarities within {comparison.max_similarity_difference:.1g}")
     return (f"test split, {comparison.photos} photos: accuracy {comparison.accuracy:.1%} "
             f"({against} {comparison.reference_accuracy:.1%}, {100 * comparison.accuracy_change:+.1f} points), "
-            f"same top-1 on {comparison.agreement:.1%}, calibrated probabilities within "
-            f"{comparison.max_probability_difference:.1g}")
+            f"same top-1 on {comparison.agreement:.1%}, same answer on {comparison.answer_agreement:.1%}, "
+            f"calibrated probabilities within {comparison.max_probability_difference:.1g}{similarity}")

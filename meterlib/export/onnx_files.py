@@ -6,6 +6,9 @@ which ONNX Runtime turns into fused integer kernels (QLinearConv with its activa
 CPUs without VNNI (AVX2) the uint8 x int8 kernels can saturate, so weights keep 7 bits
 (``reduce_range``): with 8 bits the demo model lost about 7 points of accuracy, with 7 none.
 Dynamic quantisation was measured to give no speed-up for convolutions on such a CPU.
+A checkpoint with reference features is exported as ``model.reference``'s scoring module, whose
+graph also gives the unseen-type similarity and nearest class; INT8 keeps that part (normalise,
+product with the reference features, TopK, Gather) in float32, reading the quantised features.
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ from typing import Sequence
 import numpy as np
 
 from meterlib.export import check
-from meterlib.model import checkpoint, folding, inference, onnx_metadata
+from meterlib.model import checkpoint, folding, inference, onnx_metadata, reference
 
 OPSET = 18  # ONNX Runtime >= 1.14 runs it; quantisation wants >= 13 (per-channel QDQ)
 CALIBRATION_PHOTOS = 128  # enough for stable activation ranges; calibration time grows with it
@@ -29,12 +32,19 @@ CALIBRATION_BATCH = 8
 
 
 def write_float32(content: dict, path: str | os.PathLike, *, source: str | os.PathLike = "checkpoint") -> Path:
-    """Write a loaded checkpoint's network, batch norms folded, as a float32 ONNX model with its metadata."""
+    """Write a loaded checkpoint's network, batch norms folded, as a float32 ONNX model with its metadata.
+
+    With ``reference_features`` the graph gives ``onnx_metadata.OUTPUT_NAMES`` (logits, similarity,
+    nearest class: ``reference.scoring``), else the logits alone.
+    """
     import torch
 
     onnx_metadata.require("onnx")
     onnx_metadata.require("onnxscript")  # the exporter's graph builder
     model = folding.fold_batch_norms(checkpoint.build_model(content, source=source)).eval()
+    outputs = [onnx_metadata.OUTPUT_NAME]
+    if content.get("reference_features") is not None:
+        model, outputs = reference.scoring(model, content["reference_features"]), list(onnx_metadata.OUTPUT_NAMES)
     size = int(content["image_size"])
     # A batch of 2: with 1, torch.export would fix the batch size instead of leaving it free.
     example = torch.zeros(2, 3, size, size)
@@ -42,7 +52,7 @@ def write_float32(content: dict, path: str | os.PathLike, *, source: str | os.Pa
     with contextlib.redirect_stdout(io.StringIO()), warnings.catch_warnings():
         warnings.simplefilter("ignore")
         program = torch.onnx.export(model, (example,), input_names=[onnx_metadata.INPUT_NAME],
-                                    output_names=[onnx_metadata.OUTPUT_NAME],
+                                    output_names=outputs,
                                     dynamic_shapes=({0: torch.export.Dim("batch")},),
                                     opset_version=OPSET, dynamo=True)
     fields = onnx_metadata.fields_from_checkpoint(content, precision="float32")
@@ -95,15 +105,32 @@ def calibration_pictures(splits_csv: Path, content: dict, *, count: int = CALIBR
 def quantize(float32_path: Path, path: str | os.PathLike, *, pictures: Sequence, fields: dict) -> Path:
     """Write the INT8 model of a float32 export to ``path``, calibrated on ``pictures`` (training photos only)."""
     onnx_metadata.require("onnxruntime")
+    onnx = onnx_metadata.require("onnx")
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
     reader = CalibrationPhotos(pictures, image_size=fields["image_size"], mean=fields["mean"], std=fields["std"])
     with tempfile.TemporaryDirectory(prefix="meterlib-int8-") as work:
         prepared, quantized = Path(work, "prepared.onnx"), Path(work, "int8.onnx")
-        # Shape inference and graph clean-up first, as ONNX Runtime advises for static quantisation.
-        quant_pre_process(str(float32_path), str(prepared))
+        # Shape inference and graph clean-up first, as ONNX Runtime advises for static quantisation. ONNX's
+        # own shape inference: ONNX Runtime's symbolic one fails on the Expand of normalize (the similarity),
+        # and for the network alone both give the same INT8 model.
+        quant_pre_process(str(float32_path), str(prepared), skip_symbolic_shape=True)
         quantize_static(str(prepared), str(quantized), reader, quant_format=QuantFormat.QDQ, per_channel=True,
                         reduce_range=True, activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
-                        calibrate_method=CalibrationMethod.MinMax)
+                        calibrate_method=CalibrationMethod.MinMax,
+                        nodes_to_exclude=similarity_nodes(onnx.load(str(prepared)).graph))
         return write_with_metadata(str(quantized), path, {**fields, "precision": "int8"})
+
+
+def similarity_nodes(graph) -> list[str]:
+    """The names of the nodes of an ONNX graph that only its similarity outputs need (none without them)."""
+    nodes = list(graph.node)
+    made_by = {name: index for index, node in enumerate(nodes) for name in node.output}
+    for_logits, pending = set(), [onnx_metadata.OUTPUT_NAME]
+    while pending:  # every node the logits depend on
+        index = made_by.get(pending.pop())
+        if index is not None and index not in for_logits:
+            for_logits.add(index)
+            pending.extend(nodes[index].input)
+    return [node.name for index, node in enumerate(nodes) if index not in for_logits]

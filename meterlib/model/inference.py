@@ -80,10 +80,12 @@ def load_resized_each(images: Sequence[photos.PhotoSource], *, image_size: int, 
     from tqdm.auto import tqdm
 
     squash = transforms.resize(image_size)
+    # Measures need at least QUALITY_SIDE pixels to compare with the audit's.
+    min_side = max(image_size, quality.QUALITY_SIDE // 2) if measure else image_size
 
     def decode(source):
         try:
-            picture, size = photos.load_rgb_sized(source, min_side=image_size)
+            picture, size = photos.load_rgb_sized(source, min_side=min_side)
         except DataError as exc:
             return exc.with_traceback(None)  # the traceback would keep the decoder's frames alive
         if measure:

@@ -6,10 +6,13 @@ checkpoint's fields under the same names and meanings (the ``onnx`` ones of ``mo
 - ``format`` / ``format_version``: ``"meterlib-onnx"`` / 1
 - ``class_names`` (output order), ``backbone``, ``image_size``, ``mean``, ``std``: the input
   ``pixels`` is float32, batch x 3 x image_size x image_size, RGB scaled to [0, 1], then
-  normalised with mean and std; the output ``logits`` is batch x classes
+  normalised with mean and std; the output ``logits`` is batch x classes; a model exported with
+  reference features (``model.reference``) also gives ``similarity`` (float32, batch: cosine to the
+  k-th nearest training photo) and ``nearest_class`` (int64, batch: that photo's class index)
 - ``temperature``, ``unknown_threshold``, ``conformal_quantile``, ``conformal_u``,
   ``conformal_class_thresholds``: the calibration; JSON has no infinity, so an infinite threshold
-  is written as null (the class enters every prediction set)
+  is written as null (the class enters every prediction set); optionally ``unseen_type`` (the
+  unseen-type rule, ``confidence.unseen``) and ``photo_limits`` (``confidence.photo_limits``)
 - ``splits_sha256``, ``versions`` (libraries that trained the model), ``meterlib_version`` (that
   exported it), ``precision`` (``float32`` or ``int8``), ``checks`` (what the check after export found)
 """
@@ -22,13 +25,15 @@ import math
 import os
 
 from meterlib.errors import ModelFileError, UnavailableError
-from meterlib.model import checkpoint, field_formats
+from meterlib.model import checkpoint, field_formats, reference
 from meterlib.run import atomic
 
 INSTALL_HINT = 'pip install "meterlib[onnx]"'
 METADATA_KEY = "meterlib"
 FORMAT, FORMAT_VERSION = "meterlib-onnx", 1
-INPUT_NAME, OUTPUT_NAME = "pixels", "logits"
+INPUT_NAME = "pixels"
+# The graph's outputs: the logits alone, or all three, as model.reference's scoring module gives them.
+OUTPUT_NAME, SIMILARITY_NAME, NEAREST_CLASS_NAME = OUTPUT_NAMES = reference.OUTPUTS
 PRECISIONS = ("float32", "int8")
 REQUIRED = (*field_formats.REQUIRED_IN_ONNX, "precision")
 

@@ -20,9 +20,14 @@ from meterlib.data.listing import shown_name
 from meterlib.errors import MeterlibError
 from meterlib.model import gallery
 from meterlib.serve import Prediction, Predictor, explain as saliency
+from meterlib.serve.predictor import POOR_PHOTO, UNSEEN_TYPE, UNSURE
 
 PREVIEW_SIDE = 320  # pixels: what the panel shows of a photo and of its heat-map
 COMPARED = 2  # nearest training photos are shown for the predicted type and the runner-up
+# Why an UNKNOWN names no type (Prediction.reason), in the words a field crew reads before the detail.
+REASON_WORDS = {POOR_PHOTO: "retake the photo",
+                UNSEEN_TYPE: "this looks like a meter type the model has never seen",
+                UNSURE: "the model is unsure"}
 
 
 @dataclass(frozen=True)
@@ -101,16 +106,27 @@ def nearest_photos(predictor: Predictor, photo: Image.Image, classes: Sequence[s
         return {}, f"no comparison photos: {exc}"
 
 
+def reason_text(prediction: Prediction) -> str:
+    """Why an UNKNOWN names no type, in plain words and then its detail (raw text: escape it to show it)."""
+    return f"{REASON_WORDS[prediction.reason]}: {prediction.detail}"
+
+
 def summary_line(answer: PanelAnswer) -> str:
-    """One line per answer for a text log: file, answer, confidence, top classes."""
+    """One line per answer for a text log: file, answer (an UNKNOWN with its reason), confidence, top classes.
+
+    The confidence is compared with the threshold only when it is below it.
+    """
     name = shown_name(answer.name)
     if not answer.ok:
         return f"{name}: cannot be answered: {shown_name(answer.error)}"
     p = answer.prediction
     if p.unknown:
-        pair = selective.told_apart(p.confidence, answer.threshold, digits=2)
-        below = f"{pair[0]} < {pair[1]}" if pair else f"just below {answer.threshold:.2f}"
-        verdict = f"UNKNOWN (best guess {shown_name(p.top_classes[0])}, confidence {below})"
+        confidence = f"{p.confidence:.2f}"
+        if selective.is_unknown(p.confidence, answer.threshold):
+            pair = selective.told_apart(p.confidence, answer.threshold, digits=2)
+            confidence = f"{pair[0]} < {pair[1]}" if pair else f"just below {answer.threshold:.2f}"
+        verdict = (f"UNKNOWN, {p.reason}: {shown_name(p.detail)} "
+                   f"(best guess {shown_name(p.top_classes[0])}, confidence {confidence})")
     else:
         verdict = f"{shown_name(p.label)} (confidence {p.confidence:.2f})"
     top = ", ".join(f"{shown_name(cls)} {prob:.2f}" for cls, prob in zip(p.top_classes, p.top_probabilities))

@@ -53,6 +53,12 @@ def upload_handler(predictor: Predictor, answers: widgets.Box, status: widgets.H
     return handle
 
 
+def model_notes(predictor: Predictor) -> list[widgets.HTML]:
+    """What the panel says once, above its answers, about the model: that it cannot flag unseen types, if so."""
+    note = predictor.unseen_type_note
+    return [view.message(note)] if note else []
+
+
 def missing_model(path: Any) -> widgets.HTML:
     """What the panel shows instead of answers when there is no trained model."""
     return view.message(missing_model_text(path), colour=view.RED)

@@ -11,7 +11,7 @@ from meterlib.panel.answers import PanelAnswer
 
 
 def plot_answers(answers: Sequence[PanelAnswer]):
-    """One row per answered photo: the photo, its heat-map, the top classes as bars."""
+    """One row per answered photo: the photo, its heat-map, the top classes as bars (an UNKNOWN's with its reason)."""
     shown = [answer for answer in answers if answer.ok]
     fig, axes = plt.subplots(max(len(shown), 1), 3, figsize=(9, 2.8 * max(len(shown), 1)), squeeze=False,
                              gridspec_kw={"width_ratios": [1, 1, 1.6]})
@@ -28,8 +28,9 @@ def plot_answers(answers: Sequence[PanelAnswer]):
         row[2].barh([shown_name(name) for name in p.top_classes[::-1]], p.top_probabilities[::-1], color=colours[::-1])
         row[2].set_xlim(0, 1)
         row[2].axvline(answer.threshold, color="tab:red", linestyle="--", linewidth=1)
-        guess = f", best guess {shown_name(p.top_classes[0])}" if p.unknown else ""
-        row[2].set_title(f"{shown_name(p.label)} ({p.confidence:.1%}{guess}); dashed: UNKNOWN threshold", fontsize=9)
+        verdict = (f"{p.label}, {p.reason} ({p.confidence:.1%}, best guess {shown_name(p.top_classes[0])})"
+                   if p.unknown else f"{shown_name(p.label)} ({p.confidence:.1%})")
+        row[2].set_title(f"{verdict}; dashed: UNKNOWN threshold", fontsize=9)
     if not shown:
         axes[0, 0].text(0.5, 0.5, "no photo answered", ha="center", va="center")
         for ax in axes[0]:

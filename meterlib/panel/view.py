@@ -17,7 +17,8 @@ from PIL import Image
 
 from meterlib.confidence import selective
 from meterlib.data.listing import shown_name
-from meterlib.panel.answers import PanelAnswer
+from meterlib.panel.answers import PanelAnswer, reason_text
+from meterlib.serve.predictor import POOR_PHOTO, UNSEEN_TYPE, UNSURE
 
 RED, BLUE, GREY = "#b3261e", "#1f5fa8", "#5f6368"
 THUMB_SIDE = 96  # pixels: a nearest training photo
@@ -53,16 +54,20 @@ def error_line(name: str, problem: str | None) -> widgets.HTML:
 
 
 def unknown_banner(answer: PanelAnswer) -> widgets.HTML:
-    """The warning shown when the model is not sure enough to name a type."""
+    """The warning shown when the model names no type: its reason in plain words, the detail, what to do."""
     p = answer.prediction
-    pair = selective.told_apart(p.confidence, answer.threshold, digits=1, percent=True)
-    below = (f"the confidence {pair[0]} is below the threshold {pair[1]}" if pair
-             else f"the confidence is just below the threshold {answer.threshold:.1%}")
-    text = (f"UNKNOWN: {below}. "
-            f"The best guess is {_escaped(p.top_classes[0])}, but it may be a type the model never saw "
-            "or a poor photo: compare with the training photos or take another photo.")
+    guess = _escaped(p.top_classes[0])
+    advice = {POOR_PHOTO: f"The best guess is {guess}, but a photo this poor cannot be judged.",
+              UNSEEN_TYPE: f"The closest known type is {guess}: compare with the training photos; "
+                           "if it is a new type, report it so that the model can learn it.",
+              UNSURE: f"The best guess is {guess}: compare with the training photos or take another photo."}
+    text = f"UNKNOWN: {_escaped(reason_text(p))}."
+    if p.reason == UNSURE:
+        pair = selective.told_apart(p.confidence, answer.threshold, digits=1, percent=True)
+        text += (f" The confidence {pair[0]} is below the threshold {pair[1]}." if pair
+                 else f" The confidence is just below the threshold {answer.threshold:.1%}.")
     return _html(f'<div style="background:{RED};color:white;padding:6px 10px;border-radius:4px;'
-                 f'font-weight:bold">{text}</div>', "meterlib-unknown")
+                 f'font-weight:bold">{text} {advice[p.reason]}</div>', "meterlib-unknown")
 
 
 def notice(text: str, *, colour: str = GREY) -> str:
@@ -86,14 +91,17 @@ def bars_html(classes: list[str], probabilities: list[float]) -> str:
     return f"<table>{rows}</table>"
 
 
-def set_text(prediction_set: list[str], n_classes: int) -> str:
-    """The prediction set in words."""
+def set_text(prediction_set: list[str], n_classes: int, *, reason: str | None = None) -> str:
+    """The prediction set in words; its coverage is promised only for known types, so not for an ``unseen_type``."""
     if not prediction_set:
         return "Prediction set: empty (no type is likely enough)."
     if len(prediction_set) == n_classes > 1:
         return "Prediction set: every known type (the model cannot narrow it down)."
     names = [_escaped(name) for name in prediction_set]
     words = names[0] if len(names) == 1 else f"{', '.join(names[:-1])} or {names[-1]}"
+    if reason == UNSEEN_TYPE:
+        return (f"Prediction set: {words} (the closest known types; this photo looks like none of them, "
+                "so the set may not hold its true type).")
     return f"Prediction set: {words} (the true type is among these with the calibrated coverage)."
 
 
@@ -107,7 +115,7 @@ def _verdict(answer: PanelAnswer) -> widgets.VBox:
                        "meterlib-confidence")
     title = _html(f"<i>top {len(p.top_classes)}, calibrated</i>")
     bars = _html(bars_html(p.top_classes, p.top_probabilities), "meterlib-top")
-    sets = _html(f'<div style="max-width:320px">{set_text(p.prediction_set, answer.n_classes)}</div>',
+    sets = _html(f'<div style="max-width:320px">{set_text(p.prediction_set, answer.n_classes, reason=p.reason)}</div>',
                  "meterlib-set")
     return widgets.VBox([label, confidence, title, bars, sets], layout=widgets.Layout(margin="0 12px"))
 

@@ -13,7 +13,7 @@ from meterlib.run import atomic
 from meterlib.serve.predictor import Outcome
 
 SET_SEPARATOR = "|"  # joins a prediction set's classes in one cell (as in notebook 03's results)
-FIRST_COLUMNS = ("file", "label", "unknown", "confidence")  # then the top-k, the set and the error
+FIRST_COLUMNS = ("file", "label", "unknown", "confidence")  # then the top-k, the set, the reason and the error
 # How every CSV of this command begins, whatever its top-k: how an earlier answers file is recognised.
 CSV_HEADER_START = (",".join(FIRST_COLUMNS) + ",").encode()
 # A spreadsheet runs a cell that starts with one of these as a formula (CSV injection); tabs and
@@ -22,13 +22,18 @@ _FORMULA_STARTS = ("=", "+", "-", "@")
 
 
 def csv_columns(top_k: int) -> list[str]:
-    """The CSV's columns: file, label, unknown, confidence, top1..topK class and probability, set, error."""
+    """The CSV's columns: file, label, unknown, confidence, top1..topK class and probability, set,
+    reason, detail, unseen_p, error."""
     ranked = [f"top{rank}_{what}" for rank in range(1, top_k + 1) for what in ("class", "probability")]
-    return [*FIRST_COLUMNS, *ranked, "prediction_set", "error"]
+    return [*FIRST_COLUMNS, *ranked, "prediction_set", "reason", "detail", "unseen_p", "error"]
 
 
 def csv_rows(outcomes: Sequence[Outcome], *, top_k: int) -> list[dict]:
-    """One dict of ``csv_columns`` per photo; the answer's cells stay empty in an error row."""
+    """One dict of ``csv_columns`` per photo; the answer's cells stay empty in an error row.
+
+    ``reason`` and ``detail`` are empty for a photo answered with a type; ``unseen_p`` is empty where
+    the model has no unseen-type score.
+    """
     rows = []
     for outcome in outcomes:
         row = dict.fromkeys(csv_columns(top_k), "")
@@ -36,7 +41,8 @@ def csv_rows(outcomes: Sequence[Outcome], *, top_k: int) -> list[dict]:
         answer = outcome.prediction
         if answer is not None:
             row.update(label=answer.label, unknown=answer.unknown, confidence=round(answer.confidence, 6),
-                       prediction_set=SET_SEPARATOR.join(answer.prediction_set))
+                       prediction_set=SET_SEPARATOR.join(answer.prediction_set), reason=answer.reason or "",
+                       detail=answer.detail, unseen_p="" if answer.unseen_p is None else round(answer.unseen_p, 6))
             for rank, (name, probability) in enumerate(zip(answer.top_classes, answer.top_probabilities), 1):
                 row[f"top{rank}_class"], row[f"top{rank}_probability"] = name, round(probability, 6)
         rows.append({column: _cell(value) for column, value in row.items()})

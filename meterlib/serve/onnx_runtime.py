@@ -10,7 +10,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from meterlib.errors import ModelFileError
-from meterlib.model import checkpoint, inference, onnx_metadata, reference
+from meterlib.model import checkpoint, inference, onnx_metadata
 from meterlib.run import machine
 
 
@@ -23,8 +23,8 @@ class OnnxModel:
 
     @property
     def has_similarity(self) -> bool:
-        """Whether the graph also gives the unseen-type similarity and nearest class (``reference.OUTPUTS``)."""
-        return len(self.session.get_outputs()) == len(reference.OUTPUTS)
+        """Whether the graph also gives the unseen-type similarity and nearest class (``OUTPUT_NAMES``)."""
+        return len(self.session.get_outputs()) == len(onnx_metadata.OUTPUT_NAMES)
 
     def logits(self, pictures: Sequence, *, image_size: int, mean: Sequence[float], std: Sequence[float],
                batch_size: int = 32) -> np.ndarray:
@@ -34,7 +34,7 @@ class OnnxModel:
     def outputs(self, pictures: Sequence, *, image_size: int, mean: Sequence[float], std: Sequence[float],
                 batch_size: int = 32) -> list[np.ndarray]:
         """Every output of the graph for squashed PIL images: logits (n, classes), then, when it has them,
-        the similarity (n,) and nearest class (n,) of ``reference.OUTPUTS``."""
+        the similarity (n,) and nearest class (n,) of ``onnx_metadata.OUTPUT_NAMES``."""
         batches = inference.input_batches(pictures, image_size=image_size, mean=mean, std=std,
                                           batch_size=batch_size)
         parts = [self.session.run(None, {onnx_metadata.INPUT_NAME: np.ascontiguousarray(batch)})
@@ -95,14 +95,23 @@ def _first_non_finite_initializer(data: bytes) -> str:
 
 
 def _check_signature(session, fields: dict, *, source: Path) -> None:
-    """ModelFileError unless the network takes the metadata's input size and gives one logit per class."""
+    """ModelFileError unless the network takes the metadata's input size and gives one logit per class,
+    alone or with the similarity and nearest class of ``onnx_metadata.OUTPUT_NAMES``."""
     inputs, outputs = session.get_inputs(), session.get_outputs()
     size, classes = fields["image_size"], len(fields["class_names"])
     if [item.name for item in inputs] != [onnx_metadata.INPUT_NAME] or list(inputs[0].shape[1:]) != [3, size, size]:
         shown = [(item.name, item.shape) for item in inputs]
         raise ModelFileError(f"{source}: the network's input {shown} is not "
                              f"{onnx_metadata.INPUT_NAME!r} of shape (batch, 3, {size}, {size})")
-    if len(outputs) not in (1, len(reference.OUTPUTS)) or outputs[0].shape[1:] != [classes]:
+    if len(outputs) not in (1, len(onnx_metadata.OUTPUT_NAMES)) or outputs[0].shape[1:] != [classes]:
         shown = [(item.name, item.shape) for item in outputs]
         raise ModelFileError(f"{source}: the network's output {shown} is not one logit for "
                              f"each of the {classes} classes")
+    batch = outputs[0].shape[:1]
+    expected = [(onnx_metadata.SIMILARITY_NAME, "tensor(float)", batch),
+                (onnx_metadata.NEAREST_CLASS_NAME, "tensor(int64)", batch)]
+    if len(outputs) > 1 and [(item.name, item.type, item.shape) for item in outputs[1:]] != expected:
+        shown = [(item.name, item.type, item.shape) for item in outputs]
+        raise ModelFileError(f"{source}: the network's outputs {shown} are not the logits, "
+                             f"{onnx_metadata.SIMILARITY_NAME!r} (float32, one per photo) and "
+                             f"{onnx_metadata.NEAREST_CLASS_NAME!r} (int64, one per photo)")

@@ -1,5 +1,6 @@
 """The calibration 03 fits and serves: its photos, its size groups, its model-file fields and their checks."""
 
+import dataclasses
 import math
 import warnings
 
@@ -8,7 +9,8 @@ import pandas as pd
 import pytest
 import torch
 
-from meterlib.confidence import calibration, conformal, fitted, mondrian, selective
+from meterlib.confidence import calibration, conformal, fitted, mondrian, selective, unseen
+from meterlib.confidence.photo_limits import PhotoLimits
 from meterlib.confidence.fitted import Calibration, CalibrationFit
 from meterlib.errors import ModelFileError
 from meterlib.model import backbones, checkpoint
@@ -160,13 +162,70 @@ def test_the_calibration_record_holds_the_fit_and_every_metric_before_and_after(
 def test_checkpoint_fields_are_the_calibration_its_alpha_and_its_record():
     calibrated, record = _calibrated(), {"temperature": 1.3, "fitted": True}
     fields = fitted.checkpoint_fields(calibrated, record=record)
-    assert list(fields) == ["temperature", "unknown_threshold", "conformal_quantile", "conformal_u",
-                            "conformal_alpha", "calibration"]
+    assert list(fields) == ["unseen_type", "photo_limits", "temperature", "unknown_threshold", "conformal_quantile",
+                            "conformal_u", "conformal_alpha", "calibration"]
+    assert fields["unseen_type"] is None and fields["photo_limits"] is None  # none fitted: cleared
     assert Calibration.from_fields(fields) == calibrated.calibration
     assert (fields["conformal_alpha"], fields["calibration"]) == (0.34, record)
     thresholds = fitted.checkpoint_fields(_calibrated(conformal_class_thresholds=(0.5, math.inf, 0.5, 0.5),
                                                       conformal_u=0.5), record=record)
     assert thresholds["conformal_class_thresholds"] == [0.5, math.inf, 0.5, 0.5] and thresholds["conformal_u"] == 0.5
+
+
+LIMITS = PhotoLimits(brightness=0.1, contrast=0.05, sharpness=20.0, short_side=64)
+
+
+def _val_scores(n: int) -> tuple[np.ndarray, np.ndarray]:
+    """Val photos' logits and similarities to the nearest training photo."""
+    return _logits(n, seed=3), np.random.default_rng(3).normal(0.8, 0.05, n)
+
+
+def test_the_unseen_type_rule_is_fitted_on_val_photos_or_says_why_not():
+    logits, similarity = _val_scores(40)
+    rule, note = fitted.unseen_type_rule(logits, similarity, temperature=1.5, alpha=0.1, min_photos=30)
+    assert note == "" and rule == unseen.fit_unseen_rule(logits, similarity, temperature=1.5, alpha=0.1,
+                                                         min_photos=30)
+    assert rule.photos == 40 and rule.alpha == 0.1
+    assert fitted.unseen_type_rule(logits, similarity, temperature=1.5, alpha=0.1, min_photos=41) == (
+        None, "only 40 val photos, fewer than min_calibration_images (41)")
+    rule, note = fitted.unseen_type_rule(logits, None, temperature=1.5, alpha=0.1, min_photos=30)
+    assert rule is None and "no reference features" in note
+
+
+def test_with_rules_adds_the_rule_and_the_limits_and_keeps_the_rest():
+    rule, _ = fitted.unseen_type_rule(*_val_scores(40), temperature=1.3, alpha=0.1, min_photos=30)
+    before = _calibrated()
+    after = fitted.with_rules(before, unseen_type=rule, photo_limits=LIMITS)
+    assert (after.calibration.unseen_type, after.calibration.photo_limits) == (rule, LIMITS)
+    assert dataclasses.replace(after.calibration, unseen_type=None, photo_limits=None) == before.calibration
+    assert dataclasses.replace(after, calibration=before.calibration) == before
+    assert fitted.with_rules(after, unseen_type=None, photo_limits=None).calibration == before.calibration
+
+
+def test_the_rules_record_says_what_was_fitted_and_why_not():
+    rule, _ = fitted.unseen_type_rule(*_val_scores(40), temperature=1.3, alpha=0.1, min_photos=30)
+    served = fitted.with_rules(_calibrated(), unseen_type=rule, photo_limits=LIMITS).calibration
+    assert fitted.rules_record(served) == {
+        "unseen_type": {"fitted": True, "reason": "", "alpha": 0.1, "calibration_photos": 40},
+        "photo_limits": {"fitted": True, "reason": "", "quantile": LIMITS.quantile}}
+    assert fitted.rules_record(Calibration(), unseen_note="only 3 val photos", limits_note="too few") == {
+        "unseen_type": {"fitted": False, "reason": "only 3 val photos", "alpha": None, "calibration_photos": 0},
+        "photo_limits": {"fitted": False, "reason": "too few", "quantile": None}}
+
+
+def test_a_recalibrated_model_file_keeps_no_stale_rule(saved):
+    rule, _ = fitted.unseen_type_rule(*_val_scores(40), temperature=1.3, alpha=0.1, min_photos=30)
+    with_both = fitted.with_rules(_calibrated(), unseen_type=rule, photo_limits=LIMITS)
+    checkpoint.release(saved, saved, **fitted.checkpoint_fields(with_both, record={}))
+    with pytest.warns(UserWarning, match="no reference features"):  # this test model has none
+        assert Predictor.from_checkpoint(saved, device="cpu").calibration == with_both.calibration
+    # 03 run again where the rule cannot be fitted: the old rule and limits go, not only stay unset.
+    checkpoint.release(saved, saved, **fitted.checkpoint_fields(_calibrated(), record={}))
+    stored = checkpoint.load(saved)
+    assert stored["unseen_type"] is None and stored["photo_limits"] is None
+    with pytest.warns(UserWarning, match="unseen_type is unavailable"):
+        served = Predictor.from_checkpoint(saved, device="cpu").calibration
+    assert served == _calibrated().calibration
 
 
 def test_released_checkpoint_fields_are_what_the_predictor_serves(saved):
@@ -202,6 +261,10 @@ def test_a_train_test_tree_without_val_is_calibrated(smoke_run, tmp_path):
     assert record["fitted"] and saved["temperature"] != 1.0
     assert 0.0 < saved["conformal_quantile"] < 1.0  # informative sets: neither single classes nor all classes
     assert 0.0 < saved["unknown_threshold"] < 1.0
+    # Without val photos the unseen-type rule is not fitted (out-of-fold photos never fit it), and says why.
+    assert not record["unseen_type"]["fitted"] and saved["unseen_type"] is None
+    assert record["unseen_type"]["reason"].startswith("only 0 val photos")
+    assert record["photo_limits"]["fitted"] and saved["photo_limits"] is not None
     assert not (mine / "processed" / "val").exists()  # the user's tree is left as it was
     metrics = json.loads(p.metrics_json.read_text())
     assert metrics["calibration"]["calibration_photos"]["out_of_fold"] == trained

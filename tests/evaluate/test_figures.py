@@ -119,3 +119,19 @@ def test_most_confused_counts_mistakes_both_ways_then_support():
     counts = np.array([[5, 0, 0, 0], [0, 9, 0, 0], [2, 0, 1, 0], [0, 0, 0, 1]])
     assert figures.most_confused(counts, limit=2).tolist() == [0, 2]
     assert figures.most_confused(counts, limit=3).tolist() == [0, 1, 2]
+
+
+def test_reason_scores_draw_each_limit_over_known_and_unseen_photos():
+    scores = {"brightness": (np.array([0.5, 0.6, 0.7]), np.array([0.1])),
+              "short_side": (np.array([120.0, 120.0]), np.array([120.0]))}  # one value throughout
+    fig = figures.plot_reason_scores("poor_photo", scores, limits={"brightness": 0.2, "short_side": 100.0}, bins=5)
+    brightness, short_side = fig.axes
+    assert fig.get_suptitle() == "poor_photo"
+    assert brightness.get_title() == "brightness (poor_photo limit 0.2)" and brightness.get_xlabel() == "brightness"
+    assert [line.get_xdata()[0] for line in brightness.lines] == [0.2]
+    assert [line.get_xdata()[0] for line in short_side.lines] == [100.0]
+    assert [t.get_text() for t in brightness.get_legend().get_texts()] == ["known classes (n=3)",
+                                                                          "unseen classes (n=1)"]
+    # Equal values still get bins of some width (around the value), each group summing to 1.
+    assert len(short_side.patches) == 2 * 5 and min(p.get_width() for p in short_side.patches) > 0
+    assert sum(p.get_height() for p in short_side.patches) == pytest.approx(2.0)

@@ -88,8 +88,10 @@ def test_results_table_values():
     root = np.sqrt(RAW[1])
     assert row["calibrated_confidence"] == pytest.approx(root[1] / root.sum())
     assert bool(row["unknown"]) and row["prediction_set"] == "BETA|ALPHA" and row["set_size"] == 2
+    assert row["reason"] == "unsure"
     first = _table().iloc[0]  # calibrated 0.43 >= threshold 0.4: answered
     assert not first["unknown"] and first["correct"] and first["prediction_set"] == "ALPHA|BETA"
+    assert first["reason"] == ""
 
 
 def test_results_table_follows_the_predictions():
@@ -97,6 +99,7 @@ def test_results_table_follows_the_predictions():
     table = _table(predictions=answers)
     assert table["calibrated_confidence"].tolist() == [a.confidence for a in answers]
     assert table["unknown"].tolist() == [a.unknown for a in answers]
+    assert table["reason"].tolist() == [a.reason or "" for a in answers] == ["", "unsure"]
     assert table["prediction_set"].tolist() == ["|".join(a.prediction_set) for a in answers]
 
 

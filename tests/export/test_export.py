@@ -11,6 +11,7 @@ import pytest
 from PIL import Image
 
 from meterlib.cli.main import main
+from meterlib.confidence import photo_limits, unseen
 from meterlib.errors import ExportError, ModelFileError, UnavailableError
 from meterlib.export import check, export, onnx_files
 from meterlib.model import checkpoint, onnx_metadata
@@ -19,8 +20,12 @@ from meterlib.serve import Predictor
 onnx = pytest.importorskip("onnx")
 pytest.importorskip("onnxruntime")
 
+UNSEEN_TYPE = unseen.UnseenRule(energy=[-1.5, 0.25, 2.0], similarity=[0.1, 0.5, 0.9], fused=[1 / 3, 2 / 3, 1.0],
+                                alpha=0.3).to_field()
+PHOTO_LIMITS = photo_limits.PhotoLimits(brightness=0.05, contrast=0.02, sharpness=12.5, short_side=48).to_field()
 CALIBRATION = dict(temperature=2.0, unknown_threshold=0.4, conformal_quantile=0.8, conformal_u=0.25,
-                   conformal_class_thresholds=[0.5, math.inf, 0.7])
+                   conformal_class_thresholds=[0.5, math.inf, 0.7], unseen_type=UNSEEN_TYPE,
+                   photo_limits=PHOTO_LIMITS)
 
 
 @pytest.fixture(scope="module")
@@ -64,11 +69,25 @@ def test_metadata_carries_everything_the_predictor_needs(calibrated, exported):
     assert (fields["image_size"], fields["mean"], fields["std"]) == (32, [0.5] * 3, [0.25] * 3)
     assert (fields["backbone"], fields["precision"], fields["splits_sha256"]) == ("random", "float32", "ab" * 32)
     assert fields["conformal_class_thresholds"] == [0.5, None, 0.7]
+    assert (fields["unseen_type"], fields["photo_limits"]) == (UNSEEN_TYPE, PHOTO_LIMITS)
     assert fields["meterlib_version"] == content["versions"]["meterlib"] and fields["versions"] == content["versions"]
     served = Predictor.load(exported)
     assert served.calibration.to_fields() == CALIBRATION
     assert (served.class_names, served.image_size, served.mean, served.std) == (
         ["zeta", "alpha", "mu"], 32, [0.5] * 3, [0.25] * 3)
+    assert served.calibration == Predictor.load(calibrated).calibration
+
+
+def test_an_export_without_reference_features_gives_logits_alone_and_says_why_no_unseen_type(exported, photos):
+    proto = onnx.load(exported)
+    assert [item.name for item in proto.graph.output] == [onnx_metadata.OUTPUT_NAME]
+    assert onnx_files.similarity_nodes(proto.graph) == []
+    with pytest.warns(UserWarning, match="no reference features"):  # a calibrated model: said once, on load
+        served = Predictor.load(exported)
+    assert not served.has_similarity and served.calibration.unseen_type is not None
+    assert "no reference features" in served.unseen_type_note
+    answers = served.predict_many(photos)
+    assert all(answer.unseen_p is None and answer.reason != "unseen_type" for answer in answers)
 
 
 def test_onnx_answers_as_the_checkpoint_does(calibrated, exported, photos):
@@ -123,6 +142,14 @@ def _rewritten(exported, tmp_path, change) -> str:
      "not one logit for each of the 2 classes"),
     (lambda fields: json.dumps({**fields, "image_size": 64}), "is not 'pixels' of shape (batch, 3, 64, 64)"),
     (lambda fields: json.dumps({**fields, "precision": "int4"}), "metadata field 'precision' must be one of"),
+    (lambda fields: json.dumps({**fields, "unseen_type": {**UNSEEN_TYPE, "alpha": 1.5}}),
+     "metadata field 'unseen_type' needs 'alpha' as a number between 0 and 1"),
+    (lambda fields: json.dumps({**fields, "unseen_type": {**UNSEEN_TYPE, "fused": [0.5]}}),
+     "metadata field 'unseen_type' needs 'energy', 'similarity' and 'fused' of one length"),
+    (lambda fields: json.dumps({**fields, "photo_limits": {**PHOTO_LIMITS, "sharpness": -1}}),
+     "metadata field 'photo_limits' needs finite numbers >= 0"),
+    (lambda fields: json.dumps({**fields, "photo_limits": {"brightness": 0.1}}),
+     "metadata field 'photo_limits' must be a dict with the keys brightness"),
 ])
 def test_bad_metadata_is_refused_naming_the_file(exported, tmp_path, change, message):
     path = _rewritten(exported, tmp_path, change)
@@ -195,17 +222,41 @@ def test_a_missing_onnx_package_says_how_to_install_it(package, calibrated, expo
     assert str(caught.value).startswith(f"{package} is not installed") and hint in str(caught.value)
 
 
+def _comparison(**changed) -> check.Comparison:
+    """A comparison of 200 photos that every check passes, with ``changed`` values."""
+    fields = dict(photos=200, reference_accuracy=0.9, accuracy=0.9, agreement=1.0, max_probability_difference=1e-5,
+                  answer_agreement=1.0, max_similarity_difference=1e-6)
+    return check.Comparison(**{**fields, **changed})
+
+
 def test_int8_that_loses_more_than_a_point_is_refused_unless_forced():
-    comparison = check.Comparison(photos=200, reference_accuracy=0.9, accuracy=0.885, agreement=0.95,
-                                  max_probability_difference=0.3)
+    comparison = _comparison(accuracy=0.885, agreement=0.95, max_probability_difference=0.3, answer_agreement=0.9,
+                             max_similarity_difference=0.2)
     with pytest.raises(ExportError, match=r"m\.onnx: INT8 loses 1\.5 points .*--force"):
         check.refuse_int8_loss(comparison, source="m.onnx", force=False)
     check.refuse_int8_loss(comparison, source="m.onnx", force=True)
-    check.refuse_int8_loss(check.Comparison(200, 0.9, 0.891, 0.97, 0.2), source="m.onnx", force=False)
+    # Other answers and similarities apart are INT8's rounding: only the accuracy counts.
+    check.refuse_int8_loss(_comparison(accuracy=0.891, agreement=0.97, max_probability_difference=0.2,
+                                       answer_agreement=0.8, max_similarity_difference=0.3),
+                           source="m.onnx", force=False)
 
 
-def test_float32_that_answers_otherwise_is_refused():
-    comparison = check.Comparison(photos=10, reference_accuracy=0.9, accuracy=0.9, agreement=0.9,
-                                  max_probability_difference=2e-3)
-    with pytest.raises(ExportError, match="1 with another top-1 class"):
-        check.refuse_float32_difference(comparison, source="m.pt")
+@pytest.mark.parametrize("changed, message", [
+    (dict(agreement=0.99), "(2 with another top-1 class, 0 with another answer or reason"),
+    (dict(answer_agreement=0.995), "(0 with another top-1 class, 1 with another answer or reason"),
+    (dict(max_probability_difference=2e-3), "calibrated probabilities up to 0.002 apart"),
+    (dict(max_similarity_difference=5e-4), "unseen-type similarities up to 0.0005 apart, allowed 0.0001"),
+])
+def test_float32_that_answers_otherwise_is_refused(changed, message):
+    check.refuse_float32_difference(_comparison(), source="m.pt")
+    check.refuse_float32_difference(_comparison(max_similarity_difference=None), source="m.pt")
+    with pytest.raises(ExportError) as caught:
+        check.refuse_float32_difference(_comparison(**changed), source="m.pt")
+    assert str(caught.value).startswith("m.pt: the ONNX export does not answer as the checkpoint does")
+    assert message in str(caught.value)
+
+
+def test_the_summary_reports_the_answers_and_the_similarity_when_there_is_one():
+    line = check.summary(_comparison(answer_agreement=0.995, max_similarity_difference=0.03), against="PyTorch")
+    assert "same top-1 on 100.0%, same answer on 99.5%" in line and line.endswith("similarities within 0.03")
+    assert "similarit" not in check.summary(_comparison(max_similarity_difference=None), against="PyTorch")

@@ -143,4 +143,5 @@ def test_the_field_table_says_which_fields_checkpoints_and_the_onnx_metadata_nee
     assert field_formats.REQUIRED_IN_ONNX == ("backbone", "class_names", "image_size", "mean", "std",
                                               "temperature", "unknown_threshold")
     assert set(field_formats.IN_ONNX) == {*field_formats.REQUIRED_IN_ONNX, "conformal_quantile", "conformal_u",
-                                          "conformal_class_thresholds", "splits_sha256", "versions"}
+                                          "conformal_class_thresholds", "unseen_type", "photo_limits",
+                                          "splits_sha256", "versions"}

@@ -1,4 +1,5 @@
-"""nbval guards notebook 03's confidence: a broken temperature fit, set calibration or UNKNOWN rule fails it.
+"""nbval guards notebook 03's confidence: a broken temperature fit, set calibration, UNKNOWN rule or
+unseen-type fusion fails it.
 
 Each case runs 03 (smoke profile, on the smoke pipeline's data and a copy of its reports) with one
 rule broken in the kernel, and expects nbval to fail on the checked cell that reports that rule.
@@ -25,7 +26,17 @@ BREAKS = {
              "target coverage "),
     "unknown": ("selective.is_unknown = lambda confidence, threshold: np.asarray(confidence) < threshold / 2",
                 "UNKNOWN threshold: "),
+    # The fused p-value without its feature half: the energy's p-value alone.
+    "fusion": ("from meterlib.confidence import unseen\n"
+               "unseen.UnseenRule.p_value = lambda self, logits, similarity, *, temperature: unseen.p_values(\n"
+               "    self.energy, selective.energy_score(logits, temperature=temperature))",
+               ": AUROC {auroc"),
 }
+UNSEEN_FIT = "unseen_type: fitted on "  # the checked line that reports the unseen-type rule's fit
+# Each break shows where it happens: the checked lines it must leave alone.
+UNTOUCHED = {"temperature": (), "sets": ("calibration photos: ", "UNKNOWN threshold: ", ": AUROC {auroc"),
+             "unknown": ("calibration photos: ", "target coverage ", ": AUROC {auroc"),
+             "fusion": ("calibration photos: ", "target coverage ", UNSEEN_FIT)}
 
 
 def _broken_notebook(case: str, smoke_run, folder: Path) -> tuple[Path, dict[str, int]]:
@@ -43,7 +54,7 @@ def _broken_notebook(case: str, smoke_run, folder: Path) -> tuple[Path, dict[str
     nb.cells.insert(first_code + 1, nbformat.v4.new_code_cell(BREAKS[case][0]))
     code = [c for c in nb.cells if c.cell_type == "code"]
     where = {marker: next(i for i, c in enumerate(code) if nbcheck.is_checked(c) and marker in c.source)
-             for _, marker in BREAKS.values()}
+             for marker in {marker for _, marker in BREAKS.values()} | {UNSEEN_FIT}}
     nbformat.write(nb, prepared)
     return prepared, where
 
@@ -63,7 +74,4 @@ def test_nbval_fails_where_a_confidence_rule_breaks(case, smoke_run, tmp_path):
     failed, report = _failed_cells(notebook)
     marker = BREAKS[case][1]
     assert where[marker] in failed, f"nbval did not flag {marker!r}\n{report[-3000:]}"
-    # Each break shows where it happens: the UNKNOWN rule and the sets leave the temperature's cell alone.
-    untouched = {"temperature": (), "sets": ("calibration photos: ", "UNKNOWN threshold: "),
-                 "unknown": ("calibration photos: ", "target coverage ")}[case]
-    assert not failed & {where[line] for line in untouched}, report[-3000:]
+    assert not failed & {where[line] for line in UNTOUCHED[case]}, report[-3000:]

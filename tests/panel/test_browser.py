@@ -21,6 +21,7 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+from PIL import Image
 
 from meterlib.data import splits
 from meterlib.panel import answers
@@ -30,6 +31,7 @@ from meterlib.serve import Predictor
 CHROMIUM = Path(os.environ.get("METERLIB_CHROMIUM", "/usr/bin/chromium"))
 NOTEBOOK = "04_predict_panel.ipynb"
 UPLOAD_NAME = "uploaded_meter.jpg"
+POOR_NAME = "dark_small_meter.png"  # a photo too dark and too small to judge: its banner must give the reason
 START_S, RUN_S = 120, 300  # servers start; the notebook runs (torch import, model, heat-maps) on 2 CPUs
 pytestmark = [
     pytest.mark.slow, pytest.mark.browser,
@@ -40,7 +42,7 @@ pytestmark = [
 
 @pytest.fixture(scope="module")
 def served(smoke_run, tmp_path_factory) -> dict:
-    """A scratch folder holding notebook 04 pointed at the smoke model, a photo to upload, the expected answer."""
+    """A scratch folder holding notebook 04 pointed at the smoke model, photos to upload, the expected answers."""
     root = tmp_path_factory.mktemp("panel_served")
     folder = root / "notebooks"
     folder.mkdir()
@@ -50,8 +52,12 @@ def served(smoke_run, tmp_path_factory) -> dict:
     notebook = runner.prepare(planned, folder / NOTEBOOK)
     [photo] = answers.pick_photos(splits.read_manifest(smoke_run.splits_csv), 1)
     upload = shutil.copyfile(smoke_run.dataset_dir / photo, root / UPLOAD_NAME)
+    poor = root / POOR_NAME
+    Image.new("RGB", (24, 24), (4, 4, 4)).save(poor)
     predictor = Predictor.from_checkpoint(smoke_run.checkpoint)
-    return {"root": root, "notebook": notebook, "upload": upload, "expected": predictor.predict(upload),
+    expected = {UPLOAD_NAME: predictor.predict(upload), POOR_NAME: predictor.predict(poor)}
+    assert expected[POOR_NAME].reason is not None, "the smoke model named a type for a 24-pixel black photo"
+    return {"root": root, "notebook": notebook, "uploads": [upload, poor], "expected": expected,
             "gallery": predictor.gallery is not None}
 
 
@@ -173,22 +179,26 @@ def _run_all_cells(page, port: int, attempts: int = 3) -> None:
 
 
 def _upload_and_check(page, served: dict, screenshot: Path) -> None:
-    """Choose the photo with the upload button; the panel must show the Predictor's answer."""
+    """Choose the photos with the upload button; the panel must show the Predictor's answers, an UNKNOWN's reason."""
     page.wait_for_selector(".meterlib-answer", timeout=RUN_S * 1000)  # the pre-filled answers
     # The button opens a file input that ipywidgets keeps out of the page, so answer its file chooser.
     with page.expect_file_chooser() as chooser:
         page.locator(".meterlib-upload").click()
-    chooser.value.set_files(str(served["upload"]))
-    name = page.locator(".meterlib-name", has_text=UPLOAD_NAME)
-    answer = page.locator(".meterlib-answer").filter(has=name)
-    answer.locator(".meterlib-heatmap img").wait_for(state="visible", timeout=RUN_S * 1000)
-    expected = served["expected"]
-    assert answer.locator(".meterlib-label").inner_text().strip() == expected.label
-    assert answer.locator(".meterlib-unknown").count() == int(expected.unknown)
-    assert expected.top_classes[0] in answer.locator(".meterlib-top").inner_text()
-    if served["gallery"]:  # training photos of the predicted type and the runner-up
-        assert answer.locator(".meterlib-neighbours img").count() >= 2
-    answer.scroll_into_view_if_needed()
+    chooser.value.set_files([str(path) for path in served["uploads"]])
+    for file_name, expected in served["expected"].items():
+        name = page.locator(".meterlib-name", has_text=file_name)
+        answer = page.locator(".meterlib-answer").filter(has=name)
+        answer.locator(".meterlib-heatmap img").wait_for(state="visible", timeout=RUN_S * 1000)
+        assert answer.locator(".meterlib-label").inner_text().strip() == expected.label
+        assert answer.locator(".meterlib-unknown").count() == int(expected.unknown)
+        if expected.unknown:  # the reason in plain words, then its detail
+            banner = answer.locator(".meterlib-unknown").inner_text()
+            assert f"UNKNOWN: {answers.REASON_WORDS[expected.reason]}: {expected.detail}." in banner
+        assert expected.top_classes[0] in answer.locator(".meterlib-top").inner_text()
+        if served["gallery"]:  # training photos of the predicted type and the runner-up
+            assert answer.locator(".meterlib-neighbours img").count() >= 2
+    page.locator(".meterlib-answer").filter(has=page.locator(".meterlib-name", has_text=UPLOAD_NAME)) \
+        .scroll_into_view_if_needed()
     page.screenshot(path=str(screenshot))
 
 

@@ -1,6 +1,8 @@
 """The prediction panel of notebook 04: uploads in, answers and their widgets out (no browser)."""
 
+import dataclasses
 import datetime
+import html
 import io
 import re
 from types import SimpleNamespace
@@ -16,7 +18,9 @@ from meterlib.confidence.fitted import Calibration
 from meterlib.errors import ModelFileError
 from meterlib.model import backbones, checkpoint
 from meterlib.panel import answers, app, figures, view
+from meterlib.confidence.unseen import UnseenRule
 from meterlib.serve import UNKNOWN, Prediction, Predictor
+from meterlib.serve.predictor import POOR_PHOTO, UNSEEN_TYPE, UNSURE
 
 CLASSES = ["zeta", "alpha", "mu", "kappa", "beta"]  # five, so that the top 3 leave two out
 
@@ -117,8 +121,9 @@ def test_the_unknown_banner_appears_exactly_when_the_answer_is_unknown(predictor
     banners = _with_class(view.render(answer), "meterlib-unknown")
     assert len(banners) == int(unknown)
     if unknown:
-        assert answer.prediction.label == UNKNOWN
+        assert answer.prediction.label == UNKNOWN and answer.prediction.reason == UNSURE
         assert answer.prediction.top_classes[0] in banners[0].value
+        assert f"UNKNOWN: the model is unsure: {answer.prediction.detail}." in banners[0].value
 
 
 def test_a_checkpoint_without_gallery_says_so(predictor, uploads):
@@ -177,19 +182,27 @@ def test_prefill_takes_test_photos_of_distinct_classes_first():
 def test_summary_line_and_figure_hold_the_answers(predictor, uploads):
     given = answers.answer_uploads(_calibrated(predictor, 1.0), uploads[:2], neighbours=0)
     line = answers.summary_line(given[0])
-    assert line.startswith("meter 0.png: UNKNOWN (best guess") and "top-3:" in line
+    assert line.startswith(f"meter 0.png: UNKNOWN, unsure: {given[0].prediction.detail} (best guess")
+    assert "top-3:" in line
     fig = figures.plot_answers(given + [answers.PanelAnswer(name="x", threshold=1.0, n_classes=5, error="bad")])
     assert len(fig.axes) == 6  # one row per answered photo
+    assert fig.axes[2].get_title().startswith("UNKNOWN, unsure (")
     fig.clf()
 
 
 def _given(confidence: float, threshold: float, *, name: str = "meter.png",
-           classes: tuple[str, ...] = ("alpha", "beta", "mu")) -> answers.PanelAnswer:
-    """An answer built by hand: the confidence and names a model would not give on demand."""
+           classes: tuple[str, ...] = ("alpha", "beta", "mu"), reason: str | None = None,
+           detail: str = "torn between two types") -> answers.PanelAnswer:
+    """An answer built by hand: the confidence, reason and names a model would not give on demand.
+
+    Without a ``reason``, a confidence below the threshold makes it ``unsure``.
+    """
     rest = (1 - confidence) / 2
-    prediction = Prediction(label=UNKNOWN if confidence < threshold else classes[0],
-                            unknown=confidence < threshold, confidence=confidence, top_classes=list(classes),
-                            top_probabilities=[confidence, rest, rest], prediction_set=list(classes[:2]))
+    reason = reason or (UNSURE if confidence < threshold else None)
+    prediction = Prediction(label=UNKNOWN if reason else classes[0], unknown=reason is not None,
+                            confidence=confidence, top_classes=list(classes),
+                            top_probabilities=[confidence, rest, rest], prediction_set=list(classes[:2]),
+                            reason=reason, detail=detail if reason else "", unseen_p=0.01)
     preview = Image.new("RGB", (40, 60), "grey")
     return answers.PanelAnswer(name=name, threshold=threshold, n_classes=5, prediction=prediction,
                                preview=preview, heatmap=preview)
@@ -207,10 +220,10 @@ def test_the_comparison_shown_for_an_unknown_answer_is_true(confidence, threshol
     line = answers.summary_line(answer)
     banner = view.unknown_banner(answer).value
     in_line = _shown_comparison(line, r"confidence ([\d.]+) < ([\d.]+)\)")
-    in_banner = _shown_comparison(banner, r"the confidence ([\d.]+)% is below the threshold ([\d.]+)%")
+    in_banner = _shown_comparison(banner, r"The confidence ([\d.]+)% is below the threshold ([\d.]+)%")
     if threshold - confidence < 1e-9:  # no sensible number of digits tells them apart
         assert in_line is None and f"confidence just below {threshold:.2f})" in line
-        assert in_banner is None and f"the confidence is just below the threshold {threshold:.1%}" in banner
+        assert in_banner is None and f"The confidence is just below the threshold {threshold:.1%}" in banner
     else:
         assert in_line is not None and in_line[0] < in_line[1], line
         assert in_banner is not None and in_banner[0] < in_banner[1], banner
@@ -218,9 +231,56 @@ def test_the_comparison_shown_for_an_unknown_answer_is_true(confidence, threshol
 
 def test_a_confidence_just_below_the_threshold_gets_the_digits_it_needs_and_no_more():
     assert "confidence 0.8996 < 0.9000)" in answers.summary_line(_given(0.8996, 0.9))
-    assert "the confidence 89.96% is below the threshold 90.00%" in view.unknown_banner(_given(0.8996, 0.9)).value
+    assert "The confidence 89.96% is below the threshold 90.00%" in view.unknown_banner(_given(0.8996, 0.9)).value
     assert "confidence 0.50 < 0.90)" in answers.summary_line(_given(0.5, 0.9))
-    assert "the confidence 50.0% is below the threshold 90.0%" in view.unknown_banner(_given(0.5, 0.9)).value
+    assert "The confidence 50.0% is below the threshold 90.0%" in view.unknown_banner(_given(0.5, 0.9)).value
+
+
+DETAILS = {POOR_PHOTO: "too dark (brightness 0.01 < 0.1): take the photo again",
+           UNSEEN_TYPE: "unlike every known type: p = 0.010, below 0.05 (nearest training photo: mu, similarity 0.41)",
+           UNSURE: "torn between alpha (50.0%) and beta (25.0%); answers need 90.0%"}
+LEADS = {POOR_PHOTO: "retake the photo", UNSEEN_TYPE: "this looks like a meter type the model has never seen",
+         UNSURE: "the model is unsure"}
+
+
+@pytest.mark.parametrize("reason", [POOR_PHOTO, UNSEEN_TYPE, UNSURE])
+def test_the_banner_says_the_reason_in_plain_words_with_its_detail(reason):
+    confidence = 0.5 if reason == UNSURE else 0.97  # an unseen type or a poor photo can be confident
+    answer = _given(confidence, 0.9, reason=reason, detail=DETAILS[reason])
+    [banner] = _with_class(view.render(answer), "meterlib-unknown")
+    assert f"UNKNOWN: {LEADS[reason]}: {html.escape(DETAILS[reason])}." in banner.value
+    assert [lead for lead in LEADS.values() if lead in banner.value] == [LEADS[reason]]
+    assert ("below the threshold" in banner.value) is (reason == UNSURE)
+    line = answers.summary_line(answer)
+    assert f"UNKNOWN, {reason}: {DETAILS[reason]} (best guess alpha, confidence " in line
+    assert (" < " in line.split("confidence ")[-1]) is (reason == UNSURE)
+    fig = figures.plot_answers([answer])
+    assert fig.axes[2].get_title().startswith(f"UNKNOWN, {reason} (")
+    fig.clf()
+
+
+def test_the_sets_coverage_is_promised_for_known_types_only():
+    promise = "with the calibrated coverage"
+    for reason in (None, POOR_PHOTO, UNSURE):
+        assert promise in _text(view.render(_given(0.95 if reason is None else 0.5, 0.9, reason=reason)))
+    unseen = _text(view.render(_given(0.97, 0.9, reason=UNSEEN_TYPE)))
+    assert promise not in unseen and "Prediction set: alpha or beta (the closest known types" in unseen
+
+
+def test_a_detail_is_escaped_in_the_banner_and_the_log():
+    detail = "nearest training photo: <b>m\x1b[2J</b>"
+    answer = _given(0.97, 0.9, reason=UNSEEN_TYPE, detail=detail)
+    banner = view.unknown_banner(answer).value
+    assert "<b>m" not in banner and "&lt;b&gt;m\\x1b[2J&lt;/b&gt;" in banner
+    assert "\x1b" not in answers.summary_line(answer) and "m\\x1b[2J" in answers.summary_line(answer)
+
+
+def test_the_panel_says_once_that_the_model_cannot_flag_unseen_types(predictor):
+    [note] = app.model_notes(predictor)  # no reference features, no unseen-type rule
+    assert note.value.count("unseen_type is unavailable") == 1 and "meterlib-message" in note._dom_classes
+    rule = UnseenRule(energy=[0.0] * 3, similarity=[0.5] * 3, fused=[0.5] * 3, alpha=0.3)
+    able = dataclasses.replace(predictor, reference={}, calibration=Calibration(unseen_type=rule))
+    assert able.unseen_type_note == "" and app.model_notes(able) == []
 
 
 FORGING = ("\x1b[1A", "\r", "\u202e", "\n")  # cursor up, carriage return, right-to-left override, line break

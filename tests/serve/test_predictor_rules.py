@@ -129,16 +129,16 @@ def logits_calls(monkeypatch) -> list:
     """Predictor.logits and Predictor._logits_of replaced: row 0 of LOGITS per photo; each call recorded."""
     calls = []
 
-    def fake_logits(self, images, *, batch_size=None, progress=False):
+    def fake_evidence(self, images, *, batch_size=None, progress=False):
         calls.append(("logits", len(images), batch_size))
-        return np.tile(LOGITS[0], (len(images), 1))
+        return serving.Evidence(np.tile(LOGITS[0], (len(images), 1)))
 
-    def fake_logits_of(self, pictures, *, batch_size):
-        calls.append(("logits_of", len(pictures), batch_size))
-        return np.tile(LOGITS[0], (len(pictures), 1))
+    def fake_evidence_of(self, measured, *, batch_size):
+        calls.append(("logits_of", len(measured), batch_size))
+        return serving.Evidence(np.tile(LOGITS[0], (len(measured), 1)))
 
-    monkeypatch.setattr(serving.Predictor, "logits", fake_logits)
-    monkeypatch.setattr(serving.Predictor, "_logits_of", fake_logits_of)
+    monkeypatch.setattr(serving.Predictor, "evidence", fake_evidence)
+    monkeypatch.setattr(serving.Predictor, "_evidence_of", fake_evidence_of)
     return calls
 
 
@@ -199,11 +199,12 @@ ROWS = np.array([LOGITS[0], [np.nan, 0, 0, 0], [0, np.inf, 0, 0], [0, 0, 0, -np.
 
 @pytest.fixture()
 def broken_outputs(monkeypatch):
-    """Predictor._logits_of replaced: each decoded photo gets the ROWS row of its pixel value."""
-    def fake_logits_of(self, pictures, *, batch_size):
-        return ROWS[[int(np.asarray(picture)[0, 0, 0]) - 100 for picture in pictures]].reshape(-1, len(CLASSES))
+    """Predictor._evidence_of replaced: each decoded photo gets the ROWS row of its pixel value."""
+    def fake_evidence_of(self, measured, *, batch_size):
+        rows = [int(np.asarray(item.picture)[0, 0, 0]) - 100 for item in measured]
+        return serving.Evidence(ROWS[rows].reshape(-1, len(CLASSES)))
 
-    monkeypatch.setattr(serving.Predictor, "_logits_of", fake_logits_of)
+    monkeypatch.setattr(serving.Predictor, "_evidence_of", fake_evidence_of)
 
 
 def test_a_photo_with_nan_or_inf_logits_gets_an_error_never_an_answer(broken_outputs, tmp_path):

@@ -9,7 +9,7 @@ import torch
 from PIL import Image
 
 from meterlib import train
-from meterlib.model import checkpoint, gallery
+from meterlib.model import checkpoint, gallery, inference, reference
 from meterlib.train.probe import ProbeResult
 
 SIZE = 32
@@ -17,7 +17,7 @@ CLASSES = ["red", "green", "blue"]
 TRAIN_PER_CLASS = 14  # more than a gallery keeps per class (12): which photos it keeps depends on the seed
 FIELDS = ["format", "format_version", "state_dict", "backbone", "class_names", "image_size", "mean", "std",
           "training", "splits_sha256", "versions", "metrics", "temperature", "unknown_threshold", "created",
-          "history", "gallery", "out_of_fold"]
+          "history", "gallery", "reference_features", "out_of_fold"]
 
 
 @pytest.fixture(scope="module")
@@ -107,3 +107,16 @@ def test_without_folds_or_probe_those_fields_stay_empty(trained, tmp_path):
     saved = _save(tmp_path, root, table, dataclasses.replace(result, out_of_fold=None))
     assert saved["out_of_fold"] is None
     assert not any(name.startswith("probe_") for name in saved["metrics"])
+
+
+def test_the_reference_features_hold_every_training_photo_as_the_model_sees_it(trained, tmp_path):
+    root, table, result = trained
+    stored = _save(tmp_path, root, table, result)["reference_features"]
+    train_rows = table[table["split"] == "train"]
+    labels = [result.class_names.index(name) for name in train_rows["class"]]
+    pictures = inference.load_resized(list(train_rows["file"]), image_size=SIZE)
+    spec = checkpoint.ModelSpec(backbone=result.backbone, class_names=result.class_names, image_size=SIZE,
+                                mean=result.mean, std=result.std)
+    assert stored["labels"].tolist() == labels and stored["k"] == reference.K
+    expected = gallery.unit_features(result.model, pictures, spec)
+    assert np.allclose(stored["features"].float().numpy(), expected, atol=2e-3)
