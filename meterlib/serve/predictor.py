@@ -297,7 +297,7 @@ class Predictor:
         limits = calibration.photo_limits
         poor = limits.problem(evidence.quality[i]) if limits is not None and evidence.quality is not None else ""
         if poor:
-            return POOR_PHOTO, f"{poor}: take the photo again"
+            return POOR_PHOTO, poor
         rule = calibration.unseen_type
         if p_value is not None and rule.is_unseen(p_value):
             nearest = names[int(evidence.nearest_class[i])]

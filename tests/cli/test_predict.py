@@ -193,7 +193,7 @@ def test_a_confidence_below_the_threshold_is_shown_beside_it_with_digits_enough_
 
 def test_an_unknown_for_another_reason_is_not_said_to_fall_below_the_threshold():
     rows = predict.format_table([_outcome(0.97, UNSEEN_TYPE, "unlike every known type: p = 0.010, below 0.05"),
-                                 _outcome(0.3, POOR_PHOTO, "too dark (brightness 0.01 < 0.1): take the photo again")],
+                                 _outcome(0.3, POOR_PHOTO, "too dark (brightness 0.01 < 0.1)")],
                                 top_k=1, threshold=0.9).splitlines()
     assert rows[1].split()[1:4] == ["UNKNOWN", "(unseen_type)", "97.0%"] and "<" not in rows[1]
     assert rows[1].endswith("unlike every known type: p = 0.010, below 0.05")

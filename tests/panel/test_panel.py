@@ -236,7 +236,7 @@ def test_a_confidence_just_below_the_threshold_gets_the_digits_it_needs_and_no_m
     assert "The confidence 50.0% is below the threshold 90.0%" in view.unknown_banner(_given(0.5, 0.9)).value
 
 
-DETAILS = {POOR_PHOTO: "too dark (brightness 0.01 < 0.1): take the photo again",
+DETAILS = {POOR_PHOTO: "too dark (brightness 0.01 < 0.1)",
            UNSEEN_TYPE: "unlike every known type: p = 0.010, below 0.05 (nearest training photo: mu, similarity 0.41)",
            UNSURE: "torn between alpha (50.0%) and beta (25.0%); answers need 90.0%"}
 LEADS = {POOR_PHOTO: "retake the photo", UNSEEN_TYPE: "this looks like a meter type the model has never seen",

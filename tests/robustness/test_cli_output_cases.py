@@ -98,7 +98,7 @@ def test_an_output_that_would_destroy_a_file_is_refused_before_any_work(scratch,
 def test_overwrite_replaces_an_unrelated_file_and_a_csv_of_ours_is_replaced_unasked(scratch, capsys, robust):
     robust.entry = "meterlib predict --csv"
     code, out, _ = _cli(capsys, "predict", "one.png", "--model", "model.pt", "--csv", "important.txt", "--overwrite")
-    assert code == 0 and out.startswith("wrote important.txt: 1 file: 1 answered")
+    assert code == 0 and out.startswith("wrote important.txt: 1 file: 0 answered, 0 poor_photo, 0 unseen_type, 1 unsure")
     assert (scratch / "important.txt").read_text().startswith(HEADER)
     # Now it is meterlib's own CSV: a second run replaces it without being told.
     assert _cli(capsys, "predict", "one.png", "--model", "model.pt", "--csv", "important.txt")[0] == 0
@@ -112,7 +112,8 @@ def test_csv_dash_goes_to_standard_output_with_the_summary_beside_it(scratch, ca
     assert code == 0 and not (scratch / "-").exists()
     rows = list(csv.DictReader(io.StringIO(out)))
     assert [row["file"] for row in rows] == ["one.png"] and rows[0]["label"]
-    assert err == "1 file: 1 answered (1 UNKNOWN), 0 could not be read\n"
+    note = Predictor.load(scratch / "model.pt").unseen_type_note  # a model without reference features
+    assert err == "1 file: 0 answered, 0 poor_photo, 0 unseen_type, 1 unsure, 0 could not be read\n" + note + "\n"
     robust.ok("CSV on stdout, summary on stderr, no file named '-'")
 
 
@@ -153,7 +154,7 @@ def test_escapes_in_a_name_cannot_forge_the_table(scratch, capsys, robust):
     assert (code, err) == (0, "")
     assert "\x1b" not in out and "\r" not in out
     assert "a_meter.png\\x1b[1A\\x1b[2K\\x0da_meter.png BREVOLT2 99.9 %.png" in out
-    assert len(out.splitlines()) == 1 + 2 + 1  # header, two rows, summary
+    assert len(out.splitlines()) == 1 + 2 + 2  # header, two rows, summary, the note on unseen_type
     robust.ok("escape codes shown as \\x1b, one row per file")
 
 

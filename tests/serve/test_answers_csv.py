@@ -17,7 +17,7 @@ def _answer(label="alpha", *, reason=None, detail="", unseen_p=None, confidence=
 
 OUTCOMES = [
     Outcome("named.jpg", _answer(unseen_p=0.5), None),
-    Outcome("dark.jpg", _answer(reason=POOR_PHOTO, detail="too dark (brightness 0.01 < 0.1): take the photo again",
+    Outcome("dark.jpg", _answer(reason=POOR_PHOTO, detail="too dark (brightness 0.01 < 0.1)",
                                 unseen_p=0.25), None),
     Outcome("new.jpg", _answer(reason=UNSEEN_TYPE, confidence=0.97, unseen_p=0.0123456789,
                                detail="unlike every known type: p = 0.012, below 0.05 (nearest training photo: "
