@@ -171,7 +171,7 @@ def unseen_type_rule(val_logits, val_similarity, *, temperature: float, alpha: f
     rule = unseen.fit_unseen_rule(val_logits, val_similarity, temperature=temperature, alpha=alpha,
                                   min_photos=min_photos)
     if rule is None:
-        return None, f"only {len(val_similarity)} val photos, fewer than min_calibration_images ({min_photos})"
+        return None, f"only {len(val_similarity)} val photos, fewer than min_unseen_photos ({min_photos})"
     return rule, ""
 
 

@@ -97,6 +97,8 @@ RANGES: dict[str, Range] = {
     # 03
     "ece_bins": COUNT, "min_calibration_images": NON_NEGATIVE, "target_accuracy": share(open_low=True),
     "conformal_alpha": share(open_low=True, open_high=True),
+    "unseen_alpha": share(open_low=True, open_high=True), "min_unseen_photos": COUNT,
+    "poor_photo_quantile": Range(0, 0.5, open_high=True),
     "set_confidence": share(open_low=True, open_high=True), "eval_batch_size": COUNT,
     "gallery_size": NON_NEGATIVE, "quality_bins": COUNT, "bootstrap_samples": COUNT,
     "group_small_below": COUNT, "group_large_from": COUNT,
