@@ -177,7 +177,7 @@ def report(name: str, per_set: dict[str, np.ndarray], threshold: float) -> str:
 
 # ---- rotations: retrain without a few classes, then score those classes as unseen ------------------
 
-ROTATION_SCORES = ("max-softmax", "energy", "kNN k=1", "fused p-value")
+ROTATION_SCORES = ("max-softmax", "energy", "kNN k=1", "fused p-value", "fused (min)")
 DIGITS = "jomjol"  # the dataset name whose rotations hold out one digit in turn (bench_training's jomjol)
 SCORE_BATCH = 128  # cached activations per pass through the trained part
 
@@ -338,7 +338,10 @@ def evaluate_rotation(model, class_names: list[str], table: pd.DataFrame, shared
                                             confidence=s["set_confidence"])
     temperature = calibrated.calibration.temperature
     rule = unseen.fit_unseen_rule(found["val"]["logits"], found["val"]["similarity"], temperature=temperature,
-                                  alpha=unseen.DEFAULT_ALPHA, min_photos=s["min_calibration_images"])
+                                  alpha=unseen.DEFAULT_ALPHA, min_photos=s["min_unseen_photos"])
+    # The served fusion (unseen.DEFAULT_FUSION) beside the other, to choose between them on rotations.
+    other = unseen.fit_unseen_rule(found["val"]["logits"], found["val"]["similarity"], temperature=temperature,
+                                   alpha=unseen.DEFAULT_ALPHA, min_photos=s["min_unseen_photos"], fusion="min")
     served = Predictor(model=model, class_names=class_names, image_size=shared.run.fit.cfg.image_size,
                        mean=list(shared.run.mean), std=list(shared.run.std),
                        calibration=dataclasses.replace(calibrated.calibration, unseen_type=rule), reference=ref)
@@ -347,8 +350,9 @@ def evaluate_rotation(model, class_names: list[str], table: pd.DataFrame, shared
         return {"max-softmax": -selective.max_softmax_score(e["logits"], temperature=temperature),
                 "energy": -selective.energy_score(e["logits"], temperature=temperature),
                 "kNN k=1": -e["similarity"],
-                "fused p-value": (-rule.p_value(e["logits"], e["similarity"], temperature=temperature)
-                                  if rule is not None else np.full(len(e["logits"]), np.nan))}
+                **{name: (-fitted_rule.p_value(e["logits"], e["similarity"], temperature=temperature)
+                          if fitted_rule is not None else np.full(len(e["logits"]), np.nan))
+                   for name, fitted_rule in (("fused p-value", rule), ("fused (min)", other))}}
 
     known, new = oriented(found["test"]), oriented(found["unseen"])
     answers = {name: served.predictions(Evidence(e["logits"], e["similarity"], e["nearest"]))

@@ -187,7 +187,7 @@ def test_the_unseen_type_rule_is_fitted_on_val_photos_or_says_why_not():
                                                          min_photos=30)
     assert rule.photos == 40 and rule.alpha == 0.1
     assert fitted.unseen_type_rule(logits, similarity, temperature=1.5, alpha=0.1, min_photos=41) == (
-        None, "only 40 val photos, fewer than min_calibration_images (41)")
+        None, "only 40 val photos, fewer than min_unseen_photos (41)")
     rule, note = fitted.unseen_type_rule(logits, None, temperature=1.5, alpha=0.1, min_photos=30)
     assert rule is None and "no reference features" in note
 
