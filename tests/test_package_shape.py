@@ -98,3 +98,9 @@ def test_the_checks_see_real_imports():
     assert "meterlib.data.audit" not in _imports(MODULES["meterlib.data.splits"])  # a type hint only
     assert _layer("meterlib.serve.predictor") > _layer("meterlib.model.checkpoint") > _layer("meterlib.run.paths")
     assert _layer("meterlib.run.runner") > _layer("meterlib.train.recipe") > _layer("meterlib.run.parameters")
+
+
+def test_test_modules_have_names_unique_across_the_suite():
+    # pytest imports test files by their basename (no packages under tests/): two alike stop collection.
+    names = [path.name for path in (PACKAGE.parent / "tests").rglob("test_*.py")]
+    assert len(names) > 50 and sorted(set(names)) == sorted(names)
