@@ -14,6 +14,7 @@ Notebook 03 evaluates this same code: it fits a calibration, applies it with
 from __future__ import annotations
 
 import dataclasses
+import functools
 import os
 import warnings
 from collections.abc import Iterable, Mapping, Sequence
@@ -188,21 +189,28 @@ class Predictor:
 
     def _evidence_of(self, measured: list, *, batch_size: int) -> Evidence:
         """The Evidence of decoded photos (``inference.Measured``)."""
+        if not measured:
+            empty = np.empty(0)
+            return Evidence(np.empty((0, len(self.class_names))),
+                            *((empty, empty.astype(np.int64)) if self.has_similarity else (None, None)), [])
         pictures = [item.picture for item in measured]
         preprocessing = dict(image_size=self.image_size, mean=self.mean, std=self.std, batch_size=batch_size)
         if isinstance(self.model, onnx_runtime.OnnxModel):
             outputs = self.model.outputs(pictures, **preprocessing)
         else:
-            network = reference.scoring(self.model, self.reference) if self.reference is not None else self.model
             outputs = [part.numpy() for part in
-                       inference.outputs_for_images(network, pictures, device=self.device, **preprocessing)]
-            if not outputs:
-                outputs = [np.empty((0, len(self.class_names)))] + ([np.empty(0), np.empty(0, dtype=np.int64)]
-                                                                     if self.reference is not None else [])
-        logits = np.asarray(outputs[0], dtype=np.float64)
-        similarity, nearest = (np.asarray(outputs[1], dtype=np.float64), np.asarray(outputs[2], dtype=np.int64)) \
-            if len(outputs) == 3 else (None, None)
-        return Evidence(logits, similarity, nearest, [item.quality for item in measured])
+                       inference.outputs_for_images(self._network, pictures, device=self.device, **preprocessing)]
+        similarity, nearest = (outputs[1].astype(np.float64), outputs[2].astype(np.int64)) \
+            if len(outputs) == len(reference.OUTPUTS) else (None, None)
+        return Evidence(outputs[0].astype(np.float64), similarity, nearest, [item.quality for item in measured])
+
+    @functools.cached_property
+    def _network(self):
+        """The PyTorch module to run: the classifier, wrapped to score against the reference features if any.
+
+        Built once per Predictor (the wrapper holds a float32 copy of the features).
+        """
+        return reference.scoring(self.model, self.reference) if self.reference is not None else self.model
 
     def probabilities(self, images: Photos, *, batch_size: int = 32) -> np.ndarray:
         """Calibrated class probabilities (n, classes), columns in ``class_names`` order."""
