@@ -2,8 +2,8 @@
 
 import numpy as np
 import pytest
+import random_photos
 import torch
-from PIL import Image
 
 from meterlib.errors import ModelFileError
 from meterlib.model import backbones, checkpoint, field_formats, gallery, inference, reference
@@ -19,12 +19,7 @@ def model():
 
 @pytest.fixture(scope="module")
 def photo_files(tmp_path_factory):
-    folder, rng = tmp_path_factory.mktemp("reference_photos"), np.random.default_rng(0)
-    files = []
-    for i in range(8):
-        files.append(folder / f"p{i}.png")
-        Image.fromarray(rng.integers(0, 255, (40, 48, 3), dtype=np.uint8)).save(files[-1])
-    return files
+    return random_photos.save(tmp_path_factory.mktemp("reference_photos"), 8, width=48, height=40)
 
 
 def test_build_stores_unit_features_of_every_photo_as_float16(model, photo_files):

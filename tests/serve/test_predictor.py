@@ -4,6 +4,7 @@ import math
 
 import numpy as np
 import pytest
+import random_photos
 import torch
 from PIL import Image
 
@@ -29,12 +30,7 @@ def saved(tmp_path):
 
 @pytest.fixture()
 def photos(tmp_path):
-    rng = np.random.default_rng(0)
-    files = []
-    for i in range(3):
-        files.append(tmp_path / f"photo {i}.png")
-        Image.fromarray(rng.integers(0, 255, (48, 30, 3), dtype=np.uint8)).save(files[-1])
-    return files
+    return random_photos.save(tmp_path, 3, width=30, height=48, name="photo {}.png")
 
 
 def test_predictions_use_the_checkpoint_temperature_and_class_order(saved, photos):

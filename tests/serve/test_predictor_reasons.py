@@ -5,8 +5,8 @@ import warnings
 
 import numpy as np
 import pytest
+import random_photos
 import torch
-from PIL import Image
 
 from meterlib.confidence import unseen
 from meterlib.confidence.photo_limits import PhotoLimits
@@ -20,14 +20,9 @@ LIMITS = PhotoLimits(brightness=0.1, contrast=0.02, sharpness=1.0, short_side=40
 
 @pytest.fixture(scope="module")
 def photo_files(tmp_path_factory):
-    folder, rng = tmp_path_factory.mktemp("reason_photos"), np.random.default_rng(0)
-    files = []
-    for i in range(10):
-        files.append(folder / f"p{i}.png")
-        Image.fromarray(rng.integers(0, 255, (48, 56, 3), dtype=np.uint8)).save(files[-1])
-    files.append(folder / "dark.png")
-    Image.fromarray(rng.integers(0, 12, (48, 56, 3), dtype=np.uint8)).save(files[-1])
-    return files
+    folder = tmp_path_factory.mktemp("reason_photos")
+    return [*random_photos.save(folder, 10, width=56, height=48),
+            *random_photos.save(folder, 1, width=56, height=48, name="dark.png", high=12)]
 
 
 @pytest.fixture(scope="module")
