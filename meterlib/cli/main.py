@@ -26,11 +26,17 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--data-dir", default="", help="folder holding the datasets (default: data/)")
     run.add_argument("--reports-dir", default="", help="where results go (default: reports/)")
     run.add_argument("--progress", action="store_true", help="show papermill's per-cell progress bar")
+    run.add_argument("--warm-start", default="", metavar="CHECKPOINT",
+                     help="train from this checkpoint instead of the pretrained backbone: its types keep "
+                          "what they learnt, new types are added (-p warm_start=CHECKPOINT, and -p preset=warm "
+                          "unless a preset is given)")
     snap = sub.add_parser("snapshot", help="store the smoke run's checked outputs in notebooks/ "
                                             "(the reference that nbval compares against)")
     snap.add_argument("--only", nargs="+", default=[], metavar="PREFIX")
     _add_predict(sub)
     _add_export(sub)
+    _add_discover(sub)
+    _add_add_types(sub)
     return parser
 
 
@@ -70,6 +76,31 @@ def _add_export(sub) -> None:
     export.add_argument("--data-dir", default="", help="folder holding the datasets (default: data/)")
 
 
+def _add_discover(sub) -> None:
+    discover = sub.add_parser("discover", help="group photos the model does not know into candidate new "
+                                               "types, for a person to name")
+    discover.add_argument("paths", nargs="+", metavar="PATH",
+                          help="photo files, folders searched recursively, or a `meterlib predict` CSV "
+                               "(its unseen_type rows are taken)")
+    discover.add_argument("--model", "--checkpoint", dest="model", default="", metavar="FILE",
+                          help="the checkpoint whose features are clustered "
+                               "(default: reports/model/meterlib_checkpoint.pt)")
+    discover.add_argument("--out", required=True, metavar="DIR",
+                          help="folder for members.csv, new_types.csv and the contact sheets")
+    discover.add_argument(output_path.OVERWRITE_FLAG, action="store_true",
+                          help="replace files in --out that meterlib did not write")
+
+
+def _add_add_types(sub) -> None:
+    add = sub.add_parser("add-types", help="file the named clusters of new_types.csv under a dataset's raw/ "
+                                           "folder (links to the photos; they are never moved)")
+    add.add_argument("new_types", metavar="NEW_TYPES_CSV",
+                     help="new_types.csv written by `meterlib discover`, with the name column filled in")
+    add.add_argument("--dataset", required=True, help="the dataset that gains the types (data/<NAME>/raw/)")
+    add.add_argument("--data-dir", default="", help="folder holding the datasets (default: data/)")
+    add.add_argument("--copy", action="store_true", help="copy the photos instead of linking to them")
+
+
 def _export(args: argparse.Namespace) -> str:
     """The export command's report: the checks and the file written."""
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # as for predict
@@ -105,6 +136,23 @@ def _predict(args: argparse.Namespace) -> str:
                                  batch_size=args.batch_size or predict.BATCH_SIZE, overwrite=args.overwrite)
 
 
+def _discover(args: argparse.Namespace) -> str:
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # as for predict
+    from meterlib.cli.discover import discover_command
+
+    return discover_command(args)
+
+
+def _add_types(args: argparse.Namespace) -> str:
+    from meterlib.cli.add_types import add_types_command
+
+    return add_types_command(args)
+
+
+# The commands that print one report; `run` and `snapshot` run notebooks instead.
+COMMANDS = {"predict": _predict, "export": _export, "discover": _discover, "add-types": _add_types}
+
+
 def _shown(message: str) -> str:
     """A message for the terminal: its lines kept, escapes in the names it quotes made harmless."""
     return "\n".join(map(shown_name, message.split("\n")))
@@ -113,8 +161,8 @@ def _shown(message: str) -> str:
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
-        if args.command in ("predict", "export"):
-            report = _predict(args) if args.command == "predict" else _export(args)
+        if args.command in COMMANDS:
+            report = COMMANDS[args.command](args)
             # With the CSV on standard output, the summary goes beside it, not into it.
             print(report, file=sys.stderr if getattr(args, "csv", "") == "-" else sys.stdout)
             return 0
@@ -125,6 +173,9 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         overrides = runner.load_parameter_file(args.params_file) if args.params_file else {}
         overrides.update(runner.parse_assignment(item) for item in args.param)
+        if args.warm_start:  # shorthand for -p warm_start=PATH (absolute: notebooks run elsewhere) -p preset=warm
+            overrides["warm_start"] = os.path.abspath(args.warm_start)
+            overrides.setdefault("preset", "warm")
         runner.run(profile=args.profile, overrides=overrides, only=args.only,
                    data_dir=args.data_dir, reports_dir=args.reports_dir,
                    progress_bar=args.progress)

@@ -37,7 +37,9 @@ OUT_OF_FOLD_OPTIONAL = ("feature_probs",)
 # names: the photos' paths within their dataset, for display only
 GALLERY_KEYS = ("features", "labels", "thumbnails", "names")
 REFERENCE_KEYS = ("features", "labels", "k")  # model.reference: what the unseen-type score compares with
+LINEAGE_KEYS = ("parent_sha256", "parent_classes", "types_added", "training_photos", "ancestors")
 HEAD_WEIGHT = "head.weight"  # backbones.build_classifier's linear classifier: one row per class
+HEAD_BIAS = "head.bias"
 
 
 def problems(content: dict) -> Iterator[tuple[str, str]]:
@@ -142,6 +144,17 @@ def _is_three_finite(values: Any) -> bool:
     return isinstance(values, list) and len(values) == 3 and all(map(_is_finite, values))
 
 
+def _is_lineage(value: Any) -> bool:
+    def digest(text: Any) -> bool:
+        return isinstance(text, str) and len(text) == 64 and all(c in "0123456789abcdef" for c in text)
+
+    return (isinstance(value, dict) and set(value) == set(LINEAGE_KEYS) and digest(value["parent_sha256"])
+            and _is_int(value["parent_classes"]) and value["parent_classes"] >= 2
+            and _is_int(value["training_photos"]) and value["training_photos"] >= 0
+            and isinstance(value["types_added"], list) and all(isinstance(t, str) and t for t in value["types_added"])
+            and isinstance(value["ancestors"], list) and all(map(digest, value["ancestors"])))
+
+
 def _is_class_names(names: Any) -> bool:
     return (isinstance(names, list) and len(names) >= 2
             and all(isinstance(name, str) and name.strip() for name in names)
@@ -198,6 +211,9 @@ FIELDS = (
     # export holds them in its graph.
     Field("reference_features"),  # checked in ``problems``
     Field("out_of_fold"),  # checked in ``problems``
+    # A warm start's parent (train.warm.lineage); absent for a model trained from the pretrained backbone.
+    Field("lineage", _is_lineage, "a dict of parent_sha256, parent_classes, types_added, "
+          "training_photos and ancestors (SHA-256 digests, counts and type names)", onnx=ONNX_OPTIONAL),
 )
 REQUIRED = tuple(field.name for field in FIELDS if field.required)
 RULES = {field.name: field for field in FIELDS if field.valid is not None}

@@ -109,7 +109,7 @@ RANGES: dict[str, Range] = {
 # Text parameters with a fixed set of values that are not training settings. The stages that use
 # them own the lists; this copy lets a typo stop the run at the door, and a test keeps it equal to theirs.
 CHOICES: dict[str, tuple[str, ...]] = {
-    "preset": ("original", "default"),
+    "preset": ("original", "default", "warm"),
     "backbone": ("resnet18", "efficientnet_lite0", "random"),
 }
 

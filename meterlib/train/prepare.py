@@ -12,8 +12,8 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from meterlib.model import backbones, inference
-from meterlib.train import cache, phases, table as tables
+from meterlib.model import backbones, inference, network
+from meterlib.train import cache, phases, table as tables, warm
 from meterlib.train.recipe import TrainConfig
 
 
@@ -42,6 +42,7 @@ class Prepared:
     images: dict  # decoded photos per split
     index: np.ndarray  # the training photos' rows in the table
     timings: dict
+    lineage: dict | None = None  # a warm start's: the new checkpoint's ``lineage`` field
 
 
 def _classifier(table: pd.DataFrame, backbone: str, weights_path, device):
@@ -62,13 +63,20 @@ def _selection(val_acts, cfg: TrainConfig) -> tuple[bool, str]:
 
 
 def prepare(table: pd.DataFrame, *, cfg: TrainConfig, backbone: str, weights_path, images: dict | None,
-            progress: bool, options: RunOptions) -> Prepared:
-    """Build the untrained model, decode the photos (unless given) and cache the frozen part's activations."""
+            progress: bool, options: RunOptions, parent: warm.Parent | None = None) -> Prepared:
+    """Build the untrained model, decode the photos (unless given) and cache the frozen part's activations.
+
+    With ``parent`` the model starts from that checkpoint's weights, new types imprinted (``warm``).
+    """
     import torch
 
     device = torch.device(options.device) if options.device is not None else inference.default_device()
     model, class_names, backbone_name, reason = _classifier(table, backbone, weights_path, device)
     mean, std = backbones.normalisation(backbone_name)
+    if parent is not None:
+        added = warm.check_parent(parent, backbone=backbone_name, image_size=cfg.image_size,
+                                  class_names=class_names)
+        warm.start_from(model, parent, class_names)
     tick = time.perf_counter()
     images = images if images is not None else tables.decode_splits(table, image_size=cfg.image_size,
                                                                     progress=progress)
@@ -85,11 +93,18 @@ def prepare(table: pd.DataFrame, *, cfg: TrainConfig, backbone: str, weights_pat
     timings["frozen_part"] = time.perf_counter() - tick
 
     use_val, selection = _selection(val_acts, cfg)
+    pooled, lineage = None, None
+    if parent is not None:
+        # Phase 1 reads these pooled features too (the parent's last block): computed once for both.
+        pooled = [network.batched(network.pooled(model), acts, batch_size=128, device=device)
+                  for acts in train_views]
+        warm.imprint(model, pooled[0], labels["train"], [class_names.index(name) for name in added])
+        lineage = warm.lineage(parent, added=added, photos=len(labels["train"]))
     fit = phases.Fit(model=model, cfg=cfg, train_views=train_views, train_labels=labels["train"],
                      val_acts=val_acts, val_labels=labels["val"],
                      loss_fn=phases.loss_function(labels["train"], len(class_names), cfg=cfg, device=device),
-                     device=device, tracker=phases.Tracker(use_val=use_val), seed=options.seed)
+                     device=device, tracker=phases.Tracker(use_val=use_val), seed=options.seed, pooled=pooled)
     return Prepared(fit=fit, start_state=copy.deepcopy(model.state_dict()), backbone=backbone_name,
                     backbone_reason=reason, class_names=class_names, mean=tuple(mean), std=tuple(std),
                     selection=selection, images=images, index=table.index[table["split"] == "train"].to_numpy(),
-                    timings=timings)
+                    timings=timings, lineage=lineage)

@@ -49,6 +49,8 @@ def save_trained(result: TrainResult, path: str | os.PathLike, *, table: pd.Data
     training = {**result.config.as_dict(), "preset": preset, "backbone_choice": result.backbone_choice,
                 "backbone_reason": result.backbone_reason, "seed": result.options.seed,
                 "deterministic": result.options.deterministic, "dataset": Path(dataset_dir).name}
+    lineage = {} if result.lineage is None else {"lineage": result.lineage}
     return checkpoint.save(path, model=result.model, spec=spec, splits_sha256=splits_sha256, metrics=metrics,
                            history=result.history.to_dict(orient="list"), gallery=photo_gallery,
-                           reference_features=reference_features, out_of_fold=out_of_fold, training=training)
+                           reference_features=reference_features, out_of_fold=out_of_fold, training=training,
+                           **lineage)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import time
 from dataclasses import dataclass, field
 from typing import Sequence
@@ -11,7 +12,7 @@ import pandas as pd
 
 from meterlib.model import backbones, inference
 from meterlib.run import seeding
-from meterlib.train import crossfit, phases
+from meterlib.train import crossfit, phases, warm
 from meterlib.train.prepare import RunOptions, prepare
 from meterlib.train.recipe import TrainConfig
 
@@ -38,29 +39,34 @@ class TrainResult:
     # The pretrained frozen part's output for un-augmented photos, per split: val, and train when the
     # recipe caches a clean view (the linear probe reuses float32 ones), in the precision it ran in.
     clean_activations: dict = field(default_factory=dict)
+    lineage: dict | None = None  # with ``warm_start``: the parent checkpoint, the types added
 
 
 def train(table: pd.DataFrame, *, cfg: TrainConfig, backbone: str = backbones.DEFAULT, weights_path=None,
           images: dict | None = None, progress: bool = True, options: RunOptions = RunOptions(),
-          folds: int = 0) -> TrainResult:
+          folds: int = 0, warm_start: str | os.PathLike | None = None) -> TrainResult:
     """Run the two-phase recipe on ``training_table`` rows; keep the best epoch on val.
 
     ``folds`` >= 2 also cross-fits: ``out_of_fold`` then holds a prediction of every training photo
     from a model that did not train on it (a head trained on the other folds; see ``meterlib.train.crossfit``).
+    ``warm_start``: a checkpoint to start from instead of the pretrained backbone (``meterlib.train.warm``);
+    such a run makes no out-of-fold predictions, because its parent trained on the old photos of every
+    fold, so 03 calibrates it on val alone.
     """
+    parent = warm.load_parent(warm_start) if warm_start else None
     # Deterministic kernels only while training: torch's process-wide settings come back after.
     with seeding.deterministic_kernels(options.deterministic):
         seeding.seed_everything(options.seed)
         started = time.perf_counter()
         run = prepare(table, cfg=cfg, backbone=backbone, weights_path=weights_path, images=images,
-                      progress=progress, options=options)
+                      progress=progress, options=options, parent=parent)
         seconds, kept = phases.run_recipe(run.fit, progress=progress)
         run.timings.update(seconds)
         model = run.fit.model
         model.load_state_dict(run.fit.tracker.best_state)
         model.eval()
         oof = None
-        if folds:
+        if folds and parent is None:
             # The folds replay phase 1 only: a small part of phase 2's time, where replaying phase 2 too
             # costs several times phase 2's, and the temperature, UNKNOWN threshold and APS quantile
             # fitted on either did as well on test (benchmarks/bench_calibration.py; see crossfit).
@@ -71,7 +77,7 @@ def train(table: pd.DataFrame, *, cfg: TrainConfig, backbone: str = backbones.DE
                        std=run.std, config=cfg, options=options,
                        history=pd.DataFrame(run.fit.tracker.rows), best_epoch=run.fit.tracker.best_epoch,
                        selection=run.selection, seconds=time.perf_counter() - started, timings=run.timings,
-                       out_of_fold=oof, clean_activations=_clean_activations(run.fit))
+                       out_of_fold=oof, clean_activations=_clean_activations(run.fit), lineage=run.lineage)
 
 
 def _clean_activations(fit: phases.Fit) -> dict:

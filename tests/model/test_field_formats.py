@@ -144,4 +144,4 @@ def test_the_field_table_says_which_fields_checkpoints_and_the_onnx_metadata_nee
                                               "temperature", "unknown_threshold")
     assert set(field_formats.IN_ONNX) == {*field_formats.REQUIRED_IN_ONNX, "conformal_quantile", "conformal_u",
                                           "conformal_class_thresholds", "unseen_type", "photo_limits",
-                                          "splits_sha256", "versions"}
+                                          "splits_sha256", "versions", "lineage"}
