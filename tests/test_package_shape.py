@@ -11,7 +11,7 @@ PACKAGE = paths.PACKAGE_DIR
 # Low to high; a module may import its own layer's package and any lower layer, never a higher one.
 # The runner plans and checks every stage's notebooks (their settings included), so it sits above
 # them all, below the command line.
-LAYERS = [("errors",), ("run",), ("confidence",), ("data", "synth"), ("model",), ("train",), ("serve",),
+LAYERS = [("errors",), ("run",), ("confidence",), ("data", "synth"), ("model",), ("train",), ("serve",), ("discover",),
           ("export",), ("evaluate",), ("panel",), ("run.runner",), ("cli",), ("__main__",)]
 LAYER_OF = {name: rank for rank, names in enumerate(LAYERS) for name in names}
 
