@@ -22,7 +22,10 @@ from meterlib.errors import DataError, SettingsError
 from meterlib.model import inference
 
 NEW, KNOWN, NOISY = "new", "known", "noise"  # a photo's status (members.csv)
-KNOWN_SHARE = 0.5
+# A new type's photos find no training photos of their own in their cluster, while field photos of a
+# known type may outnumber its training photos there: at 0.5, the demo's own test photos of one type
+# made four "new" clusters beside its training photos; a quarter is known enough.
+KNOWN_SHARE = 0.25
 NEAREST = 3  # known types listed beside a new cluster
 
 
@@ -172,7 +175,7 @@ def score(found: Clusters, truth, *, new) -> Scores:
     for kind in found.new_types:
         _, counts = np.unique(truth[kind.members], return_counts=True)
         majority_share.append(counts.max())
-        false_new += int(np.mean(new[kind.members]) < KNOWN_SHARE)
+        false_new += int(np.mean(new[kind.members]) < 0.5)  # mostly photos of known types
     # A photo in no new cluster stands alone, so missing it costs the index as splitting it off would.
     alone = -1 - np.arange(len(truth))
     guessed = np.where(in_new, found.cluster, alone)[new]

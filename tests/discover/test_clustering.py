@@ -127,3 +127,16 @@ def test_the_settings_chooser_judges_only_held_out_known_types(world, monkeypatc
 def test_the_settings_chooser_needs_more_types_than_it_holds_out(world):
     with pytest.raises(SettingsError, match="more than 3 known types"):
         clustering.choose_settings(world["reference"][:90], world["labels"][:90], held_out=3)
+
+
+def test_field_photos_that_outnumber_a_known_types_training_photos_stay_that_type():
+    """A much-photographed known type: each of its four looks has 8 training photos and 24 field photos."""
+    rng = np.random.default_rng(3)
+    centres = _unit(rng.standard_normal((4, DIMS)))
+    looks = _unit(centres[0] + 0.6 * _unit(rng.standard_normal((4, DIMS))))
+    reference = np.concatenate([_blobs(centres[1:], 30, rng, spread=0.04)[0], _blobs(looks, 8, rng, spread=0.04)[0]])
+    labels = np.concatenate([np.repeat([1, 2, 3], 30), np.zeros(32, int)])
+    photos, _ = _blobs(looks, 24, rng, spread=0.04)
+    found = clustering.find_clusters(photos, reference, labels, settings=SETTINGS)
+    assert not found.new_types
+    assert set(found.known_type[found.status == KNOWN]) == {0} and (found.status == KNOWN).mean() > 0.9
