@@ -16,7 +16,8 @@ def add_types_command(args: argparse.Namespace) -> str:
     report = adding.add_types(args.new_types, dataset_dir=dataset_dir, copy=args.copy)
     where = f" --data-dir {shlex.quote(args.data_dir)}" if args.data_dir else ""
     return (f"{report.describe()}\n"
-            "Next: re-run 01 to split the dataset, then 02 to train warm from the current model:\n"
+            "Next: re-run 01 to split the dataset, then 02 to train warm from the current model (a run with "
+            "--reports-dir DIR released it as DIR/model/meterlib_checkpoint.pt):\n"
             f"  meterlib run --warm-start {shlex.quote(_shown(paths.resolve().checkpoint))} "
             f"-p dataset={shlex.quote(args.dataset)}{where}")
 

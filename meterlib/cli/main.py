@@ -8,7 +8,7 @@ import os
 import sys
 
 from meterlib.data.listing import shown_name
-from meterlib.errors import MeterlibError
+from meterlib.errors import MeterlibError, ModelFileError
 from meterlib.run import output_path, paths, runner
 
 
@@ -174,6 +174,8 @@ def main(argv: list[str] | None = None) -> int:
         overrides = runner.load_parameter_file(args.params_file) if args.params_file else {}
         overrides.update(runner.parse_assignment(item) for item in args.param)
         if args.warm_start:  # shorthand for -p warm_start=PATH (absolute: notebooks run elsewhere) -p preset=warm
+            if not os.path.isfile(args.warm_start):  # said now, not after 01 has run
+                raise ModelFileError(f"{args.warm_start}: --warm-start checkpoint not found")
             overrides["warm_start"] = os.path.abspath(args.warm_start)
             overrides.setdefault("preset", "warm")
         runner.run(profile=args.profile, overrides=overrides, only=args.only,
