@@ -9,8 +9,8 @@ Each rotation draws ``--drop`` classes (seeded) among the demo's classes with at
 Then, for each count in ``--photos``, the dropped classes come back with that many training photos
 each (their val and test photos as the split has them) and the model is trained:
 
-- warm, head only: the parent's weights, new rows imprinted, then the ``warm`` preset's phase 1;
-- warm: the same and the ``warm`` preset's short fine-tune (what ``--warm-start`` runs);
+- warm (what ``--warm-start`` runs), judged after each of its steps: the parent's weights with the new
+  rows imprinted; the ``warm`` preset's phase 1 (the head refit); its short fine-tune;
 - full retrain: the same cut recipe from the pretrained backbone (at the middle count only).
 
 Printed per run: test accuracy on the old and on the new types, test ECE after a temperature
@@ -29,32 +29,20 @@ import numpy as np
 import pandas as pd
 
 from meterlib import train
-from meterlib.confidence import calibration
 from meterlib.data import splits
-from meterlib.model import backbones, checkpoint, inference
+from meterlib.evaluate import new_types
+from meterlib.model import backbones, checkpoint
 from meterlib.run import paths
-
-
-def scored(result: train.TrainResult, images: dict, table: pd.DataFrame, split: str):
-    """(logits, labels) of ``split``'s photos under ``result``'s model."""
-    rows = table["split"] == split
-    logits = inference.logits_for_images(result.model, images[split], image_size=result.config.image_size,
-                                         mean=result.mean, std=result.std).numpy().astype(np.float64)
-    labels = np.array([result.class_names.index(name) for name in table.loc[rows, "class"]])
-    return logits, labels
 
 
 def judge(result: train.TrainResult, table: pd.DataFrame, new: list[str], *, seconds: float) -> dict:
     """Old- and new-type test accuracy, and test ECE at the temperature val gives."""
     images = train.decode_splits(table, image_size=result.config.image_size)
-    val_logits, val_labels = scored(result, images, table, "val")
-    test_logits, test_labels = scored(result, images, table, "test")
-    temperature = calibration.fit_temperature(val_logits, val_labels).temperature
-    probs = calibration.softmax(test_logits, temperature=temperature)
-    correct = probs.argmax(1) == test_labels
-    is_new = np.isin(np.asarray(result.class_names)[test_labels], new)
-    return {"old types": correct[~is_new].mean(), "new types": correct[is_new].mean() if is_new.any() else np.nan,
-            "test ECE": calibration.expected_calibration_error(probs, test_labels), "seconds": seconds}
+    photos = {split: new_types.Judged(images[split], list(table.loc[table["split"] == split, "class"]))
+              for split in ("val", "test")}
+    return {**new_types.judge(result.model, result.class_names, **photos, new=new,
+                              image_size=result.config.image_size, mean=result.mean, std=result.std),
+            "seconds": seconds}
 
 
 def with_new_photos(table: pd.DataFrame, new: list[str], count: int, *, seed: int) -> pd.DataFrame:
@@ -84,11 +72,11 @@ def rotation(table: pd.DataFrame, new: list[str], *, cfg: train.TrainConfig, cou
     warm_cfg = dataclasses.replace(train.PRESETS["warm"], image_size=cfg.image_size)
     for count in counts:
         grown = with_new_photos(table, new, count, seed=seed)
-        for name, run_cfg in (("warm, head only", dataclasses.replace(warm_cfg, epochs_finetune=0)),
-                              ("warm", warm_cfg)):
-            result, seconds = timed(lambda: train.train(grown, cfg=run_cfg, progress=False, options=options,
-                                                        warm_start=parent_path))
-            rows.append({"run": name, "photos": count, **judge(result, grown, new, seconds=seconds)})
+        result, seconds = timed(lambda: train.train(grown, cfg=warm_cfg, progress=False, options=options,
+                                                    warm_start=parent_path))
+        for step, elapsed in result.warm_step_seconds().items():
+            result.model.load_state_dict(result.warm_steps[step])
+            rows.append({"run": f"warm: {step}", "photos": count, **judge(result, grown, new, seconds=elapsed)})
         if count == counts[len(counts) // 2]:
             result, seconds = timed(lambda: train.train(grown, cfg=cfg, progress=False, options=options))
             rows.append({"run": "full retrain", "photos": count, **judge(result, grown, new, seconds=seconds)})

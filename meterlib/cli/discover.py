@@ -16,7 +16,7 @@ from pathlib import Path
 from meterlib.cli import predict
 from meterlib.data.adding import MEMBERS_NAME
 from meterlib.data.splits import counted
-from meterlib.discover import clustering, inputs, outputs
+from meterlib.discover import clustering, finder, inputs, outputs
 from meterlib.errors import ModelFileError
 from meterlib.run import paths
 
@@ -34,17 +34,12 @@ def discover_command(args: argparse.Namespace) -> str:
     read = [model, *(path for path in args.paths if Path(path).is_file())]  # never to be written over
     outputs.check(args.out, inputs=[*read, *found_photos.files], overwrite=args.overwrite)
     predictor = predict.load_predictor(model)
-    if predictor.reference is None:
-        raise ModelFileError(f"{model}: has no reference_features, the training photos' features that discovery "
-                             "clusters with (an older model file); discovery needs a model trained by this "
-                             "version's notebook 02")
-    features = inputs.features(predictor, found_photos.files, batch_size=predict.BATCH_SIZE,
-                               progress=len(found_photos.files) >= predict.PROGRESS_FROM and sys.stderr.isatty())
-    reference = predictor.reference
-    found = clustering.find_clusters(features.values, reference["features"].float().numpy(),
-                                     reference["labels"].numpy())
-    outputs.write(args.out, found, features.files, predictor.class_names, inputs=read, overwrite=args.overwrite)
-    return _report(found, features, predictor.class_names, skipped=found_photos.skipped, out=Path(args.out))
+    found = finder.find_new_types(predictor, found_photos.files, source=model, batch_size=predict.BATCH_SIZE,
+                                  progress=len(found_photos.files) >= predict.PROGRESS_FROM and sys.stderr.isatty())
+    outputs.write(args.out, found.clusters, found.features.files, predictor.class_names, inputs=read,
+                  overwrite=args.overwrite)
+    return _report(found.clusters, found.features, predictor.class_names, skipped=found_photos.skipped,
+                   out=Path(args.out))
 
 
 def _report(found: clustering.Clusters, features: inputs.Features, class_names: list[str], *,

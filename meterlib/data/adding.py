@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import os
 import shutil
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -50,6 +50,7 @@ class Addition:
     whole_classes: pd.DataFrame  # split_table of every photo of the named types' classes
     moved: pd.DataFrame  # path, class, split_before, split_after: earlier photos the additions give another split
     rule: dict  # the split rule's settings given (empty: its defaults, which are notebook 01's)
+    manifest: pd.DataFrame  # the whole dataset's splits.csv rows under that rule, the filed photos included
 
     def describe(self) -> str:
         """The report, in lines: what was filed, the flags, where the rule puts the photos, what moved."""
@@ -129,6 +130,31 @@ def add_types(new_types_csv: str | os.PathLike, *, dataset_dir: str | os.PathLik
     audit = audit_dataset(dataset_dir, progress=progress, **(thresholds or {}))
     return _report(filings, audit, dataset_dir=dataset_dir, copy=copy, rule=rule or {},
                    new_types=sorted(set(names.values()) - set(classes)))
+
+
+def linked_dataset(source_dir: str | os.PathLike, target_dir: str | os.PathLike, *,
+                   leave_out: Sequence[str] = ()) -> Path:
+    """A dataset at ``target_dir`` whose raw/<class>/ hold links to the files of ``source_dir``'s raw/ classes
+    but ``leave_out``: one to add types to and retrain on while the source stays as it is.
+
+    Files are linked one by one, so that photos filed into an existing type land in the copy. A
+    dataset already at ``target_dir`` is replaced only once the new one is complete.
+    """
+    source_dir, target_dir = Path(source_dir).resolve(), Path(target_dir)
+    if detect_layout(source_dir) != "raw":
+        raise DataError("has no raw/ folder of class folders to link to (a processed/ tree keeps its own split)",
+                        path=source_dir)
+    building = target_dir.with_name(f".{target_dir.name}.partial")
+    shutil.rmtree(building, ignore_errors=True)
+    for folder in sorted((source_dir / "raw").iterdir()):
+        if folder.is_dir() and folder.name not in leave_out and not folder.name.startswith("."):
+            (building / "raw" / folder.name).mkdir(parents=True)
+            for file in sorted(folder.iterdir()):
+                if not file.name.startswith("."):
+                    (building / "raw" / folder.name / file.name).symlink_to(file)
+    shutil.rmtree(target_dir, ignore_errors=True)
+    building.rename(target_dir)
+    return target_dir
 
 
 def _check_dataset(dataset_dir: Path) -> None:
@@ -276,4 +302,4 @@ def _report(filings: list[Filing], audit: Audit, *, dataset_dir: Path, copy: boo
     photos["same_as"] = photos["group"].map(others.groupby("group")["path"].first()).fillna("")
     whole = split_table(after[after["class"].isin(set(photos["type_name"]))])
     return Addition(dataset_dir=dataset_dir, copy=copy, new_types=new_types, photos=photos.drop(columns="group"),
-                    whole_classes=whole, moved=moved, rule=dict(rule))
+                    whole_classes=whole, moved=moved, rule=dict(rule), manifest=after)

@@ -15,9 +15,9 @@ from meterlib.train.prepare import Prepared, RunOptions, prepare
 from meterlib.train.recipe import PRECISIONS, PRESETS, TrainConfig, class_weights, config
 from meterlib.train.saving import save_trained
 from meterlib.train.table import decode_splits, training_table
-from meterlib.train.training import TrainResult, accuracy, train
+from meterlib.train.training import WARM_STEPS, TrainResult, accuracy, train
 
 __all__ = ["Augment", "OutOfFold", "PRECISIONS", "PRESETS", "Prepared", "RunOptions", "TrainConfig",
-           "TrainResult", "accuracy", "assign_folds", "augmented_activations", "class_weights", "config", "cross_fit",
+           "TrainResult", "WARM_STEPS", "accuracy", "assign_folds", "augmented_activations", "class_weights", "config", "cross_fit",
            "decode_splits", "frozen_activations", "out_of_fold", "prepare", "save_trained", "set_finetune_mode",
            "train", "training_table", "uses_bfloat16"]

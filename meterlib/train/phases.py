@@ -113,12 +113,13 @@ def finetune_phase(fit: Fit) -> Phase:
                  train_mode=functools.partial(set_finetune_mode, model, bn=fit.cfg.finetune_bn))
 
 
-def run_recipe(fit: Fit, *, progress: bool = False,
-               stop_after: tuple[int | None, int | None] = (None, None)) -> tuple[dict, tuple[int, int]]:
+def run_recipe(fit: Fit, *, progress: bool = False, stop_after: tuple[int | None, int | None] = (None, None),
+               after_phase: Callable[[str], None] | None = None) -> tuple[dict, tuple[int, int]]:
     """Phase 1, then phase 2; (seconds per phase, epochs of each phase on the way to the kept state).
 
     ``stop_after`` cuts a phase short (None: all its epochs); its learning-rate schedule still spans
     the configured epochs, so a run that replays another run's kept epochs follows the same path.
+    ``after_phase`` is called with "phase1" and "phase2" as each ends (run or skipped).
     """
     seconds, counts = {}, []
     for name, build, epochs, limit in (("phase1", head_phase, fit.cfg.epochs_head, stop_after[0]),
@@ -127,6 +128,8 @@ def run_recipe(fit: Fit, *, progress: bool = False,
         if epochs > 0 and limit != 0:
             run_phase(fit, build, progress=progress, stop_after=limit)
         seconds[name] = time.perf_counter() - tick
+        if after_phase is not None:
+            after_phase(name)
         counts.append((len(fit.tracker.rows), fit.tracker.best_epoch))
     (phase1_rows, phase1_best), (_, best) = counts
     # Phase 2 started from phase 1's best state; it either improved on it or left it kept.

@@ -95,11 +95,13 @@ def prepare(table: pd.DataFrame, *, cfg: TrainConfig, backbone: str, weights_pat
     use_val, selection = _selection(val_acts, cfg)
     pooled, lineage = None, None
     if parent is not None:
+        tick = time.perf_counter()
         # Phase 1 reads these pooled features too (the parent's last block): computed once for both.
         pooled = [network.batched(network.pooled(model), acts, batch_size=128, device=device)
                   for acts in train_views]
         warm.imprint(model, pooled[0], labels["train"], [class_names.index(name) for name in added])
         lineage = warm.lineage(parent, added=added, photos=len(labels["train"]))
+        timings["imprint"] = time.perf_counter() - tick
     fit = phases.Fit(model=model, cfg=cfg, train_views=train_views, train_labels=labels["train"],
                      val_acts=val_acts, val_labels=labels["val"],
                      loss_fn=phases.loss_function(labels["train"], len(class_names), cfg=cfg, device=device),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import os
 import time
 from dataclasses import dataclass, field
@@ -15,6 +16,10 @@ from meterlib.run import seeding
 from meterlib.train import crossfit, phases, warm
 from meterlib.train.prepare import RunOptions, prepare
 from meterlib.train.recipe import TrainConfig
+
+# A warm start's steps, each a place to stop: new rows imprinted, the head refit on every photo
+# (phase 1), the short fine-tune (phase 2). Phase epochs of 0 stop a run after the step before.
+WARM_STEPS = ("imprint", "head", "finetune")
 
 
 @dataclass
@@ -40,6 +45,15 @@ class TrainResult:
     # recipe caches a clean view (the linear probe reuses float32 ones), in the precision it ran in.
     clean_activations: dict = field(default_factory=dict)
     lineage: dict | None = None  # with ``warm_start``: the parent checkpoint, the types added
+    # With ``warm_start``: the kept state after each step a user can stop after (``WARM_STEPS``).
+    warm_steps: dict = field(default_factory=dict)
+
+    def warm_step_seconds(self) -> dict:
+        """{step: seconds from the start of the run to the end of that warm step}; {} for a cold run."""
+        if not self.warm_steps:
+            return {}
+        imprinted = sum(self.timings[name] for name in ("decode", "frozen_part", "imprint"))
+        return dict(zip(WARM_STEPS, (imprinted, imprinted + self.timings["phase1"], self.seconds)))
 
 
 def train(table: pd.DataFrame, *, cfg: TrainConfig, backbone: str = backbones.DEFAULT, weights_path=None,
@@ -60,10 +74,13 @@ def train(table: pd.DataFrame, *, cfg: TrainConfig, backbone: str = backbones.DE
         started = time.perf_counter()
         run = prepare(table, cfg=cfg, backbone=backbone, weights_path=weights_path, images=images,
                       progress=progress, options=options, parent=parent)
-        seconds, kept = phases.run_recipe(run.fit, progress=progress)
+        steps = _StepStates(run.fit) if parent is not None else None
+        seconds, kept = phases.run_recipe(run.fit, progress=progress,
+                                          after_phase=None if steps is None else steps.keep)
         run.timings.update(seconds)
         model = run.fit.model
-        model.load_state_dict(run.fit.tracker.best_state)
+        if run.fit.tracker.best_state is not None:  # None: no epoch ran, the starting state is the result
+            model.load_state_dict(run.fit.tracker.best_state)
         model.eval()
         oof = None
         if folds and parent is None:
@@ -77,7 +94,21 @@ def train(table: pd.DataFrame, *, cfg: TrainConfig, backbone: str = backbones.DE
                        std=run.std, config=cfg, options=options,
                        history=pd.DataFrame(run.fit.tracker.rows), best_epoch=run.fit.tracker.best_epoch,
                        selection=run.selection, seconds=time.perf_counter() - started, timings=run.timings,
-                       out_of_fold=oof, clean_activations=_clean_activations(run.fit), lineage=run.lineage)
+                       out_of_fold=oof, clean_activations=_clean_activations(run.fit), lineage=run.lineage,
+                       warm_steps={} if steps is None else steps.states)
+
+
+class _StepStates:
+    """Copies of the kept state as a warm run passes each of ``WARM_STEPS`` (the first as it starts)."""
+
+    def __init__(self, fit: phases.Fit):
+        self.fit = fit
+        self.states = {WARM_STEPS[0]: copy.deepcopy(fit.model.state_dict())}
+
+    def keep(self, phase: str) -> None:
+        best = self.fit.tracker.best_state  # None until an epoch ran: the step changed nothing
+        self.states[WARM_STEPS[len(self.states)]] = (list(self.states.values())[-1] if best is None
+                                                     else copy.deepcopy(best))
 
 
 def _clean_activations(fit: phases.Fit) -> dict:

@@ -1,5 +1,7 @@
 """A warm start keeps what its parent learnt, imprints new types, and records where it came from."""
 
+import dataclasses
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -114,6 +116,37 @@ def test_a_warm_run_learns_the_new_type_and_records_its_lineage(tmp_path):
     grandchild = warm.lineage(warm.load_parent(child), added=[], photos=24)
     assert grandchild["parent_sha256"] == checkpoint.file_sha256(child)
     assert grandchild["ancestors"] == [checkpoint.file_sha256(parent_path)]
+
+
+def test_a_warm_run_keeps_each_step_and_zero_epochs_stop_after_the_step_before(tmp_path):
+    cfg = train.config("warm", image_size=SIZE, epochs_head=2, epochs_finetune=1, batch_size=8, min_val_images=5)
+    first = train.train(_colour_table(tmp_path, ["blue", "red"]), cfg=cfg, backbone="random", progress=False)
+    parent_path = checkpoint.save(tmp_path / "first.pt", model=first.model,
+                                  spec=checkpoint.ModelSpec("random", first.class_names, **SPEC))
+    table = _colour_table(tmp_path, ["blue", "green", "red"])
+    result = train.train(table, cfg=cfg, backbone="random", progress=False, warm_start=parent_path)
+    steps = result.warm_steps
+    assert list(steps) == list(train.WARM_STEPS)
+    head = "head.weight"
+    assert torch.equal(steps["imprint"][head][[0, 2]], first.model.state_dict()[head])  # old rows as the parent's
+    assert not torch.equal(steps["head"][head], steps["imprint"][head])  # phase 1 refit the head
+    block = next(name for name in steps["head"] if "last_block" in name and steps["head"][name].is_floating_point())
+    assert torch.equal(steps["head"][block], steps["imprint"][block])  # phase 1 leaves the block alone
+    assert all(torch.equal(value, steps["finetune"][name]) for name, value in result.model.state_dict().items())
+    imprinted, refit, finished = result.warm_step_seconds().values()
+    assert 0 < imprinted < refit < finished == result.seconds
+
+    imprint_only = train.train(table, cfg=dataclasses.replace(cfg, epochs_head=0, epochs_finetune=0),
+                               backbone="random", progress=False, warm_start=parent_path)
+    assert len(imprint_only.history) == 0
+    assert all(torch.equal(value, steps["imprint"][name]) for name, value in imprint_only.model.state_dict().items())
+    assert all(state is imprint_only.warm_steps["imprint"] for state in imprint_only.warm_steps.values())
+
+
+def test_a_run_from_the_pretrained_backbone_keeps_no_steps(tmp_path):
+    cfg = train.config("warm", image_size=SIZE, epochs_head=1, epochs_finetune=0, batch_size=8)
+    assert train.train(_colour_table(tmp_path, ["blue", "red"]), cfg=cfg, backbone="random",
+                       progress=False).warm_step_seconds() == {}
 
 
 @pytest.mark.parametrize("broken", [
