@@ -104,6 +104,8 @@ RANGES: dict[str, Range] = {
     "group_small_below": COUNT, "group_large_from": COUNT,
     # 04
     "prefill": NON_NEGATIVE, "neighbours": NON_NEGATIVE,
+    # 05
+    "min_cluster_size": NON_NEGATIVE, "new_test_share": share(open_high=True),
 }
 
 # Text parameters with a fixed set of values that are not training settings. The stages that use

@@ -9,12 +9,15 @@ The new checkpoint's ``lineage`` names the parent by hash.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from dataclasses import dataclass
 from typing import Sequence
 
 from meterlib.errors import ModelFileError, SettingsError
 from meterlib.model import checkpoint, field_formats
+from meterlib.model.transforms import Augment
+from meterlib.train.recipe import PRESETS, TrainConfig
 
 HEAD = (field_formats.HEAD_WEIGHT, field_formats.HEAD_BIAS)
 
@@ -36,6 +39,24 @@ def load_parent(path: str | os.PathLike) -> Parent:
     """Read the checkpoint to start from; a missing or broken file names itself."""
     content = checkpoint.load(path)
     return Parent(content=content, source=str(path), sha256=checkpoint.file_sha256(path))
+
+
+def parent_recipe(parent: Parent) -> TrainConfig:
+    """The recipe the parent was trained with (its checkpoint's ``training`` field): what a full retrain replays."""
+    stored = parent.content.get("training") or {}
+    names = {field.name for field in dataclasses.fields(TrainConfig)} - {"augment"}
+    try:
+        return TrainConfig(**{name: stored[name] for name in names if name in stored},
+                           augment=Augment(**stored.get("augment", dataclasses.asdict(TrainConfig().augment))))
+    except TypeError as exc:
+        raise ModelFileError(f"{parent.source}: its training field does not hold a recipe ({exc})") from None
+
+
+def warm_recipe(parent: Parent) -> TrainConfig:
+    """The ``warm`` preset on the parent's inputs: its image size, batch size, augmentation and precision."""
+    own = parent_recipe(parent)
+    return dataclasses.replace(PRESETS["warm"], image_size=own.image_size, batch_size=own.batch_size,
+                               augment=own.augment, frozen_precision=own.frozen_precision)
 
 
 def check_parent(parent: Parent, *, backbone: str, image_size: int, class_names: Sequence[str]) -> list[str]:

@@ -247,3 +247,40 @@ def test_dataset_must_exist_and_have_raw(dataset, tmp_path):
     with pytest.raises(DataError, match=r"existing processed/<split>/<class>/ split without raw/"):
         add(new_types, split_only)
     assert not (split_only / "raw").exists() and not (tmp_path / "typo").exists()
+
+
+def test_a_linked_dataset_links_each_photo_and_files_into_the_copy_only(tmp_path, dataset):
+    (dataset / "raw" / "HELD").mkdir()
+    random_photos.save(dataset / "raw" / "HELD", 3, width=SIDE, height=SIDE, seed=9, name="h_{}.png")
+    before = entries(dataset)
+    child = adding.linked_dataset(dataset, tmp_path / "child", leave_out=["HELD"])
+    assert sorted(os.listdir(child / "raw")) == ["OLD1", "OLD2"]
+    linked = sorted((child / "raw" / "OLD1").iterdir())
+    assert len(linked) == 14 and all(path.is_symlink() for path in linked)
+    assert linked[0].resolve() == (dataset / "raw" / "OLD1" / linked[0].name).resolve()
+
+    new = user_photos(tmp_path / "mine", 4, seed=5)
+    add(discovered(tmp_path / "found", {0: new}, {0: "OLD1"}), child)  # into an existing type
+    assert len(list((child / "raw" / "OLD1").iterdir())) == 18
+    assert entries(dataset) == before  # the source dataset is as it was
+
+    rebuilt = adding.linked_dataset(dataset, tmp_path / "child")  # a rerun starts afresh
+    assert sorted(os.listdir(rebuilt / "raw")) == ["HELD", "OLD1", "OLD2"]
+    assert len(list((rebuilt / "raw" / "OLD1").iterdir())) == 14
+    assert not list(tmp_path.glob(".child*"))
+
+
+def test_a_processed_only_dataset_cannot_be_linked(tmp_path):
+    (tmp_path / "ds" / "processed" / "train" / "A").mkdir(parents=True)
+    with pytest.raises(DataError, match="has no raw/ folder"):
+        adding.linked_dataset(tmp_path / "ds", tmp_path / "child")
+    assert not (tmp_path / "child").exists()
+
+
+def test_the_addition_carries_the_whole_manifest_under_the_rule(tmp_path, dataset):
+    new = user_photos(tmp_path / "mine", 6, seed=4)
+    addition = add(discovered(tmp_path / "found", {0: new}, {0: "NEW1"}), dataset)
+    manifest = addition.manifest
+    assert manifest.groupby("class").size().to_dict() == {"NEW1": 6, "OLD1": 14, "OLD2": 14}
+    placed = manifest.set_index("path").loc[addition.photos["path"], "split"]
+    assert list(placed) == list(addition.photos["split"])

@@ -161,3 +161,19 @@ def test_a_malformed_lineage_is_refused_on_write(tmp_path, broken):
     _parent(tmp_path, ["blue", "red"], seed=1, lineage=good)  # a valid one is written
     with pytest.raises(ModelFileError, match="lineage"):
         _parent(tmp_path, ["blue", "red"], seed=2, lineage=good | broken)
+
+
+def test_the_parent_recipe_comes_back_from_its_file_and_the_warm_one_keeps_its_inputs(tmp_path):
+    own = train.config("default", image_size=SIZE, batch_size=8, frozen_precision="float32",
+                       augment={"brightness": 0.1})
+    path, _ = _parent(tmp_path, ["blue", "red"], training={**own.as_dict(), "preset": "default", "seed": 3})
+    parent = warm.load_parent(path)
+    assert warm.parent_recipe(parent) == own
+    warm_cfg = warm.warm_recipe(parent)
+    assert (warm_cfg.image_size, warm_cfg.batch_size, warm_cfg.frozen_precision, warm_cfg.augment) == \
+        (SIZE, 8, "float32", own.augment)
+    assert (warm_cfg.epochs_head, warm_cfg.epochs_finetune, warm_cfg.views) == \
+        (train.PRESETS["warm"].epochs_head, train.PRESETS["warm"].epochs_finetune, train.PRESETS["warm"].views)
+    parent.content["training"] = {"views": 2, "augment": {"no_such_strength": 1}}
+    with pytest.raises(ModelFileError, match="does not hold a recipe"):
+        warm.parent_recipe(parent)
