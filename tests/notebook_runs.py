@@ -21,4 +21,4 @@ def run_nbval(notebooks: list[Path], *options: str) -> subprocess.CompletedProce
     """nbval over ``notebooks`` in their folder, in this environment; ``options`` go to pytest."""
     command = [sys.executable, "-m", "pytest", "--nbval-lax", "--nbval-current-env", "--nbval-sanitize-with",
                str(SANITIZE), "-p", "no:cacheprovider", "-q", *options, *map(str, notebooks)]
-    return subprocess.run(command, capture_output=True, text=True, cwd=notebooks[0].parent, timeout=600)
+    return subprocess.run(command, capture_output=True, text=True, cwd=notebooks[0].parent, timeout=1200)
