@@ -20,7 +20,7 @@ ensure_env() {
     echo "Setting up $VENV (first run takes a few minutes) ..."
     [ -x "$PY" ] || python3 -m venv "$VENV"
     "$PY" -m pip install --quiet --upgrade pip
-    "$PY" -m pip install --quiet -e ".[analysis,test,onnx]"
+    "$PY" -m pip install --quiet -e ".[analysis,test,onnx,scale]"
     echo "$want" > "$STAMP"
 }
 

@@ -10,8 +10,8 @@ from meterlib.run import paths
 PACKAGE = paths.PACKAGE_DIR
 # Low to high; a module may import its own layer's package and any lower layer, never a higher one.
 # The runner plans and checks every stage's notebooks (their settings included), so it sits above
-# them all, below the command line.
-LAYERS = [("errors",), ("run",), ("confidence",), ("data", "synth"), ("model",), ("train",), ("serve",), ("discover",),
+# them all, below the command line. Scale runs serve's predictions and discover's features on a cluster.
+LAYERS = [("errors",), ("run",), ("confidence",), ("data", "synth"), ("model",), ("train",), ("serve",), ("discover",), ("scale",),
           ("export",), ("evaluate",), ("panel",), ("run.runner",), ("cli",), ("__main__",)]
 LAYER_OF = {name: rank for rank, names in enumerate(LAYERS) for name in names}
 

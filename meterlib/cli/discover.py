@@ -26,10 +26,7 @@ UNREADABLE_SHOWN = 5  # unreadable photos named in the report; members.csv lists
 def discover_command(args: argparse.Namespace) -> str:
     """Cluster the photos of ``args.paths`` with ``args.model``'s training photos, write the review files
     into ``args.out``; the report."""
-    model = Path(args.model or paths.resolve().checkpoint)
-    if model.suffix.lower() == ".onnx":
-        raise ModelFileError(f"{model}: discovery reads the model's features, which an ONNX export does not give; "
-                             "give the checkpoint (.pt) with --model")
+    model = feature_model(args.model)
     found_photos = inputs.gather(args.paths)
     read = [model, *(path for path in args.paths if Path(path).is_file())]  # never to be written over
     outputs.check(args.out, inputs=[*read, *found_photos.files], overwrite=args.overwrite)
@@ -40,6 +37,15 @@ def discover_command(args: argparse.Namespace) -> str:
                   overwrite=args.overwrite)
     return _report(found.clusters, found.features, predictor.class_names, skipped=found_photos.skipped,
                    out=Path(args.out))
+
+
+def feature_model(given: str) -> Path:
+    """The checkpoint whose features a command reads (default: the project's); an ONNX export is refused."""
+    model = Path(given or paths.resolve().checkpoint)
+    if model.suffix.lower() == ".onnx":
+        raise ModelFileError(f"{model}: the model's features are read, which an ONNX export does not give; "
+                             "give the checkpoint (.pt) with --model")
+    return model
 
 
 def _report(found: clustering.Clusters, features: inputs.Features, class_names: list[str], *,

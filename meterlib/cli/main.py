@@ -10,6 +10,7 @@ import sys
 from meterlib.data.listing import shown_name
 from meterlib.errors import MeterlibError, ModelFileError
 from meterlib.run import output_path, paths, runner
+from meterlib.scale.partitions import PARTITION_SIZE, RESUME_FLAG
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -34,6 +35,7 @@ def _parser() -> argparse.ArgumentParser:
                                             "(the reference that nbval compares against)")
     snap.add_argument("--only", nargs="+", default=[], metavar="PREFIX")
     _add_predict(sub)
+    _add_features(sub)
     _add_export(sub)
     _add_discover(sub)
     _add_add_types(sub)
@@ -43,7 +45,11 @@ def _parser() -> argparse.ArgumentParser:
 def _add_predict(sub) -> None:
     predict = sub.add_parser("predict", help="identify the meter type in photos with the trained checkpoint")
     predict.add_argument("paths", nargs="+", metavar="PATH",
-                         help="photo files, or folders searched recursively for photos")
+                         help="photo files, folders searched recursively for photos, http(s) URLs, or lists "
+                              "of paths or URLs: a .csv file (see --column) or @FILE (one a line)")
+    predict.add_argument("--column", metavar="NAME",
+                         help="the column of the CSV lists that holds the paths or URLs (default: the first "
+                              "of file, path, url, image)")
     predict.add_argument("--model", "--checkpoint", dest="model", default="", metavar="FILE",
                          help="a checkpoint, or its ONNX export (.onnx, run by ONNX Runtime) "
                               "(default: reports/model/meterlib_checkpoint.pt)")
@@ -56,6 +62,39 @@ def _add_predict(sub) -> None:
                          help="classes listed per photo (default: 3)")
     predict.add_argument("--batch-size", type=_positive_int, metavar="N",
                          help="photos decoded and predicted at a time (default: 16)")
+    _add_cluster(predict)
+
+
+def _add_features(sub) -> None:
+    features = sub.add_parser("features", help="write the model's L2-normalised features (float16) of many "
+                                               "photos, a partition at a time, for discovery and clustering")
+    features.add_argument("paths", nargs="+", metavar="PATH",
+                          help="photo files, folders, http(s) URLs, or lists of them (as for predict)")
+    features.add_argument("--column", metavar="NAME", help="the column of the CSV lists (as for predict)")
+    features.add_argument("--model", "--checkpoint", dest="model", default="", metavar="FILE",
+                          help="the checkpoint whose features are taken (default: reports/model/meterlib_checkpoint.pt)")
+    features.add_argument("--out", required=True, metavar="DIR",
+                          help="folder for each partition's features-NNNNN.npy and features-NNNNN.csv (its photos)")
+    features.add_argument("--batch-size", type=_positive_int, metavar="N",
+                          help="photos decoded at a time (default: 16)")
+    _add_cluster(features)
+
+
+def _add_cluster(command) -> None:
+    """The options that run a command's photos on a Dask cluster, a partition at a time (the scale extra)."""
+    where = command.add_mutually_exclusive_group()
+    where.add_argument("--workers", type=_positive_int, metavar="N",
+                       help="run on a local Dask cluster of N worker processes sharing this machine's CPUs "
+                            "(default: in this process, without Dask); predict then needs --csv OUT, and keeps "
+                            "each partition's rows in the folder OUT.parts")
+    where.add_argument("--scheduler", metavar="ADDRESS",
+                       help="run on the existing Dask cluster of this scheduler (e.g. tcp://10.0.0.5:8786); its "
+                            "workers must see the photos and the model at the same paths")
+    command.add_argument("--partition-size", type=_positive_int, default=PARTITION_SIZE, metavar="N",
+                         help=f"photos a task, the unit that is retried and resumed, in whole batches "
+                              f"(default: {PARTITION_SIZE})")
+    command.add_argument(RESUME_FLAG, action="store_true",
+                         help="keep the partitions an earlier run of the same job finished, and run only the others")
 
 
 def _add_export(sub) -> None:
@@ -133,7 +172,16 @@ def _predict(args: argparse.Namespace) -> str:
 
     return predict.predict_files(args.paths, model=args.model or paths.resolve().checkpoint,
                                  csv_path=args.csv or None, top_k=args.top_k,
-                                 batch_size=args.batch_size or predict.BATCH_SIZE, overwrite=args.overwrite)
+                                 batch_size=args.batch_size or predict.BATCH_SIZE, overwrite=args.overwrite,
+                                 column=args.column, workers=args.workers, scheduler=args.scheduler,
+                                 resume=args.resume, partition_size=args.partition_size)
+
+
+def _features(args: argparse.Namespace) -> str:
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # as for predict
+    from meterlib.cli.features import features_command
+
+    return features_command(args)
 
 
 def _discover(args: argparse.Namespace) -> str:
@@ -150,7 +198,8 @@ def _add_types(args: argparse.Namespace) -> str:
 
 
 # The commands that print one report; `run` and `snapshot` run notebooks instead.
-COMMANDS = {"predict": _predict, "export": _export, "discover": _discover, "add-types": _add_types}
+COMMANDS = {"predict": _predict, "features": _features, "export": _export, "discover": _discover,
+            "add-types": _add_types}
 
 
 def _shown(message: str) -> str:

@@ -29,7 +29,7 @@ class Photos:
 class Features:
     """The L2-normalised features of the photos that could be read, and the problem of each that could not."""
 
-    files: list[Path]
+    files: list[Path]  # or the names the photos were given (``features_each``)
     values: np.ndarray  # (len(files), d)
     unreadable: list[tuple[Path, str]]
 
@@ -73,21 +73,30 @@ def unseen_type_photos(table: Path) -> list[Path]:
 
 def features(predictor: Predictor, files: Sequence[Path], *, batch_size: int, progress: bool = False) -> Features:
     """The features ``predictor``'s model gives the photos, ``batch_size`` decoded at a time; unreadable ones apart."""
+    found = features_each(predictor, files, names=files, batch_size=batch_size, progress=progress)
+    if not found.files:
+        file, problem = found.unreadable[0]
+        raise DataError(f"none of the {len(files)} photos could be read (the first: {problem})", path=file)
+    return found
+
+
+def features_each(predictor: Predictor, photos: Sequence, *, names: Sequence, batch_size: int,
+                  progress: bool = False) -> Features:
+    """Like ``features`` for any photo sources (a DataError stands for one that could not be fetched), each
+    called by its name in ``names``; none read is no error."""
     from tqdm.auto import tqdm
 
     readable, values, unreadable = [], [], []
-    with tqdm(total=len(files), desc="features", unit="photo", disable=not progress) as bar:
-        for start in range(0, len(files), batch_size):
-            part = list(files[start:start + batch_size])
-            decoded = batch.decode_each(part, [str(file) for file in part], image_size=predictor.image_size)
-            unreadable += [(file, item.problem) for file, item in zip(part, decoded) if isinstance(item, DataError)]
-            good = [(file, item) for file, item in zip(part, decoded) if not isinstance(item, DataError)]
+    with tqdm(total=len(photos), desc="features", unit="photo", disable=not progress) as bar:
+        for start in range(0, len(photos), batch_size):
+            part, labels = list(photos[start:start + batch_size]), list(names[start:start + batch_size])
+            decoded = batch.decode_each(part, [str(name) for name in labels], image_size=predictor.image_size)
+            unreadable += [(name, item.problem) for name, item in zip(labels, decoded) if isinstance(item, DataError)]
+            good = [(name, item) for name, item in zip(labels, decoded) if not isinstance(item, DataError)]
             if good:
-                readable += [file for file, _ in good]
+                readable += [name for name, _ in good]
                 values.append(gallery.unit_features(predictor.model, [item for _, item in good], predictor,
                                                     device=predictor.device))
             bar.update(len(part))
-    if not readable:
-        file, problem = unreadable[0]
-        raise DataError(f"none of the {len(files)} photos could be read (the first: {problem})", path=file)
-    return Features(readable, np.concatenate(values), unreadable)
+    dimensions = predictor.model.head.in_features
+    return Features(readable, np.concatenate(values) if values else np.empty((0, dimensions), np.float32), unreadable)

@@ -50,6 +50,13 @@ def expand_inputs(arguments: Sequence[str | os.PathLike]) -> Inputs:
     gets its own error. Nothing at all to predict, or only paths that do not exist (a typo), is a
     DataError.
     """
+    inputs = found_inputs(arguments)
+    require_photos(inputs.files, arguments)
+    return inputs
+
+
+def found_inputs(arguments: Sequence[str | os.PathLike]) -> Inputs:
+    """``expand_inputs``' files and skipped counts, without its check that there is something to predict."""
     found: set[Path] = set()
     skipped: Counter[str] = Counter()
     for argument in arguments:
@@ -58,10 +65,15 @@ def expand_inputs(arguments: Sequence[str | os.PathLike]) -> Inputs:
             found.update(_photos_under(path, skipped))
         else:
             found.add(path)
-    if not any(path.exists() for path in found):
-        where = ", ".join(map(str, arguments)) or "(no paths given)"
-        raise DataError(f"no photos found in {where}" + (" (no such file or folder)" if found else ""))
     return Inputs(sorted(found, key=str), dict(skipped))
+
+
+def require_photos(items: Sequence, arguments: Sequence[str | os.PathLike]) -> None:
+    """DataError naming ``arguments`` when ``items`` hold nothing to predict: none, or only paths that do not
+    exist (a typo); an item that is no local path (a URL) counts as something to try."""
+    if not any(not isinstance(item, Path) or item.exists() for item in items):
+        where = ", ".join(map(str, arguments)) or "(no paths given)"
+        raise DataError(f"no photos found in {where}" + (" (no such file or folder)" if items else ""))
 
 
 def _photos_under(folder: Path, skipped: Counter) -> list[Path]:
@@ -93,7 +105,12 @@ def display_names(items: Sequence, names: Sequence[str] | None = None) -> list[s
 
 def decode_each(items: Sequence, names: Sequence[str], *, image_size: int, measure: bool = False) -> list:
     """Each photo decoded and squashed to ``image_size`` (with ``measure``: an ``inference.Measured``),
-    or the DataError (naming it by ``names``) saying why not."""
-    decoded = inference.load_resized_each(items, image_size=image_size, measure=measure)
+    or the DataError (naming it by ``names``) saying why not.
+
+    An item that is already a DataError (a URL that could not be fetched, say) stays that photo's error.
+    """
+    decoded = iter(inference.load_resized_each([item for item in items if not isinstance(item, DataError)],
+                                               image_size=image_size, measure=measure))
+    pictures = [item if isinstance(item, DataError) else next(decoded) for item in items]
     return [DataError(picture.problem, path=name) if isinstance(picture, DataError) else picture
-            for picture, name in zip(decoded, names)]
+            for picture, name in zip(pictures, names)]

@@ -106,13 +106,14 @@ class Predictor:
     reference: dict | None = None  # training photos' features for the unseen-type score (see model.reference)
 
     @classmethod
-    def load(cls, path: str | os.PathLike, *, device=None) -> "Predictor":
+    def load(cls, path: str | os.PathLike, *, device=None, threads: int | None = None) -> "Predictor":
         """A Predictor from a model file: an ONNX export (``.onnx``, run by ONNX Runtime) or a checkpoint.
 
-        ``device`` applies to a checkpoint (PyTorch); an ONNX model runs on the CPU.
+        ``device`` applies to a checkpoint (PyTorch); an ONNX model runs on the CPU, on ``threads``
+        threads (default: ``machine.usable_cpus``).
         """
         if Path(path).suffix.lower() == ".onnx":
-            return cls.from_onnx(path)
+            return cls.from_onnx(path, threads=threads)
         return cls.from_checkpoint(path, device=device)
 
     @classmethod
