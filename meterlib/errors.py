@@ -8,6 +8,7 @@ inputs and raise these, inner functions trust what they are given.
 
 from __future__ import annotations
 
+import functools
 import os
 
 
@@ -30,6 +31,11 @@ class DataError(MeterlibError, ValueError):
         super().__init__(problem if path is None else f"{path}: {problem}")
         self.path = None if path is None else os.fspath(path)
         self.problem = problem
+
+    def __reduce__(self):
+        # Rebuilt through __init__, so that it crosses into a worker process and back whole, also where
+        # tblib (which Dask installs) pickles exceptions and would call ValueError.__new__ on it.
+        return functools.partial(type(self), path=self.path), (self.problem,)
 
 
 class UnreadableFile(DataError, OSError):

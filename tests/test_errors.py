@@ -101,4 +101,9 @@ def test_a_data_error_names_its_file_and_keeps_the_problem_apart():
     assert isinstance(error, errors.DataError) and isinstance(error, OSError)
     again = pickle.loads(pickle.dumps(error))  # as it crosses into a worker process and back
     assert (again.path, again.problem, str(again)) == ("/photos/big.jpg", "too large (over 50 MB)", str(error))
+    pickling_support = pytest.importorskip("tblib.pickling_support")  # Dask installs it: the error stays whole
+
+    reduced = pickling_support.pickle_exception(error)
+    again = reduced[0](*reduced[1])
+    assert type(again) is errors.UnreadableFile and (again.path, again.problem) == (error.path, error.problem)
     assert (str(errors.DataError("no photos")), errors.DataError("no photos").path) == ("no photos", None)

@@ -180,12 +180,13 @@ def test_predict_each_shows_its_progress_in_photos_when_asked(logits_calls, caps
 
 def test_load_picks_the_runtime_from_the_suffix(monkeypatch):
     opened = []
-    monkeypatch.setattr(serving.Predictor, "from_onnx", classmethod(lambda cls, path: opened.append(("onnx", path))))
+    monkeypatch.setattr(serving.Predictor, "from_onnx",
+                        classmethod(lambda cls, path, threads=None: opened.append(("onnx", path, threads))))
     monkeypatch.setattr(serving.Predictor, "from_checkpoint",
                         classmethod(lambda cls, path, device=None: opened.append(("checkpoint", path, device))))
-    serving.Predictor.load("model.ONNX")
+    serving.Predictor.load("model.ONNX", threads=3)
     serving.Predictor.load("model.onnx.pt", device="cpu")
-    assert opened == [("onnx", "model.ONNX"), ("checkpoint", "model.onnx.pt", "cpu")]
+    assert opened == [("onnx", "model.ONNX", 3), ("checkpoint", "model.onnx.pt", "cpu")]
 
 
 def test_with_calibration_keeps_the_tie_break_it_is_given():
